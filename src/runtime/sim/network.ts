@@ -1,0 +1,732 @@
+/**
+ * A simulated network of hosts over a SimEngine.
+ *
+ * Each host has a purely virtual IP address (10.0.0.1, 10.0.0.2, ... by
+ * default; nothing here ever touches a real socket) and exposes a Runtime
+ * (`host.runtime`) whose clock and timers are the engine's and whose random
+ * source is the host's own seeded stream, so driver code written against the
+ * runtime contract runs on it unchanged.
+ *
+ * Datagrams: a send is delivered to the destination socket after the link's
+ * latency, unless it is lost (per-link loss probability, drawn from the
+ * network's seeded PRNG) or nobody has that port bound when it arrives, in
+ * which cases it silently disappears.
+ *
+ * Streams: reliable, ordered byte streams, with retransmission abstracted
+ * away. A connect sends a SYN that takes one latency; if a listener is there
+ * the connection is accepted at once on the server side and the client's
+ * promise resolves when the SYN-ACK is back, one more latency later;
+ * otherwise the client is refused (ECONNREFUSED) after that round trip. A
+ * SYN to an address with no live host gets no answer (only the optional
+ * connect timeout ends the wait). Written bytes arrive after the latency, in
+ * order, never lost. `end` and `destroy` reach the other side after the
+ * latency like data; a side that gets the other's FIN ends its own side too
+ * and closes (Node's allowHalfOpen=false), so both sides' `onClose` run. Data
+ * that reaches an already closed side is answered with a reset, which closes
+ * the sender with ECONNRESET.
+ *
+ * `write` returns false once the bytes written but not yet delivered reach
+ * `streamHighWaterMark`; `onDrain` runs when they have all been delivered. So
+ * without a bandwidth model a stream moves at most one high-water mark per
+ * one-way latency, like a TCP window.
+ *
+ * Bandwidth is not modelled yet: every transfer goes through
+ * `SimNetwork.transitTime(from, to, bytes)`, the single place where a
+ * serialisation delay and link queues will be added.
+ *
+ * Everything is deterministic: the same seed and the same calls give the same
+ * event order and the same outputs.
+ */
+import type {
+  BindOptions,
+  ByteStream,
+  Clock,
+  DatagramSocket,
+  Endpoint,
+  Runtime,
+  StreamListener,
+  TimerHandle,
+  Timers,
+} from '../contract.js';
+import { SimEngine } from './engine.js';
+import { seededRandom, type Seed, type SeededRandom } from './prng.js';
+
+/** A per-link quantity: (sender, receiver) -> value. */
+export type LinkFunction = (from: SimHost, to: SimHost) => number;
+
+export interface SimNetworkOptions {
+  /** The engine to run on; a new one by default. */
+  engine?: SimEngine;
+  /** Seed of the network's PRNG (loss draws) and of every host's stream. Default 0. */
+  seed?: Seed;
+  /** One-way latency in ms: a constant (default 10) or a function of the link. */
+  latencyMs?: number | LinkFunction;
+  /** Probability in [0, 1] that a datagram is lost: a constant (default 0) or a function of the link. */
+  loss?: number | LinkFunction;
+  /** Bytes written but not yet delivered at which `write` starts returning false. Default 64 KiB. */
+  streamHighWaterMark?: number;
+  /** Larger datagrams are dropped at the sender. Default 65507 (the IPv4 UDP limit). */
+  maxDatagramSize?: number;
+}
+
+export interface AddHostOptions {
+  /** The host's address (any IPv4 or IPv6 literal); the next free 10.0.x.y by default. */
+  address?: string;
+  /** A label for traces; the address by default. */
+  name?: string;
+}
+
+export interface SimNetworkStats {
+  datagramsSent: number;
+  datagramsDelivered: number;
+  /** Dropped by the loss model. */
+  datagramsLost: number;
+  /** Addressed to no host, or to a host that was down when they arrived. */
+  datagramsUnroutable: number;
+  /** Arrived at a port nobody had bound. */
+  datagramsNoListener: number;
+  /** Bigger than maxDatagramSize. */
+  datagramsOversize: number;
+  streamsOpened: number;
+  connectionsRefused: number;
+  streamBytesDelivered: number;
+}
+
+/** An error with a Node-style `code` (ECONNREFUSED, ETIMEDOUT, EADDRINUSE, ...). */
+export class SimNetError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(`${code}: ${message}`);
+    this.name = 'SimNetError';
+    this.code = code;
+  }
+}
+
+const EPHEMERAL_FIRST = 49152;
+const EPHEMERAL_COUNT = 65536 - EPHEMERAL_FIRST;
+
+function checkProbability(p: number): number {
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`loss probability must be in [0, 1], got ${p}`);
+  return p;
+}
+
+function checkLatency(ms: number): number {
+  if (!(ms >= 0 && ms < Infinity)) throw new RangeError(`latency must be a finite number >= 0, got ${ms}`);
+  return ms;
+}
+
+export class SimNetwork {
+  readonly engine: SimEngine;
+  /** The network's own stream (loss draws). Hosts get forks of the root seed, not of this. */
+  readonly random: SeededRandom;
+  readonly stats: SimNetworkStats = {
+    datagramsSent: 0,
+    datagramsDelivered: 0,
+    datagramsLost: 0,
+    datagramsUnroutable: 0,
+    datagramsNoListener: 0,
+    datagramsOversize: 0,
+    streamsOpened: 0,
+    connectionsRefused: 0,
+    streamBytesDelivered: 0,
+  };
+  /** @internal */
+  readonly streamHighWaterMark: number;
+  /** @internal */
+  readonly maxDatagramSize: number;
+
+  private readonly root: SeededRandom;
+  private readonly latencyFn: LinkFunction;
+  private readonly lossFn: LinkFunction;
+  private readonly byAddress = new Map<string, SimHost>();
+  private readonly incarnations = new Map<string, number>();
+  private nextAuto = 1;
+
+  constructor(options: SimNetworkOptions = {}) {
+    this.engine = options.engine ?? new SimEngine();
+    this.root = seededRandom(options.seed ?? 0);
+    this.random = this.root.fork('network');
+    const latency = options.latencyMs ?? 10;
+    if (typeof latency === 'number') {
+      checkLatency(latency);
+      this.latencyFn = () => latency;
+    } else {
+      this.latencyFn = latency;
+    }
+    const loss = options.loss ?? 0;
+    if (typeof loss === 'number') {
+      checkProbability(loss);
+      this.lossFn = () => loss;
+    } else {
+      this.lossFn = loss;
+    }
+    this.streamHighWaterMark = options.streamHighWaterMark ?? 64 * 1024;
+    if (!(this.streamHighWaterMark > 0)) throw new RangeError('streamHighWaterMark must be > 0');
+    this.maxDatagramSize = options.maxDatagramSize ?? 65507;
+  }
+
+  /** The current simulated time. */
+  get now(): number {
+    return this.engine.now;
+  }
+
+  /** The live hosts, in the order they were added. */
+  get hosts(): SimHost[] {
+    return [...this.byAddress.values()];
+  }
+
+  /** Adds a host. Its random stream is forked from the root seed by its address (and incarnation). */
+  addHost(options: AddHostOptions = {}): SimHost {
+    const address = options.address ?? this.nextAutoAddress();
+    if (address.length === 0) throw new RangeError('host address must not be empty');
+    if (this.byAddress.has(address)) throw new SimNetError('EADDRINUSE', `a host with address ${address} exists`);
+    const incarnation = (this.incarnations.get(address) ?? 0) + 1;
+    this.incarnations.set(address, incarnation);
+    const label = incarnation === 1 ? `host:${address}` : `host:${address}#${incarnation}`;
+    const host = new SimHost(this, address, options.name ?? address, this.root.fork(label));
+    this.byAddress.set(address, host);
+    return host;
+  }
+
+  /** The live host with this address. */
+  host(address: string): SimHost | undefined {
+    return this.byAddress.get(address);
+  }
+
+  /** Crashes the host (see `SimHost.crash`) and frees its address. */
+  removeHost(host: SimHost): void {
+    host.crash();
+    if (this.byAddress.get(host.address) === host) this.byAddress.delete(host.address);
+  }
+
+  /** The one-way latency of a link, in ms. */
+  latency(from: SimHost, to: SimHost): number {
+    return checkLatency(this.latencyFn(from, to));
+  }
+
+  /** The loss probability of a link. */
+  lossProbability(from: SimHost, to: SimHost): number {
+    return checkProbability(this.lossFn(from, to));
+  }
+
+  /**
+   * How long `bytes` take from `from` to `to`. Today just the latency; the
+   * place where a bandwidth model (serialisation delay, queues) will go.
+   */
+  transitTime(from: SimHost, to: SimHost, _bytes: number): number {
+    return this.latency(from, to);
+  }
+
+  /** @internal Decides whether a datagram on this link is lost. */
+  drawLoss(from: SimHost, to: SimHost): boolean {
+    const p = this.lossProbability(from, to);
+    if (p <= 0) return false;
+    if (p >= 1) return true;
+    return this.random.float() < p;
+  }
+
+  private nextAutoAddress(): string {
+    for (;;) {
+      const n = this.nextAuto++;
+      const low = ((n - 1) % 254) + 1;
+      const rest = Math.floor((n - 1) / 254);
+      const mid = rest % 256;
+      const high = Math.floor(rest / 256);
+      if (high > 255) throw new RangeError('out of automatic host addresses');
+      const address = `10.${high}.${mid}.${low}`;
+      if (!this.byAddress.has(address) && !this.incarnations.has(address)) return address;
+    }
+  }
+}
+
+type PortOwner = SimDatagramSocket | SimListener | SimStreamEnd | 'connecting';
+
+/** A simulated machine. */
+export class SimHost {
+  readonly network: SimNetwork;
+  readonly address: string;
+  readonly name: string;
+  /** This host's own random stream (also `runtime.random`). */
+  readonly random: SeededRandom;
+  /** The runtime for code running on this host. */
+  readonly runtime: Runtime;
+
+  private up = true;
+  /** @internal */
+  readonly udpPorts = new Map<number, SimDatagramSocket>();
+  /** @internal Listeners and client-side stream ports. */
+  readonly tcpPorts = new Map<number, PortOwner>();
+  /** @internal Open stream ends on this host. */
+  readonly streams = new Set<SimStreamEnd>();
+  private udpCursor = 0;
+  private tcpCursor = 0;
+
+  constructor(network: SimNetwork, address: string, name: string, random: SeededRandom) {
+    this.network = network;
+    this.address = address;
+    this.name = name;
+    this.random = random;
+    this.runtime = new SimRuntime(this);
+  }
+
+  get alive(): boolean {
+    return this.up;
+  }
+
+  /**
+   * Crashes the host: its sockets and listeners vanish, its timers never fire,
+   * traffic to it is dropped, and the peers of its streams get a reset after
+   * the link latency. No callback of the host's runs any more.
+   */
+  crash(): void {
+    if (!this.up) return;
+    this.up = false;
+    for (const socket of this.udpPorts.values()) socket.closed = true;
+    this.udpPorts.clear();
+    for (const owner of this.tcpPorts.values()) if (owner instanceof SimListener) owner.closed = true;
+    this.tcpPorts.clear();
+    const streams = [...this.streams];
+    this.streams.clear();
+    for (const stream of streams) stream.crash();
+  }
+
+  /** @internal */
+  allocatePort(kind: 'udp' | 'tcp', requested: number | undefined): number {
+    const ports: Map<number, unknown> = kind === 'udp' ? this.udpPorts : this.tcpPorts;
+    if (requested !== undefined && requested !== 0) {
+      if (!Number.isInteger(requested) || requested < 1 || requested > 65535) {
+        throw new RangeError(`port must be an integer in [0, 65535], got ${requested}`);
+      }
+      if (ports.has(requested)) throw new SimNetError('EADDRINUSE', `${this.address}:${requested} is in use`);
+      return requested;
+    }
+    let cursor = kind === 'udp' ? this.udpCursor : this.tcpCursor;
+    for (let k = 0; k < EPHEMERAL_COUNT; k++) {
+      const port = EPHEMERAL_FIRST + cursor;
+      cursor = (cursor + 1) % EPHEMERAL_COUNT;
+      if (!ports.has(port)) {
+        if (kind === 'udp') this.udpCursor = cursor;
+        else this.tcpCursor = cursor;
+        return port;
+      }
+    }
+    throw new SimNetError('EADDRINUSE', `no free ${kind} port on ${this.address}`);
+  }
+
+  /** @internal */
+  checkBindHost(host: string | undefined): void {
+    if (host !== undefined && host !== this.address && host !== '0.0.0.0' && host !== '::') {
+      throw new SimNetError('EADDRNOTAVAIL', `${host} is not an address of host ${this.address}`);
+    }
+    if (!this.up) throw new SimNetError('EHOSTDOWN', `host ${this.address} is down`);
+  }
+
+  /** @internal A datagram reaches this host. */
+  deliverDatagram(from: Endpoint, port: number, data: Uint8Array): void {
+    const stats = this.network.stats;
+    if (!this.up) {
+      stats.datagramsUnroutable++;
+      return;
+    }
+    const socket = this.udpPorts.get(port);
+    if (socket === undefined || socket.closed) {
+      stats.datagramsNoListener++;
+      return;
+    }
+    stats.datagramsDelivered++;
+    socket.receive(from, data);
+  }
+}
+
+class SimRuntime implements Runtime {
+  readonly clock: Clock;
+  readonly timers: Timers;
+  readonly random: SeededRandom;
+  private readonly host: SimHost;
+
+  constructor(host: SimHost) {
+    this.host = host;
+    const engine = host.network.engine;
+    this.clock = engine.clock;
+    this.random = host.random;
+    this.timers = {
+      at: (at: number, fn: () => void): TimerHandle =>
+        engine.schedule(at, () => {
+          if (host.alive) fn();
+        }),
+    };
+  }
+
+  bindDatagram(options: BindOptions = {}): Promise<DatagramSocket> {
+    try {
+      const host = this.host;
+      host.checkBindHost(options.host);
+      const port = host.allocatePort('udp', options.port);
+      const socket = new SimDatagramSocket(host, { host: host.address, port });
+      host.udpPorts.set(port, socket);
+      return Promise.resolve(socket);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+  }
+
+  listenStream(options: BindOptions, onConnection: (stream: ByteStream) => void): Promise<StreamListener> {
+    try {
+      const host = this.host;
+      host.checkBindHost(options.host);
+      const port = host.allocatePort('tcp', options.port);
+      const listener = new SimListener(host, { host: host.address, port }, onConnection);
+      host.tcpPorts.set(port, listener);
+      return Promise.resolve(listener);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+  }
+
+  connectStream(to: Endpoint, options: { timeoutMs?: number } = {}): Promise<ByteStream> {
+    const src = this.host;
+    const network = src.network;
+    const engine = network.engine;
+    let port: number;
+    try {
+      if (!src.alive) throw new SimNetError('EHOSTDOWN', `host ${src.address} is down`);
+      port = src.allocatePort('tcp', undefined);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    src.tcpPorts.set(port, 'connecting');
+    const local: Endpoint = { host: src.address, port };
+    return new Promise<ByteStream>((resolve, reject) => {
+      let settled = false;
+      let timer: TimerHandle | undefined;
+      const fail = (error: Error): void => {
+        settled = true;
+        timer?.cancel();
+        if (src.tcpPorts.get(port) === 'connecting') src.tcpPorts.delete(port);
+        if (src.alive) reject(error);
+      };
+      if (options.timeoutMs !== undefined) {
+        timer = engine.after(checkLatency(options.timeoutMs), () => {
+          if (!settled) fail(new SimNetError('ETIMEDOUT', `connect to ${to.host}:${to.port} timed out`));
+        });
+      }
+      const dest = network.host(to.host);
+      if (dest === undefined) return; // no such host: the SYN goes nowhere
+      engine.after(network.transitTime(src, dest, 0), () => {
+        // The SYN arrives at `dest`.
+        if (!dest.alive || settled) return;
+        const listener = dest.tcpPorts.get(to.port);
+        if (!(listener instanceof SimListener) || listener.closed) {
+          network.stats.connectionsRefused++;
+          engine.after(network.transitTime(dest, src, 0), () => {
+            if (!settled) fail(new SimNetError('ECONNREFUSED', `connection to ${to.host}:${to.port} refused`));
+          });
+          return;
+        }
+        const server = new SimStreamEnd(dest, { host: dest.address, port: to.port }, local, false);
+        const client = new SimStreamEnd(src, local, server.local, true);
+        server.peer = client;
+        client.peer = server;
+        src.tcpPorts.set(port, client);
+        src.streams.add(client);
+        dest.streams.add(server);
+        network.stats.streamsOpened++;
+        engine.after(network.transitTime(dest, src, 0), () => {
+          // The SYN-ACK arrives back at `src`.
+          if (!src.alive || client.closed) return;
+          if (settled) {
+            client.abort(); // we gave up meanwhile
+            return;
+          }
+          settled = true;
+          timer?.cancel();
+          resolve(client);
+        });
+        listener.onConnection(server);
+      });
+    });
+  }
+}
+
+class SimDatagramSocket implements DatagramSocket {
+  readonly local: Endpoint;
+  /** @internal */
+  closed = false;
+  private readonly host: SimHost;
+  private readonly handlers: ((from: Endpoint, data: Uint8Array) => void)[] = [];
+
+  constructor(host: SimHost, local: Endpoint) {
+    this.host = host;
+    this.local = local;
+  }
+
+  send(to: Endpoint, data: Uint8Array): void {
+    const host = this.host;
+    if (this.closed || !host.alive) return;
+    const network = host.network;
+    const stats = network.stats;
+    stats.datagramsSent++;
+    if (data.length > network.maxDatagramSize) {
+      stats.datagramsOversize++;
+      return;
+    }
+    const dest = network.host(to.host);
+    if (dest === undefined) {
+      stats.datagramsUnroutable++;
+      return;
+    }
+    if (network.drawLoss(host, dest)) {
+      stats.datagramsLost++;
+      return;
+    }
+    const copy = new Uint8Array(data);
+    const from = this.local;
+    const port = to.port;
+    network.engine.after(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
+  }
+
+  onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
+    this.handlers.push(fn);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.host.udpPorts.get(this.local.port) === this) this.host.udpPorts.delete(this.local.port);
+  }
+
+  /** @internal */
+  receive(from: Endpoint, data: Uint8Array): void {
+    for (const fn of this.handlers) {
+      if (this.closed) return;
+      fn(from, data);
+    }
+  }
+}
+
+class SimListener implements StreamListener {
+  readonly local: Endpoint;
+  /** @internal */
+  closed = false;
+  /** @internal */
+  readonly onConnection: (stream: ByteStream) => void;
+  private readonly host: SimHost;
+
+  constructor(host: SimHost, local: Endpoint, onConnection: (stream: ByteStream) => void) {
+    this.host = host;
+    this.local = local;
+    this.onConnection = onConnection;
+  }
+
+  /** Stops accepting; streams already accepted stay open. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.host.tcpPorts.get(this.local.port) === this) this.host.tcpPorts.delete(this.local.port);
+  }
+}
+
+/** One side of a simulated stream. */
+class SimStreamEnd implements ByteStream {
+  readonly local: Endpoint;
+  readonly remote: Endpoint;
+  /** @internal */
+  peer: SimStreamEnd | undefined;
+  /** @internal */
+  closed = false;
+
+  private readonly host: SimHost;
+  private readonly ownsPort: boolean;
+  private readonly dataHandlers: ((data: Uint8Array) => void)[] = [];
+  private readonly drainHandlers: (() => void)[] = [];
+  private readonly closeHandlers: ((error?: Error) => void)[] = [];
+  private closeError: Error | undefined;
+  /** Received chunks waiting for a data handler (or for a scheduled flush). */
+  private inbox: Uint8Array[] = [];
+  private flushScheduled = false;
+  private finReceived = false;
+  private readEnded = false;
+  private writeEnded = false;
+  /** Bytes written by this side and not yet delivered. */
+  private outstanding = 0;
+  private needDrain = false;
+  /** Arrival time of the last segment sent by this side, to keep the direction ordered. */
+  private lastArrival = -Infinity;
+
+  constructor(host: SimHost, local: Endpoint, remote: Endpoint, ownsPort: boolean) {
+    this.host = host;
+    this.local = local;
+    this.remote = remote;
+    this.ownsPort = ownsPort;
+  }
+
+  write(data: Uint8Array): boolean {
+    if (this.closed || this.writeEnded || !this.host.alive) return false;
+    const hwm = this.host.network.streamHighWaterMark;
+    if (data.length === 0) return this.outstanding < hwm;
+    const chunk = new Uint8Array(data);
+    this.outstanding += chunk.length;
+    this.sendSegment(chunk.length, (peer) => peer.receiveData(this, chunk));
+    if (this.outstanding >= hwm) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  onData(fn: (data: Uint8Array) => void): void {
+    this.dataHandlers.push(fn);
+    if (this.inbox.length > 0) this.scheduleFlush();
+  }
+
+  onDrain(fn: () => void): void {
+    this.drainHandlers.push(fn);
+  }
+
+  onClose(fn: (error?: Error) => void): void {
+    if (this.closed) {
+      const error = this.closeError;
+      const host = this.host;
+      host.network.engine.after(0, () => {
+        if (host.alive) fn(error);
+      });
+      return;
+    }
+    this.closeHandlers.push(fn);
+  }
+
+  end(): void {
+    if (this.closed || this.writeEnded) return;
+    this.writeEnded = true;
+    this.sendSegment(0, (peer) => peer.receiveFin());
+    if (this.readEnded) this.closeLocal(undefined);
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.inbox = [];
+    if (!this.writeEnded) {
+      this.writeEnded = true;
+      this.sendSegment(0, (peer) => peer.receiveFin());
+    }
+    this.closeLocal(undefined);
+  }
+
+  /** @internal Closes without callbacks and without FIN, resetting the peer (a timed-out connect). */
+  abort(): void {
+    if (this.closed) return;
+    this.sendSegment(0, (peer) => peer.receiveReset());
+    this.closed = true;
+    this.release();
+  }
+
+  /** @internal The host crashed: vanish silently and reset the peer. */
+  crash(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.inbox = [];
+    const peer = this.peer;
+    if (peer !== undefined && !peer.closed) {
+      const network = this.host.network;
+      network.engine.after(network.transitTime(this.host, peer.host, 0), () => peer.receiveReset());
+    }
+  }
+
+  private sendSegment(bytes: number, arrive: (peer: SimStreamEnd) => void): void {
+    const peer = this.peer;
+    if (peer === undefined) return;
+    const network = this.host.network;
+    const engine = network.engine;
+    const at = Math.max(engine.now + network.transitTime(this.host, peer.host, bytes), this.lastArrival);
+    this.lastArrival = at;
+    engine.schedule(at, () => arrive(peer));
+  }
+
+  private receiveData(sender: SimStreamEnd, chunk: Uint8Array): void {
+    sender.delivered(chunk.length);
+    if (!this.host.alive) return;
+    if (this.closed) {
+      if (!sender.closed) this.sendSegment(0, (peer) => peer.receiveReset());
+      return;
+    }
+    this.host.network.stats.streamBytesDelivered += chunk.length;
+    if (this.dataHandlers.length > 0 && this.inbox.length === 0) {
+      this.emitData(chunk);
+    } else {
+      this.inbox.push(chunk);
+    }
+  }
+
+  private receiveFin(): void {
+    if (this.closed || !this.host.alive) return;
+    this.finReceived = true;
+    if (this.inbox.length === 0) this.finishRead();
+  }
+
+  private receiveReset(): void {
+    if (this.closed || !this.host.alive) return;
+    this.inbox = [];
+    this.writeEnded = true;
+    const error = new SimNetError('ECONNRESET', `connection ${this.local.host}:${this.local.port} reset by peer`);
+    this.closeLocal(error);
+  }
+
+  /** The sender side's bookkeeping when `bytes` of its data have arrived. */
+  private delivered(bytes: number): void {
+    this.outstanding -= bytes;
+    if (this.needDrain && this.outstanding === 0 && !this.closed && this.host.alive) {
+      this.needDrain = false;
+      for (const fn of this.drainHandlers) {
+        if (this.closed) return;
+        fn();
+      }
+    }
+  }
+
+  private finishRead(): void {
+    if (this.readEnded) return;
+    this.readEnded = true;
+    if (!this.writeEnded) {
+      // allowHalfOpen=false: the peer finished, so finish too.
+      this.writeEnded = true;
+      this.sendSegment(0, (peer) => peer.receiveFin());
+    }
+    this.closeLocal(undefined);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.host.network.engine.after(0, () => {
+      this.flushScheduled = false;
+      if (this.closed || !this.host.alive) return;
+      while (this.inbox.length > 0 && this.dataHandlers.length > 0) {
+        const chunk = this.inbox.shift()!;
+        this.emitData(chunk);
+        if (this.closed) return;
+      }
+      if (this.finReceived && this.inbox.length === 0) this.finishRead();
+    });
+  }
+
+  private emitData(chunk: Uint8Array): void {
+    for (const fn of this.dataHandlers) {
+      if (this.closed) return;
+      fn(chunk);
+    }
+  }
+
+  private closeLocal(error: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = error;
+    this.release();
+    for (const fn of this.closeHandlers) fn(error);
+    this.closeHandlers.length = 0;
+  }
+
+  private release(): void {
+    this.host.streams.delete(this);
+    if (this.ownsPort && this.host.tcpPorts.get(this.local.port) === this) this.host.tcpPorts.delete(this.local.port);
+  }
+}
