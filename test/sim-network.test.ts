@@ -396,3 +396,40 @@ test('determinism: same seed, identical network trace; different seed, different
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
 });
+
+test('streams: a paused reader pushes back on the writer until it resumes', async () => {
+  const hwm = 8 * 1024;
+  const net = new SimNetwork({ latencyMs: 5, streamHighWaterMark: hwm });
+  const s = net.addHost();
+  const c = net.addHost();
+  let serverSide: ByteStream | undefined;
+  let received = 0;
+  await s.runtime.listenStream({ port: 9 }, (stream) => {
+    serverSide = stream;
+    stream.pause();
+    stream.onData((d) => (received += d.length));
+  });
+  const p = c.runtime.connectStream({ host: s.address, port: 9 });
+  net.engine.runUntilIdle();
+  const stream = await p;
+  let drains = 0;
+  stream.onDrain(() => drains++);
+  let written = 0;
+  while (stream.write(new Uint8Array(1000))) written += 1000;
+  written += 1000;
+  assert.ok(written >= hwm && written < hwm + 1000);
+  net.engine.runUntilIdle();
+  assert.equal(received, 0); // paused: everything waits at the reader
+  assert.equal(drains, 0); // and the writer is not told to go on
+  serverSide!.resume();
+  net.engine.runUntilIdle();
+  assert.equal(received, written);
+  assert.equal(drains, 1);
+  serverSide!.pause();
+  stream.write(new Uint8Array(10));
+  net.engine.runUntilIdle();
+  assert.equal(received, written);
+  serverSide!.resume();
+  net.engine.runUntilIdle();
+  assert.equal(received, written + 10);
+});

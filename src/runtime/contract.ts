@@ -66,7 +66,13 @@ export interface Random {
 /** A bound UDP socket. */
 export interface DatagramSocket {
   readonly local: Endpoint;
+  /**
+   * Sends one datagram, best effort: it may be lost, and errors only lose it.
+   * The runtime may read `data` after returning, so do not modify it
+   * afterwards. A no-op once the socket is closed.
+   */
   send(to: Endpoint, data: Uint8Array): void;
+  /** Adds a handler for received datagrams (each handler gets every one). */
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void;
   close(): void;
 }
@@ -79,9 +85,22 @@ export interface ByteStream {
   readonly local: Endpoint;
   readonly remote: Endpoint;
   write(data: Uint8Array): boolean;
+  /** Adds a data handler. Bytes that arrive before the first one is added wait for it. */
   onData(fn: (data: Uint8Array) => void): void;
   onDrain(fn: () => void): void;
-  /** Called once, when the stream is closed by either side or fails. */
+  /**
+   * Stops handing received data to `onData` handlers until `resume()`. The
+   * bytes wait in the stream; once its buffers fill, the sender's `write`
+   * returns false. This is how a slow reader pushes back.
+   */
+  pause(): void;
+  /** Resumes delivery after `pause()`. */
+  resume(): void;
+  /**
+   * Called once, when the stream is closed by either side or fails (with the
+   * error, if any). A handler added after the close is still called, once,
+   * asynchronously.
+   */
   onClose(fn: (error?: Error) => void): void;
   /** Half-close after pending writes are flushed. */
   end(): void;

@@ -25,10 +25,11 @@
  * that reaches an already closed side is answered with a reset, which closes
  * the sender with ECONNRESET.
  *
- * `write` returns false once the bytes written but not yet delivered reach
- * `streamHighWaterMark`; `onDrain` runs when they have all been delivered. So
- * without a bandwidth model a stream moves at most one high-water mark per
- * one-way latency, like a TCP window.
+ * `write` returns false once the bytes written but not yet consumed by the
+ * reader (handed to its `onData` handlers) reach `streamHighWaterMark`;
+ * `onDrain` runs when they have all been consumed. Like a TCP window, this
+ * bounds a stream to one high-water mark per one-way latency, and a reader
+ * that is paused (or has no data handler yet) pushes back on the writer.
  *
  * Bandwidth is not modelled yet: every transfer goes through
  * `SimNetwork.transitTime(from, to, bytes)`, the single place where a
@@ -63,7 +64,7 @@ export interface SimNetworkOptions {
   latencyMs?: number | LinkFunction;
   /** Probability in [0, 1] that a datagram is lost: a constant (default 0) or a function of the link. */
   loss?: number | LinkFunction;
-  /** Bytes written but not yet delivered at which `write` starts returning false. Default 64 KiB. */
+  /** Bytes written but not yet consumed by the reader at which `write` starts returning false. Default 64 KiB. */
   streamHighWaterMark?: number;
   /** Larger datagrams are dropped at the sender. Default 65507 (the IPv4 UDP limit). */
   maxDatagramSize?: number;
@@ -89,6 +90,7 @@ export interface SimNetworkStats {
   datagramsOversize: number;
   streamsOpened: number;
   connectionsRefused: number;
+  /** Stream bytes that reached the receiving host (consumed or waiting). */
   streamBytesDelivered: number;
 }
 
@@ -544,10 +546,11 @@ class SimStreamEnd implements ByteStream {
   /** Received chunks waiting for a data handler (or for a scheduled flush). */
   private inbox: Uint8Array[] = [];
   private flushScheduled = false;
+  private paused = false;
   private finReceived = false;
   private readEnded = false;
   private writeEnded = false;
-  /** Bytes written by this side and not yet delivered. */
+  /** Bytes written by this side and not yet consumed by the peer's reader. */
   private outstanding = 0;
   private needDrain = false;
   /** Arrival time of the last segment sent by this side, to keep the direction ordered. */
@@ -583,6 +586,16 @@ class SimStreamEnd implements ByteStream {
     this.drainHandlers.push(fn);
   }
 
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.inbox.length > 0 && this.dataHandlers.length > 0) this.scheduleFlush();
+  }
+
   onClose(fn: (error?: Error) => void): void {
     if (this.closed) {
       const error = this.closeError;
@@ -604,7 +617,7 @@ class SimStreamEnd implements ByteStream {
 
   destroy(): void {
     if (this.closed) return;
-    this.inbox = [];
+    this.discardInbox();
     if (!this.writeEnded) {
       this.writeEnded = true;
       this.sendSegment(0, (peer) => peer.receiveFin());
@@ -624,7 +637,7 @@ class SimStreamEnd implements ByteStream {
   crash(): void {
     if (this.closed) return;
     this.closed = true;
-    this.inbox = [];
+    this.discardInbox();
     const peer = this.peer;
     if (peer !== undefined && !peer.closed) {
       const network = this.host.network;
@@ -643,14 +656,13 @@ class SimStreamEnd implements ByteStream {
   }
 
   private receiveData(sender: SimStreamEnd, chunk: Uint8Array): void {
-    sender.delivered(chunk.length);
-    if (!this.host.alive) return;
-    if (this.closed) {
-      if (!sender.closed) this.sendSegment(0, (peer) => peer.receiveReset());
+    if (this.closed || !this.host.alive) {
+      sender.consumed(chunk.length);
+      if (this.host.alive && !sender.closed) this.sendSegment(0, (peer) => peer.receiveReset());
       return;
     }
     this.host.network.stats.streamBytesDelivered += chunk.length;
-    if (this.dataHandlers.length > 0 && this.inbox.length === 0) {
+    if (this.dataHandlers.length > 0 && this.inbox.length === 0 && !this.paused) {
       this.emitData(chunk);
     } else {
       this.inbox.push(chunk);
@@ -665,14 +677,14 @@ class SimStreamEnd implements ByteStream {
 
   private receiveReset(): void {
     if (this.closed || !this.host.alive) return;
-    this.inbox = [];
+    this.discardInbox();
     this.writeEnded = true;
     const error = new SimNetError('ECONNRESET', `connection ${this.local.host}:${this.local.port} reset by peer`);
     this.closeLocal(error);
   }
 
-  /** The sender side's bookkeeping when `bytes` of its data have arrived. */
-  private delivered(bytes: number): void {
+  /** The writer's bookkeeping when `bytes` of its data have been consumed (or dropped) by the reader. */
+  private consumed(bytes: number): void {
     this.outstanding -= bytes;
     if (this.needDrain && this.outstanding === 0 && !this.closed && this.host.alive) {
       this.needDrain = false;
@@ -700,7 +712,7 @@ class SimStreamEnd implements ByteStream {
     this.host.network.engine.after(0, () => {
       this.flushScheduled = false;
       if (this.closed || !this.host.alive) return;
-      while (this.inbox.length > 0 && this.dataHandlers.length > 0) {
+      while (this.inbox.length > 0 && this.dataHandlers.length > 0 && !this.paused) {
         const chunk = this.inbox.shift()!;
         this.emitData(chunk);
         if (this.closed) return;
@@ -709,11 +721,20 @@ class SimStreamEnd implements ByteStream {
     });
   }
 
+  /** Hands a chunk to the data handlers; it then no longer counts against the writer. */
   private emitData(chunk: Uint8Array): void {
+    this.peer?.consumed(chunk.length);
     for (const fn of this.dataHandlers) {
       if (this.closed) return;
       fn(chunk);
     }
+  }
+
+  private discardInbox(): void {
+    let bytes = 0;
+    for (const chunk of this.inbox) bytes += chunk.length;
+    this.inbox = [];
+    if (bytes > 0) this.peer?.consumed(bytes);
   }
 
   private closeLocal(error: Error | undefined): void {
