@@ -561,7 +561,7 @@ function dictPeers(list: BencodeValue[], out: TrackerPeer[], maxPeers: number): 
     // BEP 3 allows a DNS name here; an Endpoint is a literal address, so such peers are skipped.
     const ip = ipv.length <= 45 ? parseIp(ipv.toString('latin1')) : undefined;
     if (!ip) continue;
-    const peer: TrackerPeer = pid === undefined ? { host: formatIp(ip), port } : { host: formatIp(ip), port, peerId: pid as Buffer };
+    const peer: TrackerPeer = pid === undefined ? { host: formatIp(ip), port } : { host: formatIp(ip), port, peerId: pid };
     out.push(peer);
   }
 }
@@ -594,7 +594,7 @@ export function decodeAnnounceResponse(bytes: Uint8Array, limits: ResponseLimits
   let externalIp: string | undefined;
   if (ext !== undefined) {
     if (!isBytes(ext) || (ext.length !== 4 && ext.length !== 16)) fail('BAD_FIELD', '"external ip" is not 4 or 16 bytes');
-    externalIp = formatIp(ext as Buffer);
+    externalIp = formatIp(ext);
   }
 
   const peers: TrackerPeer[] = [];
@@ -612,7 +612,7 @@ export function decodeAnnounceResponse(bytes: Uint8Array, limits: ResponseLimits
   const p6 = d.get('peers6');
   if (p6 !== undefined) {
     if (!isBytes(p6)) fail('BAD_PEERS', '"peers6" is not a string');
-    const more = compactPeers(p6 as Buffer, 6, 'peers6');
+    const more = compactPeers(p6, 6, 'peers6');
     if (peers.length + more.length > maxPeers) fail('TOO_MANY_PEERS', `more than ${maxPeers} peers`);
     peers.push(...more);
   }
@@ -621,7 +621,7 @@ export function decodeAnnounceResponse(bytes: Uint8Array, limits: ResponseLimits
     peers,
     ...(warningMessage !== undefined ? { warningMessage } : {}),
     ...(minInterval !== undefined ? { minInterval } : {}),
-    ...(tid !== undefined ? { trackerId: tid as Buffer } : {}),
+    ...(tid !== undefined ? { trackerId: tid } : {}),
     ...(complete !== undefined ? { complete } : {}),
     ...(incomplete !== undefined ? { incomplete } : {}),
     ...(externalIp !== undefined ? { externalIp } : {}),
@@ -676,7 +676,7 @@ export function encodeAnnounceResponse(reply: AnnounceReply, options: EncodeAnno
   if (reply.externalIp !== undefined) {
     const ip = parseIp(reply.externalIp);
     if (!ip) fail('BAD_FIELD', 'external ip is not an IP address');
-    d.set('external ip', ip as Uint8Array);
+    d.set('external ip', ip);
   }
   if (options.compact ?? true) {
     const v4: Endpoint[] = [];
@@ -746,12 +746,11 @@ export function decodeScrapeResponse(bytes: Uint8Array, limits: ResponseLimits &
   for (const [key, stats] of [...filesV].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
     if (key.length !== 20) fail('BAD_INFO_HASH', 'a "files" key is not a 20-byte info hash');
     if (!isDict(stats)) fail('BAD_FIELD', 'a "files" entry is not a dictionary');
-    const s = stats as BencodeDict;
     files.push({
       infoHash: Buffer.from(key, 'latin1'),
-      complete: getCount(s, 'complete') ?? 0,
-      downloaded: getCount(s, 'downloaded') ?? 0,
-      incomplete: getCount(s, 'incomplete') ?? 0,
+      complete: getCount(stats, 'complete') ?? 0,
+      downloaded: getCount(stats, 'downloaded') ?? 0,
+      incomplete: getCount(stats, 'incomplete') ?? 0,
     });
   }
   return { files };
