@@ -165,7 +165,7 @@ function onlyCodecErrors(input: Uint8Array): void {
   try {
     decode(input, { maxDepth: 16 });
   } catch (e) {
-    if (!(e instanceof CodecError)) throw new Error(`non-codec error for ${Buffer.from(input).toString('hex')}: ${String(e)}`);
+    if (!(e instanceof CodecError)) throw new Error(`non-codec error for ${Buffer.from(input).toString('hex')}: ${String(e)}`, { cause: e });
   }
 }
 
