@@ -406,8 +406,17 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     return { ip, ip16, family, rateKey };
   }
 
-  private admit(now: number, a: Addr): boolean {
+  private admitAddr(now: number, a: Addr): boolean {
     return this.limiter === undefined || this.limiter.allow(now, a.rateKey);
+  }
+
+  /** Takes a rate-limit token for `host`, for requests the core does not answer itself (such as /stats). */
+  admit(now: number, host: string): boolean {
+    const a = this.addr(host);
+    if (a === undefined) return false;
+    if (this.admitAddr(now, a)) return true;
+    this.failures['rate-limited']++;
+    return false;
   }
 
   // ------------------------------------------------------------ announce (protocol-neutral)
@@ -555,7 +564,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     if (route === undefined) return reply(Buffer.from('not found\n'), 404);
     const a = this.addr(remote.host);
     if (a === undefined) return reply(encodeFailure('bad source address'));
-    if (!this.admit(now, a)) {
+    if (!this.admitAddr(now, a)) {
       this.failures['rate-limited']++;
       return reply(encodeFailure('rate limit exceeded, slow down', 1));
     }
@@ -691,7 +700,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
       this.droppedMalformed++;
       return;
     }
-    if (!this.admit(now, a)) {
+    if (!this.admitAddr(now, a)) {
       this.droppedRateLimited++;
       return;
     }

@@ -1,0 +1,74 @@
+/**
+ * The tracker's statistics as JSON (`/stats`) and in the Prometheus text
+ * exposition format 0.0.4 (`/metrics`). Names follow Prometheus practice:
+ * the `peerkit_tracker_` prefix, base units, `_total` on counters, one
+ * metric per meaning with labels for the dimensions.
+ */
+import type { FailureKind, TrackerStats } from '../core/tracker/tracker-core.js';
+
+/** What the servers add to the core's figures. */
+export interface ServerStats {
+  readonly httpRequests: number;
+  /** Requests or datagrams that hit an unexpected error (answered 500 or dropped). */
+  readonly internalErrors: number;
+  readonly residentMemoryBytes: number;
+  readonly uptimeSeconds: number;
+}
+
+export type FullStats = TrackerStats & ServerStats;
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+const label = (v: string): string => v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
+
+function metric(out: string[], name: string, type: 'counter' | 'gauge', help: string, samples: readonly (readonly [Record<string, string> | undefined, number])[]): void {
+  out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  for (const [labels, value] of samples) {
+    const l = labels === undefined ? '' : `{${Object.entries(labels).map(([k, v]) => `${k}="${label(v)}"`).join(',')}}`;
+    out.push(`${name}${l} ${Number.isFinite(value) ? value : 0}`);
+  }
+}
+
+const FAILURE_KINDS: readonly FailureKind[] = ['bad-request', 'unregistered-torrent', 'bad-passkey', 'tracker-full', 'peer-id-in-use', 'rate-limited', 'full-scrape'];
+
+export function prometheusText(s: FullStats): string {
+  const out: string[] = [];
+  metric(out, 'peerkit_tracker_torrents', 'gauge', 'Torrents in the swarm registry.', [[undefined, s.torrents]]);
+  metric(out, 'peerkit_tracker_seeders', 'gauge', 'Peers that have the whole torrent.', [[undefined, s.seeders]]);
+  metric(out, 'peerkit_tracker_leechers', 'gauge', 'Peers still downloading.', [[undefined, s.leechers]]);
+  metric(out, 'peerkit_tracker_users', 'gauge', 'Registered users (private mode).', [[undefined, s.users]]);
+  metric(out, 'peerkit_tracker_announces_total', 'counter', 'Announce requests parsed, by protocol.', [
+    [{ protocol: 'http' }, s.announces.http],
+    [{ protocol: 'udp' }, s.announces.udp],
+  ]);
+  metric(out, 'peerkit_tracker_announces_per_second', 'gauge', 'Announces per second, averaged over the last 10 seconds.', [[undefined, s.announcesPerSecond]]);
+  metric(out, 'peerkit_tracker_scrapes_total', 'counter', 'Scrape requests parsed, by protocol.', [
+    [{ protocol: 'http' }, s.scrapes.http],
+    [{ protocol: 'udp' }, s.scrapes.udp],
+  ]);
+  metric(out, 'peerkit_tracker_udp_connects_total', 'counter', 'BEP 15 connect requests answered.', [[undefined, s.udpConnects]]);
+  metric(
+    out,
+    'peerkit_tracker_errors_total',
+    'counter',
+    'Failure responses sent (HTTP failure reason or UDP error), by kind.',
+    FAILURE_KINDS.map((k) => [{ kind: k.replace(/-/g, '_') }, s.failures[k]] as const),
+  );
+  metric(out, 'peerkit_tracker_dropped_datagrams_total', 'counter', 'UDP datagrams dropped without a reply, by reason.', [
+    [{ reason: 'malformed' }, s.dropped.malformed],
+    [{ reason: 'forged_connection_id' }, s.dropped.forgedConnectionId],
+    [{ reason: 'rate_limited' }, s.dropped.rateLimited],
+  ]);
+  metric(out, 'peerkit_tracker_peers_refused_total', 'counter', 'Peers answered but not stored because a cap was reached.', [[undefined, s.peersRefused]]);
+  metric(out, 'peerkit_tracker_peers_expired_total', 'counter', 'Peers removed after missing their announces.', [[undefined, s.peersExpired]]);
+  metric(out, 'peerkit_tracker_http_requests_total', 'counter', 'HTTP requests received.', [[undefined, s.httpRequests]]);
+  metric(out, 'peerkit_tracker_internal_errors_total', 'counter', 'Requests that failed inside the tracker (HTTP 500 or dropped).', [[undefined, s.internalErrors]]);
+  metric(out, 'peerkit_tracker_peer_memory_bytes', 'gauge', 'Bytes allocated for peer records.', [[undefined, s.peerMemoryBytes]]);
+  metric(out, 'peerkit_tracker_resident_memory_bytes', 'gauge', 'Resident set size of the tracker process.', [[undefined, s.residentMemoryBytes]]);
+  metric(out, 'peerkit_tracker_uptime_seconds', 'gauge', 'Seconds since the tracker started.', [[undefined, s.uptimeSeconds]]);
+  return `${out.join('\n')}\n`;
+}
+
+export function statsJson(s: FullStats): string {
+  return `${JSON.stringify(s, null, 2)}\n`;
+}
