@@ -44,3 +44,4 @@ export { FileStorage, StorageError } from './storage/file-storage.js';
 export { IncrementalPieceHasher } from './storage/piece-hasher.js';
 export { saveResume, loadResume, planResume, resumePath } from './storage/resume.js';
 export type { ResumeRecord, ResumePlan } from './storage/resume.js';
+export { startTracker, type StartTrackerOptions, type TrackerHandle } from './tracker/index.js';

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { CodecError } from '../codec/errors.js';
 import { registerCreate } from './commands/create.js';
 import { registerInfo } from './commands/info.js';
+import { registerTracker } from './commands/tracker.js';
 import { UsageError } from './format.js';
 
 export interface CliIo {
@@ -49,6 +50,7 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
     });
   registerCreate(program, io);
   registerInfo(program, io);
+  registerTracker(program, io);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
