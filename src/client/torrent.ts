@@ -1,0 +1,485 @@
+/**
+ * A torrent in the client: the driver of one TorrentCore on a Runtime. It
+ * owns the peer connections, the files (FileStorage), hashing of completed
+ * pieces, resume data and the tracker announcer; every protocol decision is
+ * the core's. Keep it thin: what can be decided without I/O belongs in
+ * src/core/torrent.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Metainfo } from '../codec/metainfo.js';
+import { parseInfoDictionary, withTrackers } from '../codec/metainfo.js';
+import { TorrentCore, type PeerHandle, type PeerSnapshot, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
+import type { TokenBucket } from '../core/torrent/token-bucket.js';
+import type { ByteStream, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
+import { FileStorage } from '../storage/file-storage.js';
+import { IncrementalPieceHasher } from '../storage/piece-hasher.js';
+import { loadResume, planResume, resumePath, saveResume } from '../storage/resume.js';
+import { TrackerAnnouncer, type HttpGet, type TrackerStatus } from './tracker-announcer.js';
+import { TypedEmitter } from './typed-emitter.js';
+
+export interface TorrentOptions {
+  /** Folder the torrent's files are written to (or seeded from). */
+  readonly dir: string;
+  /** Keep seeding after the download completes. Default true. */
+  readonly seed?: boolean;
+  /** Download pieces in order (for streaming). */
+  readonly sequential?: boolean;
+  /** Ignore resume data and hash everything on disk. */
+  readonly recheck?: boolean;
+  readonly maxPeers?: number;
+  /** Peers to connect to directly, besides the trackers'. */
+  readonly peers?: readonly Endpoint[];
+  /** Extra tracker tiers. */
+  readonly trackers?: readonly (readonly string[])[];
+  /** Peer exchange (BEP 11); never used for private torrents. Default true. */
+  readonly pex?: boolean;
+  /** Tracker timing (ms), for tests. */
+  readonly trackerMinIntervalMs?: number;
+  readonly httpGet?: HttpGet;
+}
+
+export interface TorrentEvents {
+  /** The info dictionary arrived from peers (magnet links). */
+  metadata: (metainfo: Metainfo) => void;
+  /** Existing data was checked and the torrent is running. */
+  ready: (verifiedPieces: number) => void;
+  checking: (done: number, total: number) => void;
+  piece: (index: number) => void;
+  'piece-failed': (index: number, peers: readonly Endpoint[]) => void;
+  complete: () => void;
+  peer: (endpoint: Endpoint, client: string) => void;
+  banned: (endpoint: Endpoint, reason: string) => void;
+  warning: (message: string) => void;
+  error: (error: Error) => void;
+}
+
+/** What the client shares with its torrents. */
+export interface TorrentHost {
+  readonly runtime: Runtime;
+  readonly peerId: Buffer;
+  readonly port: number;
+  readonly clientName: string;
+  readonly uploadLimiter: TokenBucket;
+  readonly downloadLimiter: TokenBucket;
+  nextHandle(): PeerHandle;
+  /** Whether the global connection limit leaves room for one more. */
+  reserveConnection(): boolean;
+  releaseConnection(): void;
+}
+
+export interface TorrentSource {
+  readonly infoHash: Buffer;
+  readonly name?: string | undefined;
+  readonly metainfo?: Metainfo | undefined;
+  readonly trackers: readonly (readonly string[])[];
+  readonly peers: readonly Endpoint[];
+}
+
+const RESUME_EVERY_MS = 5000;
+
+export class Torrent extends TypedEmitter<TorrentEvents> {
+  readonly infoHash: Buffer;
+  readonly infoHashHex: string;
+  metainfo: Metainfo | undefined;
+  private core!: TorrentCore;
+  private storage: FileStorage | undefined;
+  private readonly hasher = new IncrementalPieceHasher();
+  private announcer: TrackerAnnouncer | undefined;
+  private readonly streams = new Map<PeerHandle, ByteStream>();
+  private readonly congested = new Set<PeerHandle>();
+  private readonly pendingWrites = new Map<number, Promise<void>[]>();
+  private timer: TimerHandle | undefined;
+  private timerAt: number | undefined;
+  private pumping = false;
+  private again = false;
+  private stopped = false;
+  private resumeDirty = false;
+  private resumeTimer: TimerHandle | undefined;
+  private resumeSaving: Promise<void> | undefined;
+  private failed: Error | undefined;
+  private readonly metaDir: string;
+
+  constructor(
+    private readonly host: TorrentHost,
+    private readonly source: TorrentSource,
+    readonly options: TorrentOptions,
+  ) {
+    super();
+    this.infoHash = source.infoHash;
+    this.infoHashHex = source.infoHash.toString('hex');
+    this.metainfo = source.metainfo;
+    this.metaDir = join(options.dir, '.peerkit');
+  }
+
+  get name(): string {
+    return this.metainfo?.name ?? this.source.name ?? this.infoHashHex;
+  }
+
+  get isComplete(): boolean {
+    return this.core?.isComplete ?? false;
+  }
+
+  get error(): Error | undefined {
+    return this.failed;
+  }
+
+  get trackers(): readonly TrackerStatus[] {
+    return this.announcer?.trackers ?? [];
+  }
+
+  stats(): TorrentStats {
+    return this.core.stats(this.host.runtime.clock.now());
+  }
+
+  peers(): PeerSnapshot[] {
+    return this.core.peerSnapshots(this.host.runtime.clock.now());
+  }
+
+  /** Checks existing data, then joins the swarm. */
+  async start(): Promise<void> {
+    const rt = this.host.runtime;
+    await mkdir(this.metaDir, { recursive: true });
+    if (!this.metainfo) {
+      // A magnet link we already fetched the metadata of in an earlier run.
+      const saved = await readFile(join(this.metaDir, `${this.infoHashHex}.torrent`)).catch(() => undefined);
+      if (saved) {
+        try {
+          this.metainfo = withTrackers(parseInfoDictionary(saved, this.infoHash), []);
+        } catch {
+          // unusable: fetch it again
+        }
+      }
+    }
+    let have: number[] = [];
+    if (this.metainfo) have = await this.openStorage(this.metainfo);
+    if (this.stopped) return;
+    const m = this.metainfo;
+    this.core = new TorrentCore({
+      infoHash: this.infoHash,
+      peerId: this.host.peerId,
+      random: rt.random,
+      layout: m ? { pieceCount: m.pieceCount, pieceLength: m.pieceLength, length: m.length, private: m.private, infoBytes: m.infoBytes } : undefined,
+      have,
+      listenPort: this.host.port,
+      clientName: this.host.clientName,
+      maxPeers: this.options.maxPeers,
+      sequential: this.options.sequential,
+      uploadLimiter: this.host.uploadLimiter,
+      downloadLimiter: this.host.downloadLimiter,
+      pex: this.options.pex,
+      seedWhenDone: this.options.seed ?? true,
+    });
+    const tiers = [...(m?.announceList ?? []), ...this.source.trackers, ...(this.options.trackers ?? [])];
+    this.announcer = new TrackerAnnouncer({
+      runtime: rt,
+      tiers,
+      infoHash: this.infoHash,
+      peerId: this.host.peerId,
+      port: this.host.port,
+      totals: () => {
+        const s = this.core.stats(rt.clock.now());
+        return { uploaded: s.uploaded, downloaded: s.downloaded, left: s.left ?? this.metainfo?.length ?? 16 * 1024 * 1024 };
+      },
+      onPeers: (peers) => {
+        this.core.addPeers(rt.clock.now(), peers, 'tracker');
+        this.pump();
+      },
+      onError: (url, message) => this.emit('warning', `tracker ${url}: ${message}`),
+      httpGet: this.options.httpGet,
+      minIntervalFloorMs: this.options.trackerMinIntervalMs,
+      backoffBaseMs: this.options.trackerMinIntervalMs,
+    });
+    const now = rt.clock.now();
+    this.core.start(now);
+    this.core.addPeers(now, [...this.source.peers, ...(this.options.peers ?? [])], 'user');
+    this.announcer.start();
+    if (this.core.isComplete) this.announcer.complete();
+    this.pump();
+    this.emit('ready', have.length);
+  }
+
+  /** Opens the files and works out which pieces are already there. */
+  private async openStorage(m: Metainfo): Promise<number[]> {
+    this.storage = new FileStorage(this.options.dir, m);
+    const rec = this.options.recheck ? undefined : await loadResume(resumePath(this.metaDir, this.infoHashHex), this.infoHashHex, m.pieceCount, m.files.length);
+    const current = await this.storage.fileStats();
+    const plan = planResume(
+      rec,
+      current,
+      m.files.map((f) => f.length),
+      m.pieceCount,
+      (i) => this.storage!.filesOfPiece(i),
+    );
+    const have: number[] = [];
+    plan.trusted.forEach((t, i) => t && have.push(i));
+    let done = 0;
+    for (const i of plan.toCheck) {
+      if (this.stopped) break;
+      if (await this.hashFromDisk(i).then((ok) => ok, () => false)) have.push(i);
+      this.emit('checking', ++done, plan.toCheck.length);
+    }
+    have.sort((a, b) => a - b);
+    this.resumeDirty = true;
+    return have;
+  }
+
+  private async hashFromDisk(index: number): Promise<boolean> {
+    const m = this.metainfo!;
+    const size = Math.min(m.pieceLength, m.length - index * m.pieceLength);
+    const data = await this.storage!.read(index, 0, size);
+    return createHash('sha1').update(data).digest().equals(m.pieces.subarray(index * 20, index * 20 + 20));
+  }
+
+  /** A connection for this torrent: outgoing (we connected) or incoming (the client routed it here). */
+  attach(stream: ByteStream, direction: 'in' | 'out', initial?: Uint8Array, route?: (sink: (data: Uint8Array) => void) => void): void {
+    const rt = this.host.runtime;
+    if (this.stopped || !this.core) {
+      stream.destroy();
+      this.host.releaseConnection();
+      return;
+    }
+    const handle = this.host.nextHandle();
+    this.streams.set(handle, stream);
+    this.core.addPeer(rt.clock.now(), handle, stream.remote, direction);
+    const sink = (data: Uint8Array): void => {
+      this.core.peerData(rt.clock.now(), handle, data);
+      this.pump();
+    };
+    if (route) route(sink);
+    else stream.onData(sink);
+    stream.onDrain(() => {
+      if (this.congested.delete(handle)) {
+        this.core.setCongested(rt.clock.now(), handle, false);
+        this.pump();
+      }
+    });
+    stream.onClose(() => {
+      this.streams.delete(handle);
+      this.congested.delete(handle);
+      this.host.releaseConnection();
+      this.core.peerClosed(rt.clock.now(), handle);
+      this.pump();
+    });
+    if (initial && initial.length > 0) sink(initial);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.again = false;
+        for (let a = this.core.pollAction(); a; a = this.core.pollAction()) this.act(a);
+      } while (this.again);
+    } finally {
+      this.pumping = false;
+    }
+    const at = this.stopped ? undefined : this.core.pollTimeout();
+    if (at !== this.timerAt) {
+      this.timer?.cancel();
+      this.timerAt = at;
+      this.timer =
+        at === undefined
+          ? undefined
+          : this.host.runtime.timers.at(at, () => {
+              this.timer = undefined;
+              this.timerAt = undefined;
+              this.core.handleTimeout(this.host.runtime.clock.now());
+              this.pump();
+            });
+    }
+  }
+
+  private act(a: TorrentAction): void {
+    const rt = this.host.runtime;
+    switch (a.type) {
+      case 'send': {
+        const s = this.streams.get(a.peer);
+        if (!s) return;
+        const data = a.data.length === 1 ? a.data[0]! : Buffer.concat(a.data);
+        if (!s.write(data) && !this.congested.has(a.peer)) {
+          this.congested.add(a.peer);
+          this.core.setCongested(rt.clock.now(), a.peer, true);
+        }
+        return;
+      }
+      case 'close': {
+        const s = this.streams.get(a.peer);
+        if (!s) return;
+        s.end();
+        rt.timers.at(rt.clock.now() + 2000, () => s.destroy());
+        return;
+      }
+      case 'connect': {
+        if (!this.host.reserveConnection()) {
+          this.core.connectFailed(rt.clock.now(), a.endpoint);
+          return;
+        }
+        rt.connectStream(a.endpoint, { timeoutMs: 10_000 }).then(
+          (stream) => this.attach(stream, 'out'),
+          () => {
+            this.host.releaseConnection();
+            if (this.stopped) return;
+            this.core.connectFailed(rt.clock.now(), a.endpoint);
+            this.pump();
+          },
+        );
+        return;
+      }
+      case 'read': {
+        const storage = this.storage;
+        if (!storage) return;
+        storage.read(a.index, a.begin, a.length).then(
+          (data) => {
+            this.core.blockRead(rt.clock.now(), a.peer, a.index, a.begin, data);
+            this.pump();
+          },
+          (e: Error) => {
+            this.emit('warning', `reading piece ${a.index}: ${e.message}`);
+            this.core.readFailed(rt.clock.now(), a.peer, a.index, a.begin, a.length);
+            this.pump();
+          },
+        );
+        return;
+      }
+      case 'write': {
+        const storage = this.storage;
+        if (!storage) return;
+        this.hasher.add(a.index, a.begin, a.data);
+        const p = storage.write(a.index, a.begin, a.data).catch((e: Error) => this.fail(new Error(`writing piece ${a.index}: ${e.message}`)));
+        const list = this.pendingWrites.get(a.index) ?? [];
+        list.push(p);
+        this.pendingWrites.set(a.index, list);
+        return;
+      }
+      case 'verify': {
+        void this.verify(a.index);
+        return;
+      }
+      case 'metadata': {
+        this.metainfo = withTrackers(a.metainfo, this.source.trackers.map((t) => [...t]));
+        this.storage = new FileStorage(this.options.dir, this.metainfo);
+        void this.saveInfo(a.metainfo.infoBytes);
+        this.emit('metadata', this.metainfo);
+        return;
+      }
+      case 'piece-verified':
+        this.markResumeDirty();
+        this.emit('piece', a.index);
+        return;
+      case 'piece-failed':
+        this.emit('piece-failed', a.index, a.peers);
+        return;
+      case 'complete':
+        this.announcer?.complete();
+        this.markResumeDirty(true);
+        this.emit('complete');
+        return;
+      case 'peer-ready':
+        this.emit('peer', a.endpoint, a.client);
+        return;
+      case 'banned':
+        this.emit('banned', a.endpoint, a.reason);
+        return;
+      case 'want-peers':
+        this.announcer?.reannounce();
+        return;
+      case 'dht-port':
+        return;
+    }
+  }
+
+  private async verify(index: number): Promise<void> {
+    const m = this.metainfo!;
+    const writes = this.pendingWrites.get(index) ?? [];
+    this.pendingWrites.delete(index);
+    await Promise.all(writes);
+    if (this.stopped || this.failed) return;
+    const size = Math.min(m.pieceLength, m.length - index * m.pieceLength);
+    const digest = this.hasher.finish(index, size);
+    let ok: boolean;
+    if (digest) ok = digest.equals(m.pieces.subarray(index * 20, index * 20 + 20));
+    else ok = await this.hashFromDisk(index).catch(() => false);
+    if (this.stopped) return;
+    this.core.pieceHashed(this.host.runtime.clock.now(), index, ok);
+    this.pump();
+  }
+
+  private async saveInfo(info: Buffer): Promise<void> {
+    const path = join(this.metaDir, `${this.infoHashHex}.torrent`);
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      await writeFile(tmp, info);
+      await rename(tmp, path);
+    } catch (e) {
+      this.emit('warning', `could not save the metadata: ${(e as Error).message}`);
+    }
+  }
+
+  private markResumeDirty(now = false): void {
+    this.resumeDirty = true;
+    if (now) {
+      void this.saveResumeNow();
+      return;
+    }
+    if (this.resumeTimer || this.stopped) return;
+    const rt = this.host.runtime;
+    this.resumeTimer = rt.timers.at(rt.clock.now() + RESUME_EVERY_MS, () => {
+      this.resumeTimer = undefined;
+      void this.saveResumeNow();
+    });
+  }
+
+  /** Writes resume data (only pieces whose data is on disk are ever recorded). */
+  async saveResumeNow(): Promise<void> {
+    while (this.resumeSaving) await this.resumeSaving;
+    if (!this.resumeDirty || !this.storage || !this.core) return;
+    this.resumeDirty = false;
+    const have = this.core.haveBitfield();
+    if (!have) return;
+    const storage = this.storage;
+    this.resumeSaving = (async () => {
+      try {
+        const files = await storage.fileStats();
+        await saveResume(resumePath(this.metaDir, this.infoHashHex), { infoHashHex: this.infoHashHex, have: have.toBuffer(), files });
+      } catch (e) {
+        this.emit('warning', `could not save resume data: ${(e as Error).message}`);
+      } finally {
+        this.resumeSaving = undefined;
+      }
+    })();
+    await this.resumeSaving;
+  }
+
+  private fail(e: Error): void {
+    if (this.failed) return;
+    this.failed = e;
+    this.emit('error', e);
+    void this.stop();
+  }
+
+  /** Announces `stopped`, closes every connection, writes resume data. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.timer?.cancel();
+    this.resumeTimer?.cancel();
+    if (this.core) {
+      this.core.stop();
+      for (let a = this.core.pollAction(); a; a = this.core.pollAction()) if (a.type === 'send' || a.type === 'close') this.act(a);
+    }
+    for (const s of this.streams.values()) s.destroy();
+    const stopAnnounce = this.announcer?.stop(2000);
+    for (const list of this.pendingWrites.values()) await Promise.all(list);
+    this.resumeDirty = true;
+    await this.saveResumeNow();
+    await stopAnnounce;
+    await this.storage?.close();
+  }
+}

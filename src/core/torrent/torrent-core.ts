@@ -1,0 +1,1287 @@
+/**
+ * One torrent's swarm logic, sans-I/O: every peer connection's wire protocol
+ * (BEP 3 with the fast extension BEP 6, the extension protocol BEP 10,
+ * metadata exchange BEP 9 and peer exchange BEP 11), the piece picker, the
+ * choker, request pipelining and timeouts, bad-data handling and bans.
+ *
+ * The driver (src/client/torrent.ts on real sockets, or the simulator) owns
+ * the connections, the disk and the clock. It feeds the core:
+ *   addPeer / peerData / peerClosed / connectFailed      connections
+ *   blockRead / readFailed / pieceHashed                 disk results
+ *   setCongested                                         write backpressure
+ *   handleTimeout(now)                                   at pollTimeout()
+ * and drains `pollAction()` until it returns undefined, carrying out each
+ * action: send bytes, close a connection, connect to a peer, read a block for
+ * upload, write a received block, hash a completed piece — and handling the
+ * events (piece verified, complete, metadata, ban, ...).
+ *
+ * Peers are numeric handles the driver assigns. Nothing here reads the
+ * clock, sets a timer, or touches a socket or a file.
+ */
+import { Bitfield, MessageReader, PeerWireError, allowedFastSet, encodeHandshake, encodeMessage, encodePieceHeader, type Message, type MessageInput, type ReaderItem } from '../../codec/peer-wire.js';
+import { EXT_HANDSHAKE_ID, UT_METADATA, UT_PEX, decodeExtHandshake, decodeMetadataMessage, decodePex, encodeExtHandshake, encodeMetadataMessage, encodePex, metadataPieceCount, METADATA_PIECE_SIZE } from '../../codec/extensions.js';
+import { parseIp } from '../../codec/ip.js';
+import { CodecError } from '../../codec/errors.js';
+import { parseInfoDictionary, type Metainfo } from '../../codec/metainfo.js';
+import { Choker } from '../choker.js';
+import { PiecePicker, type BlockRequest } from '../piece-picker.js';
+import type { Endpoint, Random } from '../../runtime/contract.js';
+import { endpointKey } from '../../runtime/contract.js';
+import { MetadataFetcher } from './metadata-fetcher.js';
+import { RateMeter } from './rate.js';
+import { TokenBucket } from './token-bucket.js';
+
+export type PeerHandle = number;
+
+/** The part of a metainfo the core needs. */
+export interface TorrentLayout {
+  readonly pieceCount: number;
+  readonly pieceLength: number;
+  readonly length: number;
+  readonly private: boolean;
+  /** Raw info dictionary, served to peers over BEP 9. */
+  readonly infoBytes?: Buffer | undefined;
+}
+
+export interface TorrentCoreOptions {
+  readonly infoHash: Uint8Array;
+  readonly peerId: Uint8Array;
+  readonly random: Random;
+  /** Known when started from a .torrent; undefined for a magnet link (fetched with BEP 9). */
+  readonly layout?: TorrentLayout | undefined;
+  /** Pieces already verified (resume data or a recheck). */
+  readonly have?: Iterable<number>;
+  /** Our TCP listen port, told to peers in the extension handshake. */
+  readonly listenPort?: number;
+  readonly clientName?: string;
+  readonly maxPeers?: number;
+  /** Outgoing connection attempts in flight at once. */
+  readonly maxConnecting?: number;
+  readonly sequential?: boolean;
+  /** Shared or own limits, in bytes per second. */
+  readonly uploadLimiter?: TokenBucket;
+  readonly downloadLimiter?: TokenBucket;
+  readonly regularUnchokeSlots?: number;
+  readonly optimisticIntervalMs?: number;
+  readonly rechokeIntervalMs?: number;
+  /** A peer with requests outstanding that sends nothing for this long is snubbed and its requests re-issued. */
+  readonly requestTimeoutMs?: number;
+  readonly handshakeTimeoutMs?: number;
+  /** Peer exchange (BEP 11); always off for private torrents. Default on. */
+  readonly pex?: boolean;
+  /** Bad pieces a peer may share in before it is banned (sole sender: banned at once). */
+  readonly maxStrikes?: number;
+  /** Most requests we queue from one peer (our `reqq`). */
+  readonly maxIncomingRequests?: number;
+  /** Stay connected as a seed (false: the driver will stop after completing). */
+  readonly seedWhenDone?: boolean;
+}
+
+export type TorrentAction =
+  | { readonly type: 'send'; readonly peer: PeerHandle; readonly data: readonly Uint8Array[] }
+  | { readonly type: 'close'; readonly peer: PeerHandle; readonly reason: string }
+  | { readonly type: 'connect'; readonly endpoint: Endpoint }
+  | { readonly type: 'read'; readonly peer: PeerHandle; readonly index: number; readonly begin: number; readonly length: number }
+  | { readonly type: 'write'; readonly index: number; readonly begin: number; readonly data: Buffer }
+  | { readonly type: 'verify'; readonly index: number }
+  | { readonly type: 'metadata'; readonly metainfo: Metainfo }
+  | { readonly type: 'peer-ready'; readonly peer: PeerHandle; readonly endpoint: Endpoint; readonly client: string }
+  | { readonly type: 'piece-verified'; readonly index: number }
+  | { readonly type: 'piece-failed'; readonly index: number; readonly peers: readonly Endpoint[] }
+  | { readonly type: 'banned'; readonly endpoint: Endpoint; readonly reason: string }
+  | { readonly type: 'complete' }
+  | { readonly type: 'want-peers' }
+  | { readonly type: 'dht-port'; readonly endpoint: Endpoint; readonly port: number };
+
+export interface PeerSnapshot {
+  readonly handle: PeerHandle;
+  readonly endpoint: Endpoint;
+  readonly direction: 'in' | 'out';
+  readonly client: string;
+  readonly amChoking: boolean;
+  readonly amInterested: boolean;
+  readonly peerChoking: boolean;
+  readonly peerInterested: boolean;
+  readonly downloadRate: number;
+  readonly uploadRate: number;
+  readonly downloaded: number;
+  readonly uploaded: number;
+  /** Fraction of pieces the peer has (0..1), when known. */
+  readonly progress: number;
+  readonly outstanding: number;
+  readonly queued: number;
+  readonly snubbed: boolean;
+  readonly optimistic: boolean;
+}
+
+export interface TorrentStats {
+  readonly downloaded: number;
+  readonly uploaded: number;
+  /** Bytes of pieces that failed verification. */
+  readonly wasted: number;
+  readonly downloadRate: number;
+  readonly uploadRate: number;
+  readonly peers: number;
+  readonly connecting: number;
+  readonly knownPeers: number;
+  readonly piecesDone: number;
+  readonly pieceCount: number;
+  /** Bytes still wanted (unknown while the metadata is being fetched). */
+  readonly left: number | undefined;
+  readonly complete: boolean;
+  readonly hasMetadata: boolean;
+  readonly metadataProgress: number;
+  readonly endgame: boolean;
+  readonly banned: number;
+}
+
+const BLOCK = 16 * 1024;
+const MAX_BLOCK = 128 * 1024;
+const LOCAL_UT_METADATA = 1;
+const LOCAL_UT_PEX = 2;
+const TICK_MS = 1000;
+const KEEPALIVE_MS = 110_000;
+const IDLE_MS = 240_000;
+const PEX_INTERVAL_MS = 60_000;
+const METADATA_TIMEOUT_MS = 20_000;
+const MAX_KNOWN_PEERS = 2000;
+const ALLOWED_FAST_K = 10;
+const MAX_READS_IN_FLIGHT = 16;
+
+interface Peer {
+  readonly handle: PeerHandle;
+  readonly endpoint: Endpoint;
+  readonly direction: 'in' | 'out';
+  readonly reader: MessageReader;
+  readonly createdAt: number;
+  ready: boolean;
+  sentHandshake: boolean;
+  peerIdHex: string;
+  client: string;
+  fast: boolean;
+  extended: boolean;
+  /** Their ids for extension messages. */
+  extIds: Map<string, number>;
+  reqq: number;
+  listenPort: number | undefined;
+  amChoking: boolean;
+  amInterested: boolean;
+  peerChoking: boolean;
+  peerInterested: boolean;
+  bitfield: Bitfield | undefined;
+  haveAll: boolean;
+  /** Haves that arrived before the metadata (magnet). */
+  early: Set<number> | undefined;
+  earlyBitfield: Buffer | undefined;
+  messages: number;
+  /** Our outstanding requests to them: key index*2^20+begin/16K... (see blockKey). */
+  outReqs: Map<number, { index: number; begin: number; length: number; at: number }>;
+  /** Their requests waiting to be read from disk. */
+  inQueue: BlockRequest[];
+  /** Their requests being read right now (cancelled ones are marked false). */
+  reading: Map<number, boolean>;
+  allowedFastIn: Set<number>;
+  allowedFastOut: Set<number>;
+  congested: boolean;
+  down: RateMeter;
+  up: RateMeter;
+  lastReceivedAt: number;
+  lastSentAt: number;
+  /** Something was sent since the last tick. */
+  sentSinceTick: boolean;
+  /** A have, bitfield, have-all or have-none arrived (a bitfield after that is a violation). */
+  gotHaves: boolean;
+  lastBlockAt: number;
+  snubbedUntil: number;
+  strikes: number;
+  metadataAsked: number;
+  pexSent: Set<string>;
+  lastPexAt: number;
+  outbox: Uint8Array[];
+  closed: boolean;
+}
+
+interface KnownPeer {
+  readonly endpoint: Endpoint;
+  attempts: number;
+  nextAttemptAt: number;
+  connected: boolean;
+  source: string;
+}
+
+function blockKey(index: number, begin: number): number {
+  return index * 0x100000000 + begin;
+}
+
+/** A readable client name from an Azureus-style peer id (-TR3000-, -lt0D60-, -WW0107-, ...). */
+export function clientFromPeerId(id: Uint8Array): string {
+  const s = Buffer.from(id).toString('latin1');
+  const m = /^-([A-Za-z~]{2})([0-9A-Za-z]{4})-/.exec(s);
+  if (!m) return 'unknown';
+  const names: Record<string, string> = { TR: 'Transmission', lt: 'libtorrent', LT: 'libtorrent', qB: 'qBittorrent', UT: 'µTorrent', DE: 'Deluge', WW: 'WebTorrent', PK: 'peerkit', AZ: 'Vuze', BT: 'BitTorrent', KT: 'KTorrent' };
+  return `${names[m[1]!] ?? m[1]} ${m[2]}`;
+}
+
+export class TorrentCore {
+  private readonly o: TorrentCoreOptions;
+  private readonly random: Random;
+  private layout: TorrentLayout | undefined;
+  private picker: PiecePicker<PeerHandle> | undefined;
+  private readonly choker: Choker<PeerHandle>;
+  private readonly peers = new Map<PeerHandle, Peer>();
+  private readonly byPeerId = new Map<string, PeerHandle>();
+  private readonly known = new Map<string, KnownPeer>();
+  private readonly bannedHosts = new Set<string>();
+  private readonly connecting = new Set<string>();
+  private readonly queue: TorrentAction[] = [];
+  private readonly dirty = new Set<Peer>();
+  private metadata: MetadataFetcher<PeerHandle> | undefined;
+  private readonly upLimit: TokenBucket;
+  private readonly downLimit: TokenBucket;
+  private readonly down = new RateMeter();
+  private readonly up = new RateMeter();
+  private wasted = 0;
+  private nextTickAt: number | undefined;
+  private announcedComplete = false;
+  private readonly ourHandshake: Buffer;
+  private readonly maxPeers: number;
+  private readonly maxConnecting: number;
+  private readonly requestTimeoutMs: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxStrikes: number;
+  private readonly maxIncoming: number;
+  private readonly pexEnabled: () => boolean;
+  private stopped = false;
+  private limiterWakeAt: number | undefined;
+  /** The time of the latest input, for work triggered deep inside (refills after a close). */
+  private now = 0;
+
+  constructor(options: TorrentCoreOptions) {
+    this.o = options;
+    this.random = options.random;
+    this.maxPeers = options.maxPeers ?? 50;
+    this.maxConnecting = options.maxConnecting ?? 8;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 20_000;
+    this.maxStrikes = options.maxStrikes ?? 3;
+    this.maxIncoming = options.maxIncomingRequests ?? 500;
+    this.upLimit = options.uploadLimiter ?? new TokenBucket(0);
+    this.downLimit = options.downloadLimiter ?? new TokenBucket(0);
+    this.pexEnabled = () => (options.pex ?? true) && !(this.layout?.private ?? false);
+    this.choker = new Choker<PeerHandle>({
+      random: this.random,
+      regularSlots: options.regularUnchokeSlots ?? 4,
+      optimisticIntervalMs: options.optimisticIntervalMs ?? 30_000,
+      rechokeIntervalMs: options.rechokeIntervalMs ?? 10_000,
+    });
+    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true } });
+    if (options.layout) this.setLayout(options.layout, options.have);
+  }
+
+  // ------------------------------------------------------------ state
+
+  get hasMetadata(): boolean {
+    return this.layout !== undefined;
+  }
+
+  get isComplete(): boolean {
+    return this.picker?.isDone ?? false;
+  }
+
+  /** The pieces we have, as a bitfield (undefined before the metadata). */
+  haveBitfield(): Bitfield | undefined {
+    const p = this.picker;
+    if (!p || !this.layout) return undefined;
+    const bf = new Bitfield(this.layout.pieceCount);
+    for (let i = 0; i < this.layout.pieceCount; i++) if (p.has(i)) bf.set(i);
+    return bf;
+  }
+
+  stats(now: number): TorrentStats {
+    const p = this.picker;
+    let left: number | undefined;
+    if (p && this.layout) {
+      left = 0;
+      for (let i = 0; i < this.layout.pieceCount; i++) if (!p.has(i) && p.isWanted(i)) left += p.pieceSize(i);
+    }
+    return {
+      downloaded: this.down.total,
+      uploaded: this.up.total,
+      wasted: this.wasted,
+      downloadRate: this.down.rate(now),
+      uploadRate: this.up.rate(now),
+      peers: [...this.peers.values()].filter((x) => x.ready).length,
+      connecting: this.connecting.size,
+      knownPeers: this.known.size,
+      piecesDone: p?.completed ?? 0,
+      pieceCount: this.layout?.pieceCount ?? 0,
+      left,
+      complete: this.isComplete,
+      hasMetadata: this.hasMetadata,
+      metadataProgress: this.hasMetadata ? 1 : (this.metadata?.progress ?? 0),
+      endgame: p?.inEndgame ?? false,
+      banned: this.bannedHosts.size,
+    };
+  }
+
+  peerSnapshots(now: number): PeerSnapshot[] {
+    const out: PeerSnapshot[] = [];
+    for (const x of this.peers.values()) {
+      if (!x.ready) continue;
+      const count = this.layout ? (x.haveAll ? this.layout.pieceCount : (x.bitfield?.count ?? 0)) : 0;
+      out.push({
+        handle: x.handle,
+        endpoint: x.endpoint,
+        direction: x.direction,
+        client: x.client,
+        amChoking: x.amChoking,
+        amInterested: x.amInterested,
+        peerChoking: x.peerChoking,
+        peerInterested: x.peerInterested,
+        downloadRate: x.down.rate(now),
+        uploadRate: x.up.rate(now),
+        downloaded: x.down.total,
+        uploaded: x.up.total,
+        progress: this.layout ? count / this.layout.pieceCount : 0,
+        outstanding: x.outReqs.size,
+        queued: x.inQueue.length,
+        snubbed: this.choker.isSnubbed(x.handle, now),
+        optimistic: this.choker.isOptimistic(x.handle),
+      });
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ inputs: peers
+
+  /** Candidate peers from a tracker, PEX, a magnet link or the DHT. */
+  addPeers(now: number, endpoints: readonly Endpoint[], source: string): void {
+    this.now = now;
+    for (const e of endpoints) {
+      if (this.known.size >= MAX_KNOWN_PEERS) break;
+      if (!(e.port > 0 && e.port < 65536) || this.bannedHosts.has(e.host)) continue;
+      const key = endpointKey(e);
+      if (this.known.has(key)) continue;
+      this.known.set(key, { endpoint: { host: e.host, port: e.port }, attempts: 0, nextAttemptAt: now, connected: false, source });
+    }
+    this.connectMore(now);
+  }
+
+  /** A connection the driver opened (out) or accepted (in). `out` gets our handshake at once. */
+  addPeer(now: number, handle: PeerHandle, endpoint: Endpoint, direction: 'in' | 'out'): void {
+    this.now = now;
+    if (this.peers.has(handle)) throw new RangeError(`peer handle ${handle} already in use`);
+    const key = endpointKey(endpoint);
+    this.connecting.delete(key);
+    const peer: Peer = {
+      handle,
+      endpoint,
+      direction,
+      reader: new MessageReader({ expectHandshake: true, maxBlockLength: MAX_BLOCK }),
+      createdAt: now,
+      ready: false,
+      sentHandshake: false,
+      peerIdHex: '',
+      client: 'unknown',
+      fast: false,
+      extended: false,
+      extIds: new Map(),
+      reqq: 64,
+      listenPort: direction === 'out' ? endpoint.port : undefined,
+      amChoking: true,
+      amInterested: false,
+      peerChoking: true,
+      peerInterested: false,
+      bitfield: undefined,
+      haveAll: false,
+      early: undefined,
+      earlyBitfield: undefined,
+      messages: 0,
+      outReqs: new Map(),
+      inQueue: [],
+      reading: new Map(),
+      allowedFastIn: new Set(),
+      allowedFastOut: new Set(),
+      congested: false,
+      down: new RateMeter(),
+      up: new RateMeter(),
+      lastReceivedAt: now,
+      lastSentAt: now,
+      sentSinceTick: false,
+      gotHaves: false,
+      lastBlockAt: now,
+      snubbedUntil: 0,
+      strikes: 0,
+      metadataAsked: 0,
+      pexSent: new Set(),
+      lastPexAt: now,
+      outbox: [],
+      closed: false,
+    };
+    this.peers.set(handle, peer);
+    const k = this.known.get(key);
+    if (k && direction === 'out') k.connected = true;
+    if (this.stopped) {
+      this.close(peer, 'torrent stopped');
+      return;
+    }
+    if (this.bannedHosts.has(endpoint.host)) {
+      this.close(peer, 'banned address');
+      return;
+    }
+    if (this.readyCount() >= this.maxPeers) {
+      this.close(peer, 'too many peers');
+      return;
+    }
+    if (direction === 'out') this.sendRaw(peer, this.ourHandshake, true);
+    this.scheduleTick(now);
+  }
+
+  /** An outgoing connection attempt failed. */
+  connectFailed(now: number, endpoint: Endpoint): void {
+    this.now = now;
+    const key = endpointKey(endpoint);
+    this.connecting.delete(key);
+    const k = this.known.get(key);
+    if (k) {
+      k.attempts++;
+      if (k.attempts >= 5) this.known.delete(key);
+      else k.nextAttemptAt = now + 15_000 * 2 ** (k.attempts - 1);
+    }
+    this.connectMore(now);
+  }
+
+  peerData(now: number, handle: PeerHandle, data: Uint8Array): void {
+    this.now = now;
+    const peer = this.peers.get(handle);
+    if (!peer || peer.closed) return;
+    peer.lastReceivedAt = now;
+    peer.reader.push(data);
+    try {
+      for (;;) {
+        let item: ReaderItem | undefined;
+        try {
+          item = peer.reader.next();
+        } catch (e) {
+          if (e instanceof PeerWireError && e.recoverable) continue; // unknown message id: skipped, as BEP 3 allows
+          throw e;
+        }
+        if (!item) break;
+        this.onItem(now, peer, item);
+        if (peer.closed) return;
+      }
+    } catch (e) {
+      if (e instanceof CodecError) this.close(peer, `protocol error: ${e.message}`);
+      else throw e;
+      return;
+    }
+    this.fillRequests(now, peer);
+  }
+
+  peerClosed(now: number, handle: PeerHandle, reason = 'closed by peer'): void {
+    this.now = now;
+    const peer = this.peers.get(handle);
+    if (!peer) return;
+    void reason;
+    this.forget(now, peer);
+  }
+
+  /** The driver's socket buffer is full (true) or drained (false). */
+  setCongested(now: number, handle: PeerHandle, congested: boolean): void {
+    this.now = now;
+    const peer = this.peers.get(handle);
+    if (!peer) return;
+    peer.congested = congested;
+    if (!congested) this.serveReads(now, peer);
+  }
+
+  // ------------------------------------------------------------ inputs: disk
+
+  /** A block the driver read for upload. */
+  blockRead(now: number, handle: PeerHandle, index: number, begin: number, data: Buffer): void {
+    this.now = now;
+    const peer = this.peers.get(handle);
+    if (!peer || peer.closed) return;
+    const key = blockKey(index, begin);
+    const live = peer.reading.get(key);
+    peer.reading.delete(key);
+    if (live) {
+      this.sendRaw(peer, encodePieceHeader(index, begin, data.length));
+      this.sendRaw(peer, data);
+      peer.up.add(now, data.length);
+      this.up.add(now, data.length);
+      this.choker.setUploadRate(peer.handle, peer.up.rate(now));
+    }
+    this.serveReads(now, peer);
+  }
+
+  readFailed(now: number, handle: PeerHandle, index: number, begin: number, length: number): void {
+    this.now = now;
+    const peer = this.peers.get(handle);
+    if (!peer) return;
+    peer.reading.delete(blockKey(index, begin));
+    if (peer.fast) this.send(peer, { type: 'reject', index, begin, length });
+    this.serveReads(now, peer);
+  }
+
+  /** The result of hashing a piece after a `verify` action. */
+  pieceHashed(now: number, index: number, ok: boolean): void {
+    this.now = now;
+    const picker = this.picker;
+    if (!picker || picker.has(index)) return;
+    if (ok) {
+      for (const c of picker.pieceVerified(index)) {
+        const p = this.peers.get(c.peer);
+        if (p) {
+          p.outReqs.delete(blockKey(c.index, c.begin));
+          this.send(p, { type: 'cancel', index: c.index, begin: c.begin, length: c.length });
+        }
+      }
+      this.queue.push({ type: 'piece-verified', index });
+      for (const p of this.peers.values()) {
+        if (!p.ready) continue;
+        this.send(p, { type: 'have', index });
+        this.updateInterest(now, p);
+      }
+      if (picker.isDone && !this.announcedComplete) {
+        this.announcedComplete = true;
+        this.queue.push({ type: 'complete' });
+        this.rechoke(now);
+        for (const p of this.peers.values()) if (p.ready && this.isSeed(p)) this.close(p, 'both seeds');
+      }
+    } else {
+      const contributors = picker.pieceFailed(index);
+      this.wasted += picker.pieceSize(index);
+      const endpoints: Endpoint[] = [];
+      for (const h of contributors) {
+        const p = this.peers.get(h);
+        if (!p) continue;
+        endpoints.push(p.endpoint);
+        p.strikes++;
+        if (contributors.size === 1 || p.strikes >= this.maxStrikes) this.ban(p, `sent data for ${p.strikes} piece(s) that failed the hash check`);
+      }
+      this.queue.push({ type: 'piece-failed', index, peers: endpoints });
+    }
+    for (const p of this.peers.values()) if (p.ready && !p.closed) this.fillRequests(now, p);
+  }
+
+  // ------------------------------------------------------------ inputs: time
+
+  pollTimeout(): number | undefined {
+    let t = this.nextTickAt;
+    if (this.picker && this.peers.size > 0) {
+      const r = this.choker.nextRechokeAt();
+      t = t === undefined ? r : Math.min(t, r);
+    }
+    if (this.limiterWakeAt !== undefined) t = t === undefined ? this.limiterWakeAt : Math.min(t, this.limiterWakeAt);
+    return t === undefined ? undefined : Math.max(t, 0);
+  }
+
+  handleTimeout(now: number): void {
+    this.now = now;
+    if (this.limiterWakeAt !== undefined && now >= this.limiterWakeAt) {
+      this.limiterWakeAt = undefined;
+      for (const p of this.peers.values()) {
+        this.serveReads(now, p);
+        this.fillRequests(now, p);
+      }
+    }
+    if (this.picker && this.peers.size > 0 && now >= this.choker.nextRechokeAt()) this.rechoke(now);
+    if (this.nextTickAt !== undefined && now >= this.nextTickAt) {
+      this.nextTickAt = undefined;
+      this.tick(now);
+    }
+  }
+
+  /** Starts the tick (connect attempts, keep-alives, timeouts). */
+  start(now: number): void {
+    this.now = now;
+    this.stopped = false;
+    this.scheduleTick(now);
+    this.connectMore(now);
+  }
+
+  /** Closes every connection. */
+  stop(): void {
+    this.stopped = true;
+    for (const p of [...this.peers.values()]) this.close(p, 'torrent stopped');
+    this.nextTickAt = undefined;
+  }
+
+  // ------------------------------------------------------------ outputs
+
+  pollAction(): TorrentAction | undefined {
+    for (const p of this.dirty) {
+      this.dirty.delete(p);
+      if (p.outbox.length === 0 || p.closed) continue;
+      const data = p.outbox;
+      p.outbox = [];
+      return { type: 'send', peer: p.handle, data };
+    }
+    return this.queue.shift();
+  }
+
+  /** Metadata parsed and checked by the driver for a .torrent added later, or by us from BEP 9. */
+  setMetadata(now: number, layout: TorrentLayout): void {
+    this.now = now;
+    if (this.layout) return;
+    this.setLayout(layout, []);
+    this.metadata = undefined;
+    for (const p of this.peers.values()) {
+      if (!p.ready) continue;
+      this.applyEarlyHaves(p);
+      this.updateInterest(now, p);
+      this.fillRequests(now, p);
+    }
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private setLayout(layout: TorrentLayout, have: Iterable<number> | undefined): void {
+    this.layout = layout;
+    this.picker = new PiecePicker<PeerHandle>({
+      pieceCount: layout.pieceCount,
+      pieceLength: layout.pieceLength,
+      totalLength: layout.length,
+      random: this.random,
+      mode: this.o.sequential ? 'sequential' : 'rarest',
+    });
+    for (const i of have ?? []) this.picker.setHave(i);
+    if (this.picker.isDone) this.announcedComplete = true;
+  }
+
+  private readyCount(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (!p.closed) n++;
+    return n;
+  }
+
+  private isSeed(p: Peer): boolean {
+    return p.haveAll || (p.bitfield !== undefined && p.bitfield.count === p.bitfield.length && p.bitfield.length > 0);
+  }
+
+  private scheduleTick(now: number): void {
+    if (this.nextTickAt === undefined && !this.stopped) this.nextTickAt = now + TICK_MS;
+  }
+
+  private connectMore(now: number): void {
+    if (this.stopped) return;
+    if (this.isComplete && !(this.o.seedWhenDone ?? true)) return;
+    let room = Math.min(this.maxPeers - this.readyCount(), this.maxConnecting) - this.connecting.size;
+    if (room <= 0) return;
+    const connectedHosts = new Set<string>();
+    for (const p of this.peers.values()) connectedHosts.add(endpointKey(p.endpoint));
+    for (const [key, k] of this.known) {
+      if (room <= 0) break;
+      if (k.connected || this.connecting.has(key) || connectedHosts.has(key) || k.nextAttemptAt > now) continue;
+      k.connected = true;
+      this.connecting.add(key);
+      this.queue.push({ type: 'connect', endpoint: k.endpoint });
+      room--;
+    }
+  }
+
+  private tick(now: number): void {
+    this.scheduleTick(now);
+    for (const p of [...this.peers.values()]) {
+      if (p.closed) continue;
+      if (!p.ready) {
+        if (now - p.createdAt > this.handshakeTimeoutMs) this.close(p, 'no handshake');
+        continue;
+      }
+      if (now - p.lastReceivedAt > IDLE_MS) {
+        this.close(p, 'inactive');
+        continue;
+      }
+      if (p.sentSinceTick) {
+        p.sentSinceTick = false;
+        p.lastSentAt = now;
+      } else if (now - p.lastSentAt > KEEPALIVE_MS) this.send(p, { type: 'keep-alive' });
+      // Requests that went unanswered: the peer is snubbing us; hand its blocks to others.
+      if (p.outReqs.size > 0 && now - p.lastBlockAt > this.requestTimeoutMs && this.picker) {
+        for (const r of p.outReqs.values()) this.picker.requestTimedOut(p.handle, r.index, r.begin);
+        p.outReqs.clear();
+        p.snubbedUntil = now + this.requestTimeoutMs;
+        this.choker.markSnubbed(p.handle, true);
+        for (const q of this.peers.values()) if (q !== p) this.fillRequests(now, q);
+      }
+      this.choker.setDownloadRate(p.handle, p.down.rate(now));
+      this.choker.setUploadRate(p.handle, p.up.rate(now));
+      if (this.pexEnabled() && now - p.lastPexAt >= PEX_INTERVAL_MS) this.sendPex(now, p);
+      this.fillRequests(now, p);
+    }
+    if (this.metadata) {
+      for (const h of this.metadata.expire(now, METADATA_TIMEOUT_MS)) {
+        const p = this.peers.get(h);
+        if (p) p.metadataAsked = Math.max(0, p.metadataAsked - 1);
+      }
+      for (const p of this.peers.values()) this.requestMetadata(now, p);
+    }
+    // Forget attempts that will never succeed, and look for more peers.
+    this.connectMore(now);
+    if (!this.isComplete && this.readyCount() < Math.min(this.maxPeers, 10) && this.connecting.size === 0) {
+      const idle = [...this.known.values()].every((k) => k.connected || k.nextAttemptAt > now);
+      if (idle) this.queue.push({ type: 'want-peers' });
+    }
+  }
+
+  private rechoke(now: number): void {
+    const seeding = this.isComplete;
+    for (const p of this.peers.values()) {
+      if (!p.ready) continue;
+      this.choker.setDownloadRate(p.handle, p.down.rate(now));
+      this.choker.setUploadRate(p.handle, p.up.rate(now));
+    }
+    const { unchoke, choke } = this.choker.rechoke(now, { seeding });
+    for (const h of choke) {
+      const p = this.peers.get(h);
+      if (!p || p.amChoking) continue;
+      p.amChoking = true;
+      this.send(p, { type: 'choke' });
+      // Requests of a choked peer are dropped (BEP 3), or rejected one by one (BEP 6).
+      const keep: BlockRequest[] = [];
+      for (const r of p.inQueue) {
+        if (p.allowedFastOut.has(r.index)) keep.push(r);
+        else if (p.fast) this.send(p, { type: 'reject', index: r.index, begin: r.begin, length: r.length });
+      }
+      p.inQueue = keep;
+    }
+    for (const h of unchoke) {
+      const p = this.peers.get(h);
+      if (!p || !p.amChoking) continue;
+      p.amChoking = false;
+      this.send(p, { type: 'unchoke' });
+      this.serveReads(now, p);
+    }
+  }
+
+  private onItem(now: number, peer: Peer, item: ReaderItem): void {
+    switch (item.type) {
+      case 'handshake':
+        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast);
+        return;
+      case 'handshake-start':
+      case 'handshake-peer-id':
+        return; // not used: the reader is in whole-handshake mode
+      default:
+        this.onMessage(now, peer, item);
+    }
+  }
+
+  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean): void {
+    if (!infoHash.equals(this.o.infoHash)) {
+      this.close(peer, 'handshake for another torrent');
+      return;
+    }
+    if (peerId.equals(this.o.peerId)) {
+      // Connected to ourselves: never try this address again.
+      this.known.delete(endpointKey(peer.endpoint));
+      this.close(peer, 'connected to ourselves');
+      return;
+    }
+    const idHex = peerId.toString('hex');
+    const existing = this.byPeerId.get(idHex);
+    if (existing !== undefined && this.peers.get(existing)?.ready) {
+      this.close(peer, 'duplicate connection');
+      return;
+    }
+    if (peer.direction === 'in') this.sendRaw(peer, this.ourHandshake, true);
+    peer.ready = true;
+    peer.peerIdHex = idHex;
+    peer.client = clientFromPeerId(peerId);
+    peer.fast = fast;
+    peer.extended = extended;
+    this.byPeerId.set(idHex, peer.handle);
+    this.choker.add(peer.handle, now);
+    this.picker?.addPeer(peer.handle);
+    if (extended) {
+      const yourip = parseIp(peer.endpoint.host);
+      this.send(peer, {
+        type: 'extended',
+        id: EXT_HANDSHAKE_ID,
+        payload: encodeExtHandshake({
+          m: { [UT_METADATA]: LOCAL_UT_METADATA, [UT_PEX]: this.pexEnabled() ? LOCAL_UT_PEX : 0 },
+          v: this.o.clientName ?? 'peerkit',
+          p: this.o.listenPort,
+          reqq: this.maxIncoming,
+          metadataSize: this.layout?.infoBytes?.length,
+          yourip: yourip ?? undefined,
+          uploadOnly: this.isComplete ? true : undefined,
+        }),
+      });
+    }
+    this.sendHaves(peer);
+    this.queue.push({ type: 'peer-ready', peer: peer.handle, endpoint: peer.endpoint, client: peer.client });
+  }
+
+  private sendHaves(peer: Peer): void {
+    const picker = this.picker;
+    const layout = this.layout;
+    if (!picker || !layout || picker.completed === 0) {
+      if (peer.fast) this.send(peer, { type: 'have-none' });
+      return;
+    }
+    if (picker.completed === layout.pieceCount && peer.fast) this.send(peer, { type: 'have-all' });
+    else this.send(peer, { type: 'bitfield', bytes: this.haveBitfield()!.toBuffer() });
+    // BEP 6: pieces this peer may ask for even while choked.
+    const ip = parseIp(peer.endpoint.host);
+    if (peer.fast && ip && ip.length === 4) {
+      for (const i of allowedFastSet(ALLOWED_FAST_K, this.o.infoHash, ip, layout.pieceCount)) {
+        peer.allowedFastOut.add(i);
+        if (picker.has(i)) this.send(peer, { type: 'allowed-fast', index: i });
+      }
+    }
+  }
+
+  private validIndex(peer: Peer, index: number): boolean {
+    if (!this.layout) return true;
+    if (index < this.layout.pieceCount) return true;
+    this.close(peer, `piece index ${index} out of range`);
+    return false;
+  }
+
+  private onMessage(now: number, peer: Peer, m: Message): void {
+    peer.messages++;
+    const picker = this.picker;
+    switch (m.type) {
+      case 'keep-alive':
+        return;
+      case 'choke': {
+        peer.peerChoking = true;
+        if (!peer.fast && picker) {
+          picker.peerChoked(peer.handle);
+          peer.outReqs.clear();
+        }
+        return;
+      }
+      case 'unchoke':
+        peer.peerChoking = false;
+        return; // requests are sent after the batch (peerData)
+      case 'interested':
+        peer.peerInterested = true;
+        this.choker.setInterested(peer.handle, true);
+        return;
+      case 'not-interested':
+        peer.peerInterested = false;
+        this.choker.setInterested(peer.handle, false);
+        return;
+      case 'have': {
+        peer.gotHaves = true;
+        if (!this.validIndex(peer, m.index)) return;
+        if (!picker || !this.layout) {
+          peer.early ??= new Set();
+          if (peer.early.size < 1_000_000) peer.early.add(m.index);
+          return;
+        }
+        peer.bitfield ??= new Bitfield(this.layout.pieceCount);
+        if (!peer.bitfield.get(m.index)) {
+          peer.bitfield.set(m.index);
+          if (picker.peerHave(peer.handle, m.index) && !peer.amInterested) this.updateInterest(now, peer);
+          if (this.isComplete && this.isSeed(peer)) this.close(peer, 'both seeds');
+        }
+        return;
+      }
+      case 'bitfield': {
+        if (peer.gotHaves) {
+          this.close(peer, 'bitfield after other piece announcements');
+          return;
+        }
+        peer.gotHaves = true;
+        if (!this.layout) {
+          peer.earlyBitfield = Buffer.from(m.bytes);
+          return;
+        }
+        peer.bitfield = new Bitfield(this.layout.pieceCount, m.bytes); // throws BAD_BITFIELD: closes the peer
+        picker!.peerBitfield(peer.handle, m.bytes);
+        this.updateInterest(now, peer);
+        if (this.isComplete && this.isSeed(peer)) this.close(peer, 'both seeds');
+        return;
+      }
+      case 'have-all':
+      case 'have-none': {
+        if (!peer.fast) {
+          this.close(peer, `${m.type} without the fast extension`);
+          return;
+        }
+        if (peer.gotHaves) {
+          this.close(peer, `${m.type} after other piece announcements`);
+          return;
+        }
+        peer.gotHaves = true;
+        peer.haveAll = m.type === 'have-all';
+        if (picker) {
+          if (peer.haveAll) picker.peerHaveAll(peer.handle);
+          else picker.peerHaveNone(peer.handle);
+          this.updateInterest(now, peer);
+          if (this.isComplete && peer.haveAll) this.close(peer, 'both seeds');
+        }
+        return;
+      }
+      case 'request':
+        this.onRequest(now, peer, m.index, m.begin, m.length);
+        return;
+      case 'cancel': {
+        const key = blockKey(m.index, m.begin);
+        if (peer.reading.has(key)) peer.reading.set(key, false);
+        const before = peer.inQueue.length;
+        peer.inQueue = peer.inQueue.filter((r) => !(r.index === m.index && r.begin === m.begin && r.length === m.length));
+        if (peer.fast && peer.inQueue.length < before) this.send(peer, { type: 'reject', index: m.index, begin: m.begin, length: m.length });
+        return;
+      }
+      case 'piece':
+        this.onBlock(now, peer, m.index, m.begin, m.block);
+        return;
+      case 'reject': {
+        if (!peer.fast) {
+          this.close(peer, 'reject without the fast extension');
+          return;
+        }
+        const key = blockKey(m.index, m.begin);
+        if (peer.outReqs.delete(key)) picker?.peerRejected(peer.handle, m.index, m.begin);
+        return;
+      }
+      case 'allowed-fast':
+        if (!this.validIndex(peer, m.index)) return;
+        peer.allowedFastIn.add(m.index);
+        picker?.peerAllowedFast(peer.handle, m.index);
+        return;
+      case 'suggest':
+        this.validIndex(peer, m.index);
+        return; // a hint; rarest-first already serves the swarm better
+      case 'port':
+        if (m.port > 0) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
+        return;
+      case 'extended':
+        this.onExtended(now, peer, m.id, m.payload);
+        return;
+    }
+  }
+
+  private onRequest(now: number, peer: Peer, index: number, begin: number, length: number): void {
+    const picker = this.picker;
+    if (!picker || !this.layout) {
+      if (peer.fast) this.send(peer, { type: 'reject', index, begin, length });
+      return;
+    }
+    if (index >= this.layout.pieceCount || length <= 0 || length > MAX_BLOCK || begin + length > picker.pieceSize(index)) {
+      this.close(peer, `request out of range (piece ${index}, ${begin}+${length})`);
+      return;
+    }
+    const allowed = !peer.amChoking || peer.allowedFastOut.has(index);
+    if (!picker.has(index) || !allowed || peer.inQueue.length >= this.maxIncoming) {
+      if (peer.fast) this.send(peer, { type: 'reject', index, begin, length });
+      return;
+    }
+    peer.inQueue.push({ index, begin, length });
+    this.serveReads(now, peer);
+  }
+
+  private serveReads(now: number, peer: Peer): void {
+    while (!peer.closed && !peer.congested && peer.inQueue.length > 0 && peer.reading.size < MAX_READS_IN_FLIGHT) {
+      const r = peer.inQueue[0]!;
+      if (!this.upLimit.take(now, r.length)) {
+        this.wakeAt(this.upLimit.availableAt(now));
+        return;
+      }
+      peer.inQueue.shift();
+      peer.reading.set(blockKey(r.index, r.begin), true);
+      this.queue.push({ type: 'read', peer: peer.handle, index: r.index, begin: r.begin, length: r.length });
+    }
+  }
+
+  private wakeAt(t: number): void {
+    if (this.limiterWakeAt === undefined || t < this.limiterWakeAt) this.limiterWakeAt = t;
+  }
+
+  private onBlock(now: number, peer: Peer, index: number, begin: number, block: Buffer): void {
+    const picker = this.picker;
+    if (!picker || !this.layout) {
+      this.close(peer, 'piece data before the metadata');
+      return;
+    }
+    if (index >= this.layout.pieceCount || begin + block.length > picker.pieceSize(index)) {
+      this.close(peer, `block out of range (piece ${index}, ${begin}+${block.length})`);
+      return;
+    }
+    const key = blockKey(index, begin);
+    peer.outReqs.delete(key);
+    peer.lastBlockAt = now;
+    peer.down.add(now, block.length);
+    this.down.add(now, block.length);
+    this.choker.blockReceived(peer.handle, now);
+    if (now < peer.snubbedUntil) {
+      peer.snubbedUntil = 0;
+      this.choker.markSnubbed(peer.handle, false);
+    }
+    const r = picker.blockReceived(peer.handle, index, begin, block.length);
+    if (!r.accepted) return; // a late duplicate (endgame) or unrequested data: ignored
+    for (const c of r.cancels) {
+      const other = this.peers.get(c.peer);
+      if (other && other !== peer) {
+        other.outReqs.delete(blockKey(c.index, c.begin));
+        this.send(other, { type: 'cancel', index: c.index, begin: c.begin, length: c.length });
+      }
+    }
+    // The reader's view may share memory with the socket chunk; the write action owns it from here.
+    this.queue.push({ type: 'write', index, begin, data: block });
+    if (r.pieceComplete) this.queue.push({ type: 'verify', index });
+  }
+
+  private updateInterest(now: number, peer: Peer): void {
+    const want = this.picker ? !this.picker.isDone && this.picker.interesting(peer.handle) : false;
+    if (want === peer.amInterested) return;
+    peer.amInterested = want;
+    this.choker.setAmInterested(peer.handle, want, now);
+    this.send(peer, { type: want ? 'interested' : 'not-interested' });
+  }
+
+  /** Desired requests in flight: enough for ~1 s of the peer's rate, within the peer's reqq. */
+  private queueDepth(now: number, peer: Peer): number {
+    const rate = peer.down.rate(now);
+    const depth = Math.ceil(rate / BLOCK) + 8;
+    return Math.max(8, Math.min(depth, peer.reqq, 500));
+  }
+
+  private fillRequests(now: number, peer: Peer): void {
+    const picker = this.picker;
+    if (!picker || !peer.ready || peer.closed || !peer.amInterested || picker.isDone) return;
+    if (now < peer.snubbedUntil) return;
+    const choked = peer.peerChoking;
+    if (choked && peer.allowedFastIn.size === 0) return;
+    const want = this.queueDepth(now, peer) - peer.outReqs.size;
+    if (want <= 0) return;
+    if (!this.downLimit.unlimited && !this.downLimit.take(now, 0)) {
+      this.wakeAt(this.downLimit.availableAt(now));
+      return;
+    }
+    const reqs = picker.pick(peer.handle, want, choked ? { choked: true, allowedFast: peer.allowedFastIn } : undefined);
+    for (const r of reqs) {
+      if (!this.downLimit.unlimited) this.downLimit.take(now, r.length);
+      peer.outReqs.set(blockKey(r.index, r.begin), { index: r.index, begin: r.begin, length: r.length, at: now });
+      this.send(peer, { type: 'request', index: r.index, begin: r.begin, length: r.length });
+    }
+  }
+
+  // ------------------------------------------------------------ extensions
+
+  private onExtended(now: number, peer: Peer, id: number, payload: Buffer): void {
+    if (id === EXT_HANDSHAKE_ID) {
+      const h = decodeExtHandshake(payload);
+      for (const [name, n] of h.m) {
+        if (n === 0) peer.extIds.delete(name);
+        else peer.extIds.set(name, n);
+      }
+      if (h.reqq !== undefined) peer.reqq = Math.max(1, Math.min(h.reqq, 2000));
+      if (h.p !== undefined && h.p > 0) peer.listenPort = h.p;
+      if (h.v) peer.client = h.v.slice(0, 64);
+      if (!this.layout && h.metadataSize !== undefined && peer.extIds.has(UT_METADATA) && !this.metadata) {
+        try {
+          this.metadata = new MetadataFetcher(this.o.infoHash, h.metadataSize);
+        } catch {
+          this.close(peer, `bad metadata size ${h.metadataSize}`);
+          return;
+        }
+      }
+      this.requestMetadata(now, peer);
+      return;
+    }
+    if (id === LOCAL_UT_METADATA) this.onMetadataMessage(now, peer, payload);
+    else if (id === LOCAL_UT_PEX) {
+      if (!this.pexEnabled()) return;
+      const pex = decodePex(payload);
+      this.addPeers(now, [...pex.added, ...pex.added6], 'pex');
+    }
+    // Unknown extension ids: ignored, as BEP 10 asks.
+  }
+
+  private requestMetadata(now: number, peer: Peer): void {
+    const f = this.metadata;
+    const theirId = peer.extIds.get(UT_METADATA);
+    if (!f || this.layout || !peer.ready || theirId === undefined) return;
+    for (;;) {
+      const piece = f.next(peer.handle, now);
+      if (piece === undefined) return;
+      peer.metadataAsked++;
+      this.send(peer, { type: 'extended', id: theirId, payload: encodeMetadataMessage({ msgType: 'request', piece }) });
+    }
+  }
+
+  private onMetadataMessage(now: number, peer: Peer, payload: Buffer): void {
+    const msg = decodeMetadataMessage(payload);
+    const theirId = peer.extIds.get(UT_METADATA);
+    if (msg.msgType === 'request') {
+      if (theirId === undefined) return;
+      const info = this.layout?.infoBytes;
+      if (!info || msg.piece >= metadataPieceCount(info.length)) {
+        this.send(peer, { type: 'extended', id: theirId, payload: encodeMetadataMessage({ msgType: 'reject', piece: msg.piece }) });
+        return;
+      }
+      const start = msg.piece * METADATA_PIECE_SIZE;
+      const data = info.subarray(start, Math.min(info.length, start + METADATA_PIECE_SIZE));
+      this.send(peer, { type: 'extended', id: theirId, payload: encodeMetadataMessage({ msgType: 'data', piece: msg.piece, totalSize: info.length, data }) });
+      return;
+    }
+    const f = this.metadata;
+    if (!f) return;
+    if (msg.msgType === 'reject') {
+      f.release(peer.handle, msg.piece);
+      peer.metadataAsked = Math.max(0, peer.metadataAsked - 1);
+      return;
+    }
+    if (msg.msgType !== 'data') return;
+    if (msg.totalSize !== f.size) {
+      this.close(peer, 'metadata of a different size');
+      return;
+    }
+    peer.metadataAsked = Math.max(0, peer.metadataAsked - 1);
+    const r = f.receive(peer.handle, msg.piece, msg.data);
+    if (r.kind === 'bad-hash') {
+      for (const h of r.sources) {
+        const p = this.peers.get(h);
+        if (p && r.sources.size === 1) this.ban(p, 'sent metadata that does not match the info hash');
+      }
+      for (const p of this.peers.values()) this.requestMetadata(now, p);
+      return;
+    }
+    if (r.kind === 'done') {
+      let metainfo: Metainfo;
+      try {
+        metainfo = parseInfoDictionary(r.bytes, this.o.infoHash);
+      } catch (e) {
+        // Hash matches but the dictionary is unusable (e.g. unsafe paths): nobody can fix that.
+        this.metadata = undefined;
+        this.queue.push({ type: 'banned', endpoint: peer.endpoint, reason: `metadata is invalid: ${(e as Error).message}` });
+        return;
+      }
+      this.queue.push({ type: 'metadata', metainfo });
+      this.setMetadata(now, { pieceCount: metainfo.pieceCount, pieceLength: metainfo.pieceLength, length: metainfo.length, private: metainfo.private, infoBytes: metainfo.infoBytes });
+      return;
+    }
+    this.requestMetadata(now, peer);
+  }
+
+  private applyEarlyHaves(peer: Peer): void {
+    const picker = this.picker!;
+    const n = this.layout!.pieceCount;
+    if (peer.earlyBitfield) {
+      try {
+        peer.bitfield = new Bitfield(n, peer.earlyBitfield);
+        picker.peerBitfield(peer.handle, peer.earlyBitfield);
+      } catch {
+        this.close(peer, 'bad bitfield');
+        return;
+      }
+      peer.earlyBitfield = undefined;
+    }
+    if (peer.haveAll) picker.peerHaveAll(peer.handle);
+    if (peer.early) {
+      peer.bitfield ??= new Bitfield(n);
+      for (const i of peer.early) {
+        if (i >= n) {
+          this.close(peer, `piece index ${i} out of range`);
+          return;
+        }
+        if (!peer.bitfield.get(i)) {
+          peer.bitfield.set(i);
+          picker.peerHave(peer.handle, i);
+        }
+      }
+      peer.early = undefined;
+    }
+  }
+
+  private sendPex(now: number, peer: Peer): void {
+    peer.lastPexAt = now;
+    const theirId = peer.extIds.get(UT_PEX);
+    if (theirId === undefined) return;
+    const current = new Map<string, Endpoint>();
+    for (const p of this.peers.values()) {
+      if (p === peer || !p.ready || p.listenPort === undefined) continue;
+      const e = { host: p.endpoint.host, port: p.listenPort };
+      current.set(endpointKey(e), e);
+    }
+    const added: Endpoint[] = [];
+    const added6: Endpoint[] = [];
+    for (const [k, e] of current) {
+      if (peer.pexSent.has(k) || added.length + added6.length >= 50) continue;
+      (e.host.includes(':') ? added6 : added).push(e);
+      peer.pexSent.add(k);
+    }
+    const dropped: Endpoint[] = [];
+    const dropped6: Endpoint[] = [];
+    for (const k of [...peer.pexSent]) {
+      if (current.has(k)) continue;
+      peer.pexSent.delete(k);
+      const m = /^\[(.*)\]:(\d+)$/.exec(k) ?? /^(.*):(\d+)$/.exec(k);
+      if (m && dropped.length + dropped6.length < 50) (m[1]!.includes(':') ? dropped6 : dropped).push({ host: m[1]!, port: Number(m[2]) });
+    }
+    if (added.length + added6.length + dropped.length + dropped6.length === 0) return;
+    this.send(peer, { type: 'extended', id: theirId, payload: encodePex({ added, dropped, added6, dropped6 }) });
+  }
+
+  // ------------------------------------------------------------ sending and closing
+
+  private send(peer: Peer, msg: MessageInput): void {
+    this.sendRaw(peer, encodeMessage(msg));
+  }
+
+  private sendRaw(peer: Peer, bytes: Uint8Array, handshake = false): void {
+    if (peer.closed) return;
+    if (handshake) peer.sentHandshake = true;
+    peer.outbox.push(bytes);
+    peer.sentSinceTick = true;
+    this.dirty.add(peer);
+  }
+
+  private ban(peer: Peer, reason: string): void {
+    if (!this.bannedHosts.has(peer.endpoint.host)) {
+      this.bannedHosts.add(peer.endpoint.host);
+      this.queue.push({ type: 'banned', endpoint: peer.endpoint, reason });
+    }
+    for (const [k, kp] of this.known) if (kp.endpoint.host === peer.endpoint.host) this.known.delete(k);
+    this.close(peer, `banned: ${reason}`);
+  }
+
+  private close(peer: Peer, reason: string): void {
+    if (peer.closed) return;
+    // Whatever is queued for the peer goes out before the close.
+    if (peer.outbox.length > 0) {
+      this.queue.push({ type: 'send', peer: peer.handle, data: peer.outbox });
+      peer.outbox = [];
+    }
+    this.dirty.delete(peer);
+    peer.closed = true;
+    this.queue.push({ type: 'close', peer: peer.handle, reason });
+    this.detach(peer);
+  }
+
+  /** The driver reported the connection gone. */
+  private forget(now: number, peer: Peer): void {
+    if (!peer.closed) {
+      peer.closed = true;
+      this.dirty.delete(peer);
+      this.detach(peer);
+    }
+    this.peers.delete(peer.handle);
+    const k = this.known.get(endpointKey(peer.endpoint));
+    if (k) {
+      k.connected = false;
+      k.nextAttemptAt = now + 60_000;
+    }
+    this.connectMore(now);
+  }
+
+  private detach(peer: Peer): void {
+    if (this.byPeerId.get(peer.peerIdHex) === peer.handle) this.byPeerId.delete(peer.peerIdHex);
+    this.choker.remove(peer.handle);
+    if (this.picker) {
+      this.picker.removePeer(peer.handle);
+    }
+    this.metadata?.release(peer.handle);
+    peer.outReqs.clear();
+    peer.inQueue = [];
+    peer.reading.clear();
+    // Others can take over this peer's requests.
+    if (this.picker) for (const q of this.peers.values()) if (q !== peer && q.ready && !q.closed) this.fillRequests(this.now, q);
+  }
+}
