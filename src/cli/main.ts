@@ -9,6 +9,7 @@ import { CodecError } from '../codec/errors.js';
 import { registerCreate } from './commands/create.js';
 import { registerInfo } from './commands/info.js';
 import { registerTracker } from './commands/tracker.js';
+import { registerTransfer } from './commands/transfer.js';
 import { UsageError } from './format.js';
 
 export interface CliIo {
@@ -51,6 +52,7 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
   registerCreate(program, io);
   registerInfo(program, io);
   registerTracker(program, io);
+  registerTransfer(program, io);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
