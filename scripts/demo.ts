@@ -1,31 +1,44 @@
 /**
- * `npm run demo`: what peerkit can do today, end to end, on this machine only.
+ * `npm run demo`: a whole swarm on this machine, on 127.0.0.1 only.
  *
- * It generates a single file and a folder of files, makes a torrent of each
- * (announcing to a loopback tracker URL; nothing is contacted), prints their
- * metainfo and magnet links, verifies the data against the torrents, then
- * damages one piece of a copy and shows the check catching exactly that
- * piece. It exits non-zero if anything does not hold.
+ * It generates a file, creates its torrent announcing to a peerkit tracker
+ * (HTTP and UDP) started here, then runs one seeder and several leechers,
+ * each a separate peerkit Client with its own port and folder. One leecher
+ * starts from a magnet link, so it fetches the metadata from peers first.
+ * Progress is shown while they swap pieces; at the end every copy is checked
+ * byte for byte and the upload ratios are printed. Exits non-zero if anything
+ * does not hold.
  *
- * Options: --size MiB (default 64), --keep (leave the files in place).
+ * Options: --size MiB (default 64), --leechers N (default 5), --keep (leave
+ * the files in place and keep seeding until Ctrl-C).
  */
-import { mkdtemp, mkdir, open, rm, writeFile, copyFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import { Client } from '../src/client/client.js';
+import type { Torrent } from '../src/client/torrent.js';
+import { buildMagnet } from '../src/codec/magnet.js';
 import { createTorrent } from '../src/files/create-torrent.js';
-import { verifyPieces, filePathOnDisk } from '../src/files/verify-pieces.js';
+import { verifyPieces } from '../src/files/verify-pieces.js';
+import { startTracker } from '../src/tracker/index.js';
 import { run } from '../src/cli/main.js';
 import { formatBytes, formatRate } from '../src/cli/format.js';
 
 const args = process.argv.slice(2);
-const sizeArg = args.indexOf('--size');
-const sizeMiB = sizeArg >= 0 ? Number(args[sizeArg + 1]) : 64;
+const num = (name: string, def: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const sizeMiB = num('--size', 64);
+const leecherCount = num('--leechers', 5);
 const keep = args.includes('--keep');
-if (!Number.isFinite(sizeMiB) || sizeMiB <= 0 || sizeMiB > 4096) {
-  console.error('demo: --size takes a number of MiB between 1 and 4096');
+if (!(sizeMiB > 0 && sizeMiB <= 4096) || !(Number.isInteger(leecherCount) && leecherCount >= 1 && leecherCount <= 50)) {
+  console.error('demo: --size takes MiB (1-4096), --leechers a count (1-50)');
   process.exit(2);
 }
+const TIME_LIMIT_MS = 300_000;
 
 /** Deterministic pseudo-random content: SHA-256 in counter mode, 1 MiB at a time. */
 async function generateFile(path: string, bytes: number, seed: string): Promise<void> {
@@ -49,67 +62,102 @@ function step(title: string): void {
 
 async function main(): Promise<number> {
   const work = await mkdtemp(join(tmpdir(), 'peerkit-demo-'));
+  const clients: Client[] = [];
+  let tracker: Awaited<ReturnType<typeof startTracker>> | undefined;
   let ok = true;
   const check = (cond: boolean, what: string): void => {
     console.log(`${cond ? 'ok  ' : 'FAIL'} ${what}`);
     ok &&= cond;
   };
   try {
-    const data = join(work, 'data');
-    await mkdir(data);
+    step('a tracker on 127.0.0.1 (HTTP and UDP)');
+    tracker = await startTracker({ host: '127.0.0.1', http: 0, udp: 0 });
+    console.log(`${tracker.httpUrl}\n${tracker.udpUrl}`);
 
-    step(`generating ${sizeMiB} MiB of test data in ${data}`);
-    const single = join(data, 'peerkit-demo.bin');
-    // An odd size, so the last piece is short.
-    const singleSize = sizeMiB * 1024 * 1024 - 12345;
-    await generateFile(single, singleSize, 'single');
-    const folder = join(data, 'album');
-    await mkdir(join(folder, 'disc 2'), { recursive: true });
-    await generateFile(join(folder, 'track01.flac'), 3_000_001, 'a');
-    await generateFile(join(folder, 'disc 2', 'track02.flac'), 2_500_000, 'b');
-    await writeFile(join(folder, 'cover.txt'), 'peerkit demo album\n');
-    console.log(`${single} (${formatBytes(singleSize)}), ${folder}/ (3 files)`);
+    step(`generating ${sizeMiB} MiB and creating its torrent`);
+    const seedDir = join(work, 'seeder');
+    await mkdir(seedDir, { recursive: true });
+    const size = Math.round(sizeMiB * 1024 * 1024) - 12_345; // an odd size: the last piece is short
+    const file = join(seedDir, 'peerkit-demo.bin');
+    await generateFile(file, size, 'demo');
+    const { torrent, metainfo } = await createTorrent(file, { announce: [[tracker.httpUrl!], [tracker.udpUrl!]], createdBy: 'peerkit demo' });
+    const torrentPath = join(work, 'peerkit-demo.torrent');
+    await (await open(torrentPath, 'w')).writeFile(torrent);
+    if ((await run(['info', torrentPath])) !== 0) return 1;
 
-    step('creating torrents (peerkit create)');
-    const tracker = 'http://127.0.0.1:6969/announce';
-    const singleTorrent = join(work, 'peerkit-demo.torrent');
-    const folderTorrent = join(work, 'album.torrent');
-    const t0 = performance.now();
-    const created = await createTorrent(single, { announce: [[tracker]], createdBy: 'peerkit demo' });
-    const secs = (performance.now() - t0) / 1000;
-    await writeFile(singleTorrent, created.torrent);
-    console.log(`hashed ${formatBytes(singleSize)} in ${secs.toFixed(2)} s (${formatRate(singleSize / secs)})`);
-    if ((await run(['create', folder, '-o', folderTorrent, '--tracker', tracker, '--piece-length', '256KiB', '--no-date'])) !== 0) return 1;
+    step(`a seeder and ${leecherCount} leechers, each its own client on its own port`);
+    const seeder = await Client.create({ port: 0, host: '127.0.0.1' });
+    clients.push(seeder);
+    const seedTorrent = await seeder.add(metainfo, { dir: seedDir });
+    check(seedTorrent.isComplete, `seeder on port ${seeder.port} verified its ${metainfo.pieceCount} pieces`);
+    const leechers: Torrent[] = [];
+    const started = performance.now();
+    const doneAt = new Map<Torrent, number>();
+    for (let i = 0; i < leecherCount; i++) {
+      const c = await Client.create({ port: 0, host: '127.0.0.1' });
+      clients.push(c);
+      // The last leecher starts from a magnet link: metadata from peers (BEP 9) first.
+      const source = i === leecherCount - 1 ? buildMagnet({ infoHash: metainfo.infoHash, name: metainfo.name, trackers: [tracker.httpUrl!] }) : metainfo;
+      const t = await c.add(source, { dir: join(work, `leecher-${i + 1}`), trackerMinIntervalMs: 2000 });
+      t.on('complete', () => doneAt.set(t, performance.now()));
+      t.on('banned', (e, r) => console.log(`leecher ${i + 1} banned ${e.host}:${e.port}: ${r}`));
+      leechers.push(t);
+      console.log(`leecher ${i + 1}: port ${c.port}${typeof source === 'string' ? `, from ${source.slice(0, 60)}...` : ', from the .torrent'}`);
+    }
 
-    step('metainfo and magnet link (peerkit info)');
-    if ((await run(['info', singleTorrent])) !== 0) return 1;
-    console.log('');
-    if ((await run(['info', folderTorrent])) !== 0) return 1;
+    step('downloading');
+    const tty = process.stdout.isTTY === true;
+    const multi = tty ? new cliProgress.MultiBar({ format: ' {name} |{bar}| {percentage}% ↓ {down} ↑ {up} peers {peers}', hideCursor: true, fps: 5 }, cliProgress.Presets.shades_classic) : undefined;
+    const bars = leechers.map((t, i) => multi?.create(100, 0, { name: `leecher ${i + 1}`, down: '', up: '', peers: '' }));
+    const draw = (): void => {
+      leechers.forEach((t, i) => {
+        const s = t.stats();
+        const pct = s.pieceCount ? Math.floor((1000 * s.piecesDone) / s.pieceCount) / 10 : 0;
+        const fields = { name: `leecher ${i + 1}`, down: formatRate(s.downloadRate).padStart(11), up: formatRate(s.uploadRate).padStart(11), peers: String(s.peers) };
+        if (multi) bars[i]!.update(pct, fields);
+        else console.log(`leecher ${i + 1}: ${pct.toFixed(1).padStart(5)}%  down ${fields.down}  up ${fields.up}  peers ${fields.peers}`);
+      });
+    };
+    const everyone = Promise.all(leechers.map((t) => (t.isComplete ? Promise.resolve() : new Promise<void>((r) => t.on('complete', () => r())))));
+    const ticker = setInterval(draw, tty ? 200 : 1000);
+    let timedOut = false;
+    await Promise.race([everyone, new Promise<void>((r) => setTimeout(() => ((timedOut = true), r()), TIME_LIMIT_MS).unref())]);
+    clearInterval(ticker);
+    draw();
+    multi?.stop();
+    const secs = (performance.now() - started) / 1000;
+    check(!timedOut, `all ${leecherCount} leechers complete in ${secs.toFixed(1)} s (${formatRate((size * leecherCount) / secs)} delivered in total)`);
 
-    step('verifying the data against the torrents');
-    const v1 = await verifyPieces(data, created.metainfo);
-    check(v1.validCount === v1.pieceCount, `${single}: ${v1.validCount}/${v1.pieceCount} pieces verified`);
-    const folderMeta = (await createTorrent(folder, { pieceLength: 256 * 1024, announce: [[tracker]] })).metainfo;
-    const v2 = await verifyPieces(data, folderMeta);
-    check(v2.validCount === v2.pieceCount, `${folder}: ${v2.validCount}/${v2.pieceCount} pieces verified (pieces span file boundaries)`);
+    step('checking every copy');
+    const original = createHash('sha1').update(await readFile(file)).digest('hex');
+    for (let i = 0; i < leechers.length; i++) {
+      const dir = join(work, `leecher-${i + 1}`);
+      const v = await verifyPieces(dir, metainfo);
+      const same = createHash('sha1').update(await readFile(join(dir, metainfo.name))).digest('hex') === original;
+      check(v.validCount === v.pieceCount && same, `leecher ${i + 1}: ${v.validCount}/${v.pieceCount} pieces verified, file identical to the original`);
+    }
 
-    step('damaging one piece of a copy: the check must catch exactly that piece');
-    const copyDir = join(work, 'copy');
-    await mkdir(copyDir);
-    const copyPath = filePathOnDisk(copyDir, created.metainfo, 0);
-    await copyFile(single, copyPath);
-    const victim = Math.floor(created.metainfo.pieceCount / 2);
-    const fh = await open(copyPath, 'r+');
-    await fh.write(Buffer.from('peerkit was here'), 0, 16, victim * created.metainfo.pieceLength + 100);
-    await fh.close();
-    const v3 = await verifyPieces(copyDir, created.metainfo);
-    const bad = v3.valid.flatMap((good, i) => (good ? [] : [i]));
-    check(bad.length === 1 && bad[0] === victim, `damaged piece ${victim} detected; bad pieces: [${bad.join(', ')}]`);
-
+    step('who uploaded what (ratio = uploaded / size)');
+    const all = [seedTorrent, ...leechers];
+    for (const [i, t] of all.entries()) {
+      const s = t.stats();
+      const doneIn = doneAt.get(t);
+      console.log(
+        `${(i === 0 ? 'seeder' : `leecher ${i}`).padEnd(10)} downloaded ${formatBytes(s.downloaded).padStart(10)}  uploaded ${formatBytes(s.uploaded).padStart(10)}  ratio ${(s.uploaded / size).toFixed(2)}` +
+          (doneIn ? `  done after ${((doneIn - started) / 1000).toFixed(1)} s` : ''),
+      );
+    }
+    const swarm = tracker.core.scrape(metainfo.infoHash);
+    console.log(`tracker sees ${swarm.complete} seeders, ${swarm.incomplete} leechers, ${swarm.downloaded} completed downloads`);
     console.log(ok ? '\ndemo: all checks passed' : '\ndemo: some checks FAILED');
-    if (keep) console.log(`files kept in ${work}`);
+    if (keep && ok) {
+      console.log(`files kept in ${work}; seeding until Ctrl-C`);
+      await new Promise<void>((r) => process.once('SIGINT', () => r()));
+    }
     return ok ? 0 : 1;
   } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await tracker?.close();
     if (!keep) await rm(work, { recursive: true, force: true });
   }
 }
