@@ -108,7 +108,7 @@ async function main(): Promise<number> {
     step('downloading');
     const tty = process.stdout.isTTY === true;
     const multi = tty ? new cliProgress.MultiBar({ format: ' {name} |{bar}| {percentage}% ↓ {down} ↑ {up} peers {peers}', hideCursor: true, fps: 5 }, cliProgress.Presets.shades_classic) : undefined;
-    const bars = leechers.map((t, i) => multi?.create(100, 0, { name: `leecher ${i + 1}`, down: '', up: '', peers: '' }));
+    const bars = leechers.map((_t, i) => multi?.create(100, 0, { name: `leecher ${i + 1}`, down: '', up: '', peers: '' }));
     const draw = (): void => {
       leechers.forEach((t, i) => {
         const s = t.stats();
