@@ -92,7 +92,37 @@ export function registerTracker(program: Command, io: CliIo): void {
         allowFullScrape: opts.fullScrape === true,
         onError: (e) => io.stderr.write(`peerkit tracker: internal error: ${e instanceof Error ? e.message : String(e)}\n`),
       };
-      const tracker = await startTracker(options);
+      // Signal handlers go in before anything is printed, so a signal sent as soon as the URLs appear is handled.
+      let reloadWhitelist = (): void => {};
+      let removeHandlers = (): void => {};
+      const stopped = new Promise<NodeJS.Signals>((resolve) => {
+        const reload = (): void => reloadWhitelist();
+        const stop = (s: NodeJS.Signals): void => {
+          removeHandlers();
+          resolve(s);
+        };
+        removeHandlers = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          process.off('SIGHUP', reload);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+        process.on('SIGHUP', reload);
+      });
+      const tracker = await startTracker(options).catch((e: unknown) => {
+        removeHandlers();
+        throw e;
+      });
+      reloadWhitelist = (): void => {
+        if (opts.whitelist === undefined) return;
+        try {
+          tracker.core.setWhitelist(readWhitelist(opts.whitelist));
+          io.stdout.write(`peerkit tracker: whitelist reloaded, ${tracker.core.whitelistSize} torrents\n`);
+        } catch (e) {
+          io.stderr.write(`peerkit tracker: whitelist not reloaded: ${e instanceof Error ? e.message : String(e)}\n`);
+        }
+      };
       const out: string[] = ['peerkit tracker: serving'];
       for (const u of tracker.httpUrls) out.push(`  ${u}`);
       for (const u of tracker.udpUrls) out.push(`  ${u}`);
@@ -108,26 +138,7 @@ export function registerTracker(program: Command, io: CliIo): void {
       }
       io.stdout.write(`${out.join('\n')}\n`);
 
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        const reload = (): void => {
-          if (opts.whitelist === undefined) return;
-          try {
-            tracker.core.setWhitelist(readWhitelist(opts.whitelist));
-            io.stdout.write(`peerkit tracker: whitelist reloaded, ${tracker.core.whitelistSize} torrents\n`);
-          } catch (e) {
-            io.stderr.write(`peerkit tracker: whitelist not reloaded: ${e instanceof Error ? e.message : String(e)}\n`);
-          }
-        };
-        const stop = (s: NodeJS.Signals): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          process.off('SIGHUP', reload);
-          resolve(s);
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-        process.on('SIGHUP', reload);
-      });
+      const signal = await stopped;
       await tracker.close();
       io.stdout.write(`peerkit tracker: stopped (${signal})\n`);
     });
