@@ -41,6 +41,8 @@ const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 /** RFC 4648 base32 without padding; undefined when the text is not base32. */
 export function decodeBase32(text: string): Buffer | undefined {
+  // ASCII only: toUpperCase() maps e.g. 'ı' to 'I' and 'ß' to 'SS'.
+  if (!/^[A-Za-z2-7]*$/.test(text)) return undefined;
   const out = Buffer.alloc(Math.floor((text.length * 5) / 8));
   let bits = 0;
   let acc = 0;
@@ -93,11 +95,13 @@ function percentDecode(value: string, plusIsSpace: boolean): string {
 
 /** Parses `host:port`, `[v6]:port` (the x.pe form); hosts may be names. */
 export function parsePeerAddress(text: string): MagnetPeer {
-  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
+  const bracketed = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text);
+  const m = bracketed ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port < 1 || port > 65535) throw new MagnetError('BAD_PEER', `"${text.slice(0, 80)}" is not host:port`);
   const raw = m[1]!;
   const ip = parseIp(raw);
+  if (bracketed && !ip) throw new MagnetError('BAD_PEER', `"${raw.slice(0, 80)}" in brackets is not an IPv6 address`);
   if (!ip && !/^[A-Za-z0-9.-]{1,253}$/.test(raw)) throw new MagnetError('BAD_PEER', `"${raw.slice(0, 80)}" is not an address`);
   return { host: ip ? formatIp(ip) : raw, port };
 }

@@ -88,6 +88,16 @@ const DEFAULTS: Required<MetainfoLimits> = {
   maxPathDepth: 64,
 };
 
+/** Limits with defaults; a limit given as undefined keeps its default. */
+function withDefaults(limits: MetainfoLimits): Required<MetainfoLimits> {
+  return {
+    maxBytes: limits.maxBytes ?? DEFAULTS.maxBytes,
+    maxFiles: limits.maxFiles ?? DEFAULTS.maxFiles,
+    maxPieceLength: limits.maxPieceLength ?? DEFAULTS.maxPieceLength,
+    maxPathDepth: limits.maxPathDepth ?? DEFAULTS.maxPathDepth,
+  };
+}
+
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
 function field(dict: BencodeDict, key: string): BencodeValue | undefined {
@@ -286,7 +296,7 @@ function assemble(top: BencodeDict | undefined, infoBytes: Buffer, parsed: Parse
 
 /** Parses and validates a .torrent file. */
 export function parseMetainfo(bytes: Uint8Array, limits: MetainfoLimits = {}): Metainfo {
-  const lim = { ...DEFAULTS, ...limits };
+  const lim = withDefaults(limits);
   const { top, infoBytes } = asDict(bytes, lim);
   const parsed = parseInfo(top.get('info') as BencodeDict, lim);
   return assemble(top, infoBytes, parsed);
@@ -297,7 +307,8 @@ export function parseMetainfo(bytes: Uint8Array, limits: MetainfoLimits = {}): M
  * checks it against the info hash we asked for.
  */
 export function parseInfoDictionary(infoBytes: Uint8Array, expectedInfoHash?: Uint8Array, limits: MetainfoLimits = {}): Metainfo {
-  const lim = { ...DEFAULTS, ...limits };
+  const lim = withDefaults(limits);
+  if (infoBytes.length > lim.maxBytes) throw new MetainfoError('TOO_LARGE', `${infoBytes.length} bytes exceed the limit of ${lim.maxBytes}`);
   const buf = Buffer.from(infoBytes.buffer, infoBytes.byteOffset, infoBytes.byteLength);
   if (expectedInfoHash && !sha1(buf).equals(expectedInfoHash)) {
     throw new MetainfoError('HASH_MISMATCH', 'the info dictionary does not match the info hash');
