@@ -429,7 +429,8 @@ export class TorrentCore {
       this.close(peer, 'banned address');
       return;
     }
-    if (this.readyCount() >= this.maxPeers) {
+    // The new connection is in `peers` already: more than maxPeers open ones means no room for it.
+    if (this.readyCount() > this.maxPeers) {
       this.close(peer, 'too many peers');
       return;
     }
@@ -519,8 +520,11 @@ export class TorrentCore {
     this.now = now;
     const peer = this.peers.get(handle);
     if (!peer) return;
-    peer.reading.delete(blockKey(index, begin));
-    if (peer.fast) this.send(peer, { type: 'reject', index, begin, length });
+    const key = blockKey(index, begin);
+    const live = peer.reading.get(key);
+    peer.reading.delete(key);
+    // A cancelled read was answered with a reject already.
+    if (live && peer.fast) this.send(peer, { type: 'reject', index, begin, length });
     this.serveReads(now, peer);
   }
 
@@ -802,7 +806,8 @@ export class TorrentCore {
         payload: encodeExtHandshake({
           m: { [UT_METADATA]: LOCAL_UT_METADATA, [UT_PEX]: this.pexEnabled() ? LOCAL_UT_PEX : 0 },
           v: this.o.clientName ?? 'peerkit',
-          p: this.o.listenPort,
+          // Not listening (port 0) is no port to tell: the encoder would refuse it and cost us every peer.
+          p: this.o.listenPort !== undefined && this.o.listenPort > 0 && this.o.listenPort < 65536 ? this.o.listenPort : undefined,
           reqq: this.maxIncoming,
           metadataSize: this.layout?.infoBytes?.length,
           yourip: yourip ?? undefined,
@@ -922,7 +927,11 @@ export class TorrentCore {
         return;
       case 'cancel': {
         const key = blockKey(m.index, m.begin);
-        if (peer.reading.has(key)) peer.reading.set(key, false);
+        if (peer.reading.get(key)) {
+          // Being read: the piece will not be sent. BEP 6: every request gets exactly one answer.
+          peer.reading.set(key, false);
+          if (peer.fast) this.send(peer, { type: 'reject', index: m.index, begin: m.begin, length: m.length });
+        }
         const before = peer.inQueue.length;
         peer.inQueue = peer.inQueue.filter((r) => !(r.index === m.index && r.begin === m.begin && r.length === m.length));
         if (peer.fast && peer.inQueue.length < before) this.send(peer, { type: 'reject', index: m.index, begin: m.begin, length: m.length });
@@ -1039,7 +1048,7 @@ export class TorrentCore {
   private queueDepth(now: number, peer: Peer): number {
     const rate = peer.down.rate(now);
     const depth = Math.ceil(rate / BLOCK) + 8;
-    return Math.max(8, Math.min(depth, peer.reqq, 500));
+    return Math.min(peer.reqq, Math.max(8, Math.min(depth, 500)));
   }
 
   private fillRequests(now: number, peer: Peer): void {
