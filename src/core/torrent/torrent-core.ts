@@ -702,8 +702,14 @@ export class TorrentCore {
         p.lastSentAt = now;
       } else if (now - p.lastSentAt > KEEPALIVE_MS) this.send(p, { type: 'keep-alive' });
       // Requests that went unanswered: the peer is snubbing us; hand its blocks to others.
-      if (p.outReqs.size > 0 && now - p.lastBlockAt > this.requestTimeoutMs && this.picker) {
-        for (const r of p.outReqs.values()) this.picker.requestTimedOut(p.handle, r.index, r.begin);
+      // The wait counts from the last block or, if later, from the oldest request still
+      // outstanding: a peer that kept us choked for a while is not late the moment it unchokes.
+      if (p.outReqs.size > 0 && this.picker && now - Math.max(p.lastBlockAt, this.oldestRequestAt(p)) > this.requestTimeoutMs) {
+        for (const r of p.outReqs.values()) {
+          this.picker.requestTimedOut(p.handle, r.index, r.begin);
+          // Cancelled, so a later request for the block (to this peer too) is not a duplicate to it.
+          this.send(p, { type: 'cancel', index: r.index, begin: r.begin, length: r.length });
+        }
         p.outReqs.clear();
         p.snubbedUntil = now + this.requestTimeoutMs;
         this.choker.markSnubbed(p.handle, true);
@@ -727,6 +733,12 @@ export class TorrentCore {
       const idle = [...this.known.values()].every((k) => k.connected || k.nextAttemptAt > now);
       if (idle) this.queue.push({ type: 'want-peers' });
     }
+  }
+
+  private oldestRequestAt(p: Peer): number {
+    let t = Infinity;
+    for (const r of p.outReqs.values()) if (r.at < t) t = r.at;
+    return t;
   }
 
   private rechoke(now: number): void {
