@@ -147,6 +147,7 @@ const METADATA_TIMEOUT_MS = 20_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
 const MAX_READS_IN_FLIGHT = 16;
+const MAX_DEPARTED = 4096;
 
 interface Peer {
   readonly handle: PeerHandle;
@@ -232,6 +233,8 @@ export class TorrentCore {
   private readonly byPeerId = new Map<string, PeerHandle>();
   private readonly known = new Map<string, KnownPeer>();
   private readonly bannedHosts = new Set<string>();
+  /** Endpoints of peers that left, by handle (bounded), for blaming them for bad pieces. */
+  private readonly departed = new Map<PeerHandle, Endpoint>();
   private readonly connecting = new Set<string>();
   private readonly queue: TorrentAction[] = [];
   private readonly dirty = new Set<Peer>();
@@ -559,7 +562,14 @@ export class TorrentCore {
       const endpoints: Endpoint[] = [];
       for (const h of contributors) {
         const p = this.peers.get(h);
-        if (!p) continue;
+        if (!p) {
+          // Gone before the hash came back (perhaps on purpose): still to blame.
+          const e = this.departed.get(h);
+          if (!e) continue;
+          endpoints.push(e);
+          if (contributors.size === 1) this.banHost(e, 'sent data for a piece that failed the hash check');
+          continue;
+        }
         endpoints.push(p.endpoint);
         p.strikes++;
         if (contributors.size === 1 || p.strikes >= this.maxStrikes) this.ban(p, `sent data for ${p.strikes} piece(s) that failed the hash check`);
@@ -1255,12 +1265,16 @@ export class TorrentCore {
   }
 
   private ban(peer: Peer, reason: string): void {
-    if (!this.bannedHosts.has(peer.endpoint.host)) {
-      this.bannedHosts.add(peer.endpoint.host);
-      this.queue.push({ type: 'banned', endpoint: peer.endpoint, reason });
-    }
-    for (const [k, kp] of this.known) if (kp.endpoint.host === peer.endpoint.host) this.known.delete(k);
+    this.banHost(peer.endpoint, reason);
     this.close(peer, `banned: ${reason}`);
+  }
+
+  private banHost(endpoint: Endpoint, reason: string): void {
+    if (!this.bannedHosts.has(endpoint.host)) {
+      this.bannedHosts.add(endpoint.host);
+      this.queue.push({ type: 'banned', endpoint, reason });
+    }
+    for (const [k, kp] of this.known) if (kp.endpoint.host === endpoint.host) this.known.delete(k);
   }
 
   private close(peer: Peer, reason: string): void {
@@ -1284,6 +1298,9 @@ export class TorrentCore {
       this.detach(peer);
     }
     this.peers.delete(peer.handle);
+    // Remembered so a piece it contributed to can still be blamed on it after it left.
+    this.departed.set(peer.handle, peer.endpoint);
+    if (this.departed.size > MAX_DEPARTED) this.departed.delete(this.departed.keys().next().value!);
     const k = this.known.get(endpointKey(peer.endpoint));
     if (k) {
       k.connected = false;
