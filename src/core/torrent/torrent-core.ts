@@ -144,6 +144,7 @@ const KEEPALIVE_MS = 110_000;
 const IDLE_MS = 240_000;
 const PEX_INTERVAL_MS = 60_000;
 const METADATA_TIMEOUT_MS = 20_000;
+const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
 const MAX_READS_IN_FLIGHT = 16;
@@ -196,6 +197,10 @@ interface Peer {
   snubbedUntil: number;
   strikes: number;
   metadataAsked: number;
+  /** The metadata_size it announced (BEP 9): it is only asked for metadata of that size. */
+  metadataSize: number | undefined;
+  /** It rejected or did not answer a metadata request: not asked again before this. */
+  metadataIdleUntil: number;
   pexSent: Set<string>;
   lastPexAt: number;
   outbox: Uint8Array[];
@@ -239,6 +244,8 @@ export class TorrentCore {
   private readonly queue: TorrentAction[] = [];
   private readonly dirty = new Set<Peer>();
   private metadata: MetadataFetcher<PeerHandle> | undefined;
+  /** The info dictionary matched the hash but cannot be used: not fetched again. */
+  private metadataUnusable = false;
   private readonly upLimit: TokenBucket;
   private readonly downLimit: TokenBucket;
   private readonly down = new RateMeter();
@@ -416,6 +423,8 @@ export class TorrentCore {
       snubbedUntil: 0,
       strikes: 0,
       metadataAsked: 0,
+      metadataSize: undefined,
+      metadataIdleUntil: 0,
       pexSent: new Set(),
       lastPexAt: now,
       outbox: [],
@@ -730,12 +739,16 @@ export class TorrentCore {
       if (this.pexEnabled() && now - p.lastPexAt >= PEX_INTERVAL_MS) this.sendPex(now, p);
       this.fillRequests(now, p);
     }
-    if (this.metadata) {
-      for (const h of this.metadata.expire(now, METADATA_TIMEOUT_MS)) {
+    if (!this.layout) {
+      for (const h of this.metadata?.expire(now, METADATA_TIMEOUT_MS) ?? []) {
         const p = this.peers.get(h);
-        if (p) p.metadataAsked = Math.max(0, p.metadataAsked - 1);
+        if (!p) continue;
+        p.metadataAsked = Math.max(0, p.metadataAsked - 1);
+        // Too slow: ask the others first (it would otherwise be asked again at once).
+        p.metadataIdleUntil = now + METADATA_IDLE_MS;
       }
-      for (const p of this.peers.values()) this.requestMetadata(now, p);
+      this.ensureMetadataFetcher();
+      this.requestMetadataAll(now, true);
     }
     // Forget attempts that will never succeed, and look for more peers.
     this.connectMore(now);
@@ -1105,14 +1118,8 @@ export class TorrentCore {
       if (h.reqq !== undefined) peer.reqq = Math.max(1, Math.min(h.reqq, 2000));
       if (h.p !== undefined && h.p > 0) peer.listenPort = h.p;
       if (h.v) peer.client = h.v.slice(0, 64);
-      if (!this.layout && h.metadataSize !== undefined && peer.extIds.has(UT_METADATA) && !this.metadata) {
-        try {
-          this.metadata = new MetadataFetcher(this.o.infoHash, h.metadataSize);
-        } catch {
-          this.close(peer, `bad metadata size ${h.metadataSize}`);
-          return;
-        }
-      }
+      if (h.metadataSize !== undefined) peer.metadataSize = h.metadataSize;
+      this.ensureMetadataFetcher();
       this.requestMetadata(now, peer);
       return;
     }
@@ -1125,10 +1132,51 @@ export class TorrentCore {
     // Unknown extension ids: ignored, as BEP 10 asks.
   }
 
-  private requestMetadata(now: number, peer: Peer): void {
+  /**
+   * Makes sure the metadata is being fetched at a size some usable peer announced. The
+   * first size seen is kept while a peer that announced it can still be asked; when
+   * none can (they left, were banned, reject or time out), the fetch starts over at the
+   * size most of the others announced. So neither a peer lying about metadata_size nor
+   * one that never answers can hold the download up for good. Peers that rejected or
+   * timed out count only when there is nobody else.
+   */
+  private ensureMetadataFetcher(): void {
+    if (this.layout || this.metadataUnusable) return;
+    const sizesOf = (idleToo: boolean): Map<number, number> => {
+      const sizes = new Map<number, number>();
+      for (const p of this.peers.values()) {
+        if (!p.ready || p.closed || p.metadataSize === undefined || !p.extIds.has(UT_METADATA)) continue;
+        if (!idleToo && this.now < p.metadataIdleUntil) continue;
+        sizes.set(p.metadataSize, (sizes.get(p.metadataSize) ?? 0) + 1);
+      }
+      return sizes;
+    };
+    let sizes = sizesOf(false);
+    if (sizes.size === 0) sizes = sizesOf(true);
+    if (sizes.size === 0 || (this.metadata && sizes.has(this.metadata.size))) return;
+    let best = 0;
+    let count = 0;
+    for (const [size, n] of sizes) {
+      if (n > count) {
+        best = size;
+        count = n;
+      }
+    }
+    // The codec already bounds metadata_size, so the fetcher accepts it.
+    this.metadata = new MetadataFetcher(this.o.infoHash, best);
+  }
+
+  /** Metadata requests to every peer that can take some: the willing first, then (`idleToo`) those that failed us lately. */
+  private requestMetadataAll(now: number, idleToo: boolean): void {
+    for (const p of this.peers.values()) this.requestMetadata(now, p);
+    if (idleToo) for (const p of this.peers.values()) this.requestMetadata(now, p, true);
+  }
+
+  private requestMetadata(now: number, peer: Peer, idleToo = false): void {
     const f = this.metadata;
     const theirId = peer.extIds.get(UT_METADATA);
-    if (!f || this.layout || !peer.ready || theirId === undefined) return;
+    if (!f || this.layout || !peer.ready || peer.closed || theirId === undefined) return;
+    if (peer.metadataSize !== f.size || (!idleToo && now < peer.metadataIdleUntil)) return;
     for (;;) {
       const piece = f.next(peer.handle, now);
       if (piece === undefined) return;
@@ -1157,13 +1205,19 @@ export class TorrentCore {
     if (msg.msgType === 'reject') {
       f.release(peer.handle, msg.piece);
       peer.metadataAsked = Math.max(0, peer.metadataAsked - 1);
+      // It does not have it (yet): let the others have a go.
+      peer.metadataIdleUntil = now + METADATA_IDLE_MS;
+      this.ensureMetadataFetcher();
+      this.requestMetadataAll(now, false);
       return;
     }
     if (msg.msgType !== 'data') return;
-    if (msg.totalSize !== f.size) {
-      this.close(peer, 'metadata of a different size');
+    if (msg.totalSize !== peer.metadataSize) {
+      this.close(peer, 'metadata of a different size than it announced');
       return;
     }
+    // An answer for a fetch given up on (started over at another size).
+    if (msg.totalSize !== f.size) return;
     peer.metadataAsked = Math.max(0, peer.metadataAsked - 1);
     const r = f.receive(peer.handle, msg.piece, msg.data);
     if (r.kind === 'bad-hash') {
@@ -1171,7 +1225,10 @@ export class TorrentCore {
         const p = this.peers.get(h);
         if (p && r.sources.size === 1) this.ban(p, 'sent metadata that does not match the info hash');
       }
-      for (const p of this.peers.values()) this.requestMetadata(now, p);
+      // Perhaps the size was wrong too: start over at a size the remaining peers agree on.
+      this.metadata = undefined;
+      this.ensureMetadataFetcher();
+      this.requestMetadataAll(now, true);
       return;
     }
     if (r.kind === 'done') {
@@ -1181,6 +1238,7 @@ export class TorrentCore {
       } catch (e) {
         // Hash matches but the dictionary is unusable (e.g. unsafe paths): nobody can fix that.
         this.metadata = undefined;
+        this.metadataUnusable = true;
         this.queue.push({ type: 'banned', endpoint: peer.endpoint, reason: `metadata is invalid: ${(e as Error).message}` });
         return;
       }
