@@ -567,3 +567,43 @@ test('memory: 5000 torrents x 10 peers use well under 100 bytes of record memory
   assert.equal(s.peers, 50_000);
   assert.ok(s.peerMemoryBytes / s.peers < 100, `${s.peerMemoryBytes / s.peers} bytes a peer`);
 });
+
+test('property: the 98-byte UDP announce fast path answers byte for byte like the general decoder', () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          peer: fc.integer({ min: 0, max: 6 }),
+          event: fc.integer({ min: 0, max: 5 }),
+          port: fc.constantFrom(0, 1, 6881, 65535),
+          left: fc.constantFrom(0n, 1n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n),
+          uploaded: fc.bigInt({ min: 0n, max: 2n ** 54n }),
+          numWant: fc.integer({ min: -5, max: 300 }),
+          key: fc.integer({ min: 0, max: 3 }),
+          host: fc.constantFrom('10.0.0.1', '10.0.0.2', '2001:db8::1'),
+        }),
+        { minLength: 1, maxLength: 30, size: 'max' },
+      ),
+      (steps) => {
+        const fast = core({ random: seededRandom(99) });
+        const slow = core({ random: seededRandom(99) });
+        for (const s of steps) {
+          const from = { host: s.host, port: 7000 };
+          const cid = connect(fast, 0, from);
+          assert.equal(connect(slow, 0, from), cid);
+          const pkt = udpAnnounce(s.peer, cid, { event: undefined, port: 1, key: s.key, numWant: 0 });
+          pkt.writeUInt32BE(s.event, 80);
+          pkt.writeUInt16BE(s.port, 96);
+          pkt.writeBigUInt64BE(s.left, 64);
+          pkt.writeBigUInt64BE(s.uploaded, 72);
+          pkt.writeInt32BE(s.numWant, 92);
+          const a = udp(fast, 1, from, pkt);
+          const b = udp(slow, 1, from, Buffer.concat([pkt, Buffer.from([0])])); // an end-of-options byte: the general path
+          assert.deepEqual(a, b);
+        }
+        assert.deepEqual(fast.stats(1), slow.stats(1));
+      },
+    ),
+    { numRuns: 150 },
+  );
+});

@@ -34,8 +34,9 @@ export class ConnectionIds {
   readonly windowMs: number;
   private readonly maxCached: number;
   private window = Number.NaN;
-  private current = new Map<string, bigint>();
-  private previous = new Map<string, bigint>();
+  /** Cached ids as [high 32 bits, low 32 bits]. */
+  private current = new Map<string, Uint32Array>();
+  private previous = new Map<string, Uint32Array>();
   private readonly windowBytes = Buffer.alloc(8);
 
   constructor(options: ConnectionIdOptions) {
@@ -46,9 +47,10 @@ export class ConnectionIds {
     this.maxCached = options.maxCached ?? 65_536;
   }
 
-  private compute(window: number, ip16: Uint8Array): bigint {
+  private compute(window: number, ip16: Uint8Array): Uint32Array {
     this.windowBytes.writeDoubleBE(window, 0);
-    return createHmac('sha256', this.secret).update(this.windowBytes).update(ip16).digest().readBigUInt64BE(0);
+    const mac = createHmac('sha256', this.secret).update(this.windowBytes).update(ip16).digest();
+    return Uint32Array.of(mac.readUInt32BE(0), mac.readUInt32BE(4));
   }
 
   private advance(now: number): number {
@@ -61,7 +63,7 @@ export class ConnectionIds {
     return w;
   }
 
-  private idFor(window: number, cache: Map<string, bigint>, cacheKey: string, ip16: Uint8Array): bigint {
+  private idFor(window: number, cache: Map<string, Uint32Array>, cacheKey: string, ip16: Uint8Array): Uint32Array {
     let id = cache.get(cacheKey);
     if (id === undefined) {
       id = this.compute(window, ip16);
@@ -71,16 +73,27 @@ export class ConnectionIds {
     return id;
   }
 
-  /** The id for this address now. `cacheKey` must identify the address (its text form). */
-  issue(now: number, ip16: Uint8Array, cacheKey: string): bigint {
+  /** The id for this address now, as [high, low] 32-bit words. `cacheKey` must identify the address (its text form). */
+  issueWords(now: number, ip16: Uint8Array, cacheKey: string): Uint32Array {
     const w = this.advance(now);
     return this.idFor(w, this.current, cacheKey, ip16);
   }
 
-  /** Whether `id` was issued to this address in the current or the previous window. */
-  verify(now: number, ip16: Uint8Array, cacheKey: string, id: bigint): boolean {
+  issue(now: number, ip16: Uint8Array, cacheKey: string): bigint {
+    const [hi, lo] = this.issueWords(now, ip16, cacheKey);
+    return (BigInt(hi!) << 32n) | BigInt(lo!);
+  }
+
+  /** Whether the id with these 32-bit halves was issued to this address in the current or the previous window. */
+  verifyWords(now: number, ip16: Uint8Array, cacheKey: string, hi: number, lo: number): boolean {
     const w = this.advance(now);
-    if (this.idFor(w, this.current, cacheKey, ip16) === id) return true;
-    return this.idFor(w - 1, this.previous, cacheKey, ip16) === id;
+    const cur = this.idFor(w, this.current, cacheKey, ip16);
+    if (cur[0] === hi && cur[1] === lo) return true;
+    const prev = this.idFor(w - 1, this.previous, cacheKey, ip16);
+    return prev[0] === hi && prev[1] === lo;
+  }
+
+  verify(now: number, ip16: Uint8Array, cacheKey: string, id: bigint): boolean {
+    return this.verifyWords(now, ip16, cacheKey, Number(id >> 32n), Number(id & 0xffffffffn));
   }
 }

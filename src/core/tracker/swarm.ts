@@ -303,8 +303,9 @@ export class SwarmRegistry {
     const pf = t.u32[o + W_PORTFLAGS]!;
     const v6 = ((pf >>> 16) & FLAG_V6) !== 0;
     const len = v6 ? 16 : 4;
+    const u8 = t.u8;
     const src = (o + W_IP) * 4 + (v6 ? 0 : 12);
-    out.set(t.u8.subarray(src, src + len), at);
+    for (let i = 0; i < len; i++) out[at + i] = u8[src + i]!;
     out[at + len] = (pf >>> 8) & 0xff;
     out[at + len + 1] = pf & 0xff;
     return len + 2;
@@ -658,8 +659,9 @@ export class WordScratch {
   private readonly pidBytes = new Uint8Array(this.pid.buffer);
   private readonly ipBytes = new Uint8Array(this.ip.buffer);
 
-  setPeerId(id: Uint8Array): Uint32Array {
-    this.pidBytes.set(id.subarray(0, 20));
+  setPeerId(id: Uint8Array, offset = 0): Uint32Array {
+    const b = this.pidBytes;
+    for (let i = 0; i < 20; i++) b[i] = id[offset + i]!;
     return this.pid;
   }
 
