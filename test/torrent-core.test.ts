@@ -586,6 +586,54 @@ test('a bad piece from one peer: piece-failed, that peer banned and closed, the 
   assert.match(again.closed ?? '', /banned/);
 });
 
+test('pieces shared with a peer already banned for bad data do not count against the others', () => {
+  const fx = fixture({ pieceLength: 64 * KiB, length: 8 * 64 * KiB });
+  const h = new Harness(fx, { maxStrikes: 1 });
+  h.autoVerify = false;
+  const bad = h.peer({ reqq: 2, host: '10.6.6.6' });
+  const good = h.peer({ reqq: 2 });
+  const owner = new Map<string, FakePeer>();
+  // The bad peer alone first (a piece of its own), then both with two requests each: pieces get shared.
+  bad.feed({ type: 'unchoke' });
+  for (let i = 0; i < 2; i++) {
+    for (const r of bad.pending.values()) owner.set(bkey(r), bad);
+    bad.serve({ corrupt: true });
+  }
+  good.feed({ type: 'unchoke' });
+  for (let i = 0; i < 12; i++) {
+    for (const r of bad.pending.values()) owner.set(bkey(r), bad);
+    for (const r of good.pending.values()) owner.set(bkey(r), good);
+    bad.serve({ corrupt: true });
+    good.serve();
+  }
+  const byPiece = new Map<number, Set<FakePeer>>();
+  for (const [k, p] of owner) {
+    const i = Number(k.split(':')[0]);
+    byPiece.set(i, (byPiece.get(i) ?? new Set()).add(p));
+  }
+  const queued = [...h.verifyQueue];
+  const sole = queued.filter((i) => byPiece.get(i)!.size === 1 && byPiece.get(i)!.has(bad));
+  const shared = queued.filter((i) => byPiece.get(i)!.size === 2);
+  assert.ok(sole.length > 0 && shared.length > 0, `sole ${sole} shared ${shared}`);
+  h.verifyQueue.length = 0;
+  // The bad peer's own piece fails first: it is banned. Then the shared ones fail.
+  h.hashPiece(sole[0]!);
+  h.drain();
+  assert.deepEqual(h.actionsOf('banned').map((b) => b.endpoint.host), ['10.6.6.6']);
+  for (const i of shared) h.hashPiece(i);
+  h.drain();
+  assert.ok(h.actionsOf('piece-failed').length >= 1 + shared.length);
+  assert.deepEqual(h.actionsOf('banned').map((b) => b.endpoint.host), ['10.6.6.6'], 'the honest peer is not banned for sharing pieces with it');
+  assert.equal(good.closed, undefined);
+  for (let i = 0; i < 100 && !h.core.isComplete; i++) {
+    good.serve();
+    while (h.verifyQueue.length > 0) h.hashPiece(h.verifyQueue.shift()!);
+    h.drain();
+  }
+  assert.equal(h.completes, 1);
+  assert.ok(h.image.equals(fx.data));
+});
+
 test('a peer that disconnects before its bad piece is hashed is still blamed and banned', () => {
   const fx = fixture();
   const h = new Harness(fx);

@@ -147,7 +147,7 @@ const METADATA_TIMEOUT_MS = 20_000;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
-const MAX_READS_IN_FLIGHT = 16;
+const MAX_READS_IN_FLIGHT = Number(process.env.PK_READS ?? 16);
 const MAX_DEPARTED = 4096;
 
 interface Peer {
@@ -568,22 +568,27 @@ export class TorrentCore {
     } else {
       const contributors = picker.pieceFailed(index);
       this.wasted += picker.pieceSize(index);
-      const endpoints: Endpoint[] = [];
+      // Peers gone before the hash came back (perhaps on purpose) are still to blame.
+      const blamed: { peer: Peer | undefined; endpoint: Endpoint }[] = [];
       for (const h of contributors) {
         const p = this.peers.get(h);
+        const endpoint = p?.endpoint ?? this.departed.get(h);
+        if (endpoint) blamed.push({ peer: p, endpoint });
+      }
+      // A contributor already banned for bad data explains the failure: the others, who
+      // merely shared the piece with it, get no strike (or an honest seed that shared
+      // pieces with a fast bad peer would soon be banned too, with every hash result
+      // that was still on its way).
+      const explained = blamed.some((b) => this.bannedHosts.has(b.endpoint.host));
+      for (const { peer: p, endpoint } of explained ? [] : blamed) {
         if (!p) {
-          // Gone before the hash came back (perhaps on purpose): still to blame.
-          const e = this.departed.get(h);
-          if (!e) continue;
-          endpoints.push(e);
-          if (contributors.size === 1) this.banHost(e, 'sent data for a piece that failed the hash check');
+          if (contributors.size === 1) this.banHost(endpoint, 'sent data for a piece that failed the hash check');
           continue;
         }
-        endpoints.push(p.endpoint);
         p.strikes++;
         if (contributors.size === 1 || p.strikes >= this.maxStrikes) this.ban(p, `sent data for ${p.strikes} piece(s) that failed the hash check`);
       }
-      this.queue.push({ type: 'piece-failed', index, peers: endpoints });
+      this.queue.push({ type: 'piece-failed', index, peers: blamed.map((b) => b.endpoint) });
     }
     for (const p of this.peers.values()) if (p.ready && !p.closed) this.fillRequests(now, p);
   }
