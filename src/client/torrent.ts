@@ -15,6 +15,7 @@ import type { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
 import { FileStorage } from '../storage/file-storage.js';
 import { IncrementalPieceHasher } from '../storage/piece-hasher.js';
+import { HashPool } from '../files/hash-pool.js';
 import { loadResume, planResume, resumePath, saveResume } from '../storage/resume.js';
 import { TrackerAnnouncer, type HttpGet, type TrackerStatus } from './tracker-announcer.js';
 import { TypedEmitter } from './typed-emitter.js';
@@ -78,6 +79,18 @@ export interface TorrentSource {
 }
 
 const RESUME_EVERY_MS = 5000;
+/** Received pieces are assembled in memory up to this many bytes (then blocks go straight to disk). */
+const MAX_ASSEMBLY_BYTES = 32 * 1024 * 1024;
+/** Whole pieces kept after a read for upload, so 16 KiB requests cost one disk read per piece. */
+const READ_CACHE_BYTES = 32 * 1024 * 1024;
+const CACHE_WHOLE_PIECES_UP_TO = 4 * 1024 * 1024;
+
+/** One hash worker for all torrents of the process. */
+let sharedHashPool: HashPool | undefined;
+function hashPool(): HashPool {
+  sharedHashPool ??= new HashPool(1);
+  return sharedHashPool;
+}
 
 export class Torrent extends TypedEmitter<TorrentEvents> {
   readonly infoHash: Buffer;
@@ -90,6 +103,17 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   private readonly streams = new Map<PeerHandle, ByteStream>();
   private readonly congested = new Set<PeerHandle>();
   private readonly pendingWrites = new Map<number, Promise<void>[]>();
+  /** Pieces being assembled in memory: written to disk only once their hash is right. */
+  private readonly assembling = new Map<number, { buffer: ArrayBuffer; view: Buffer }>();
+  private assemblyBytes = 0;
+  /** Pieces whose blocks went straight to disk (assembly memory was full). */
+  private readonly onDisk = new Set<number>();
+  private pendingDiskBytes = 0;
+  private readPaused = false;
+  private readonly readCache = new Map<number, Buffer>();
+  private readCacheBytes = 0;
+  private readonly pieceReads = new Map<number, Promise<Buffer>>();
+  private readonly closeTimers = new Set<TimerHandle>();
   private timer: TimerHandle | undefined;
   private timerAt: number | undefined;
   private pumping = false;
@@ -249,6 +273,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     };
     if (route) route(sink);
     else stream.onData(sink);
+    if (this.readPaused) stream.pause();
     stream.onDrain(() => {
       if (this.congested.delete(handle)) {
         this.core.setCongested(rt.clock.now(), handle, false);
@@ -313,7 +338,12 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         const s = this.streams.get(a.peer);
         if (!s) return;
         s.end();
-        rt.timers.at(rt.clock.now() + 2000, () => s.destroy());
+        // A peer that does not finish the close is cut off; stop() cancels these so they never hold the process.
+        const t = rt.timers.at(rt.clock.now() + 2000, () => {
+          this.closeTimers.delete(t);
+          s.destroy();
+        });
+        this.closeTimers.add(t);
         return;
       }
       case 'connect': {
@@ -333,9 +363,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         return;
       }
       case 'read': {
-        const storage = this.storage;
-        if (!storage) return;
-        storage.read(a.index, a.begin, a.length).then(
+        this.readBlock(a.index, a.begin, a.length).then(
           (data) => {
             this.core.blockRead(rt.clock.now(), a.peer, a.index, a.begin, data);
             this.pump();
@@ -349,13 +377,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         return;
       }
       case 'write': {
-        const storage = this.storage;
-        if (!storage) return;
-        this.hasher.add(a.index, a.begin, a.data);
-        const p = storage.write(a.index, a.begin, a.data).catch((e: Error) => this.fail(new Error(`writing piece ${a.index}: ${e.message}`)));
-        const list = this.pendingWrites.get(a.index) ?? [];
-        list.push(p);
-        this.pendingWrites.set(a.index, list);
+        this.store(a.index, a.begin, a.data);
         return;
       }
       case 'verify': {
@@ -395,8 +417,118 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     }
   }
 
+  private pieceSize(index: number): number {
+    const m = this.metainfo!;
+    return Math.min(m.pieceLength, m.length - index * m.pieceLength);
+  }
+
+  /** A received block: into its piece's memory, or (when that is full) straight to disk. */
+  private store(index: number, begin: number, data: Buffer): void {
+    const storage = this.storage;
+    if (!storage) return;
+    let asm = this.assembling.get(index);
+    const size = this.pieceSize(index);
+    if (!asm && !this.onDisk.has(index) && this.assemblyBytes + size <= MAX_ASSEMBLY_BYTES) {
+      const buffer = new ArrayBuffer(size);
+      asm = { buffer, view: Buffer.from(buffer) };
+      this.assembling.set(index, asm);
+      this.assemblyBytes += size;
+    }
+    if (asm) {
+      asm.view.set(data, begin);
+    } else {
+      this.onDisk.add(index);
+      this.hasher.add(index, begin, data);
+      this.pendingDiskBytes += data.length;
+      const p = storage
+        .write(index, begin, data)
+        .catch((e: Error) => this.fail(new Error(`writing piece ${index}: ${e.message}`)))
+        .finally(() => {
+          this.pendingDiskBytes -= data.length;
+          this.updateFlow();
+        });
+      const list = this.pendingWrites.get(index) ?? [];
+      list.push(p);
+      this.pendingWrites.set(index, list);
+    }
+    this.updateFlow();
+  }
+
+  /** Stops reading from peers while too much received data waits for memory or the disk. */
+  private updateFlow(): void {
+    const busy = this.pendingDiskBytes > 16 * 1024 * 1024 || this.assemblyBytes > MAX_ASSEMBLY_BYTES * 0.9;
+    if (busy && !this.readPaused) {
+      this.readPaused = true;
+      for (const s of this.streams.values()) s.pause();
+    } else if (!busy && this.readPaused && this.pendingDiskBytes < 4 * 1024 * 1024 && this.assemblyBytes < MAX_ASSEMBLY_BYTES * 0.7) {
+      this.readPaused = false;
+      for (const s of this.streams.values()) s.resume();
+    }
+  }
+
+  /** A block for upload, from a small cache of whole pieces. */
+  private async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+    const storage = this.storage;
+    if (!storage) throw new Error('no storage');
+    const size = this.pieceSize(index);
+    if (size > CACHE_WHOLE_PIECES_UP_TO) return storage.read(index, begin, length);
+    let piece = this.readCache.get(index);
+    if (piece) {
+      // Refresh its place in the LRU order.
+      this.readCache.delete(index);
+      this.readCache.set(index, piece);
+    } else {
+      let pending = this.pieceReads.get(index);
+      if (!pending) {
+        pending = storage.read(index, 0, size);
+        this.pieceReads.set(index, pending);
+        pending.then(
+          (buf) => {
+            this.pieceReads.delete(index);
+            this.readCache.set(index, buf);
+            this.readCacheBytes += buf.length;
+            for (const [i, b] of this.readCache) {
+              if (this.readCacheBytes <= READ_CACHE_BYTES) break;
+              this.readCache.delete(i);
+              this.readCacheBytes -= b.length;
+            }
+          },
+          () => this.pieceReads.delete(index),
+        );
+      }
+      piece = await pending;
+    }
+    return piece.subarray(begin, begin + length);
+  }
+
   private async verify(index: number): Promise<void> {
     const m = this.metainfo!;
+    const asm = this.assembling.get(index);
+    if (asm) {
+      this.assembling.delete(index);
+      const size = this.pieceSize(index);
+      let ok = false;
+      let written = false;
+      try {
+        const { digest, buffer } = await hashPool().hash(asm.buffer, size);
+        ok = digest.equals(m.pieces.subarray(index * 20, index * 20 + 20));
+        // Only good data reaches the disk; the piece counts as ours once it is written.
+        if (ok && !this.stopped && this.storage) {
+          await this.storage.write(index, 0, Buffer.from(buffer, 0, size));
+          written = true;
+        }
+      } catch (e) {
+        if (!this.stopped) this.fail(new Error(`writing piece ${index}: ${(e as Error).message}`));
+      } finally {
+        this.assemblyBytes -= size;
+        this.updateFlow();
+      }
+      if (this.stopped || this.failed) return;
+      this.core.pieceHashed(this.host.runtime.clock.now(), index, ok && written);
+      this.pump();
+      return;
+    }
+    this.onDisk.delete(index);
     const writes = this.pendingWrites.get(index) ?? [];
     this.pendingWrites.delete(index);
     await Promise.all(writes);
@@ -475,6 +607,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       for (let a = this.core.pollAction(); a; a = this.core.pollAction()) if (a.type === 'send' || a.type === 'close') this.act(a);
     }
     for (const s of this.streams.values()) s.destroy();
+    for (const t of this.closeTimers) t.cancel();
+    this.closeTimers.clear();
     const stopAnnounce = this.announcer?.stop(2000);
     for (const list of this.pendingWrites.values()) await Promise.all(list);
     this.resumeDirty = true;

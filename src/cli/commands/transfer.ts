@@ -136,11 +136,14 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   if (maxPeers !== undefined && !(Number.isInteger(maxPeers) && maxPeers > 0 && maxPeers <= 1000)) throw new UsageError('--max-peers takes a number from 1 to 1000');
   const timeoutSec = o.timeout === undefined ? undefined : Number(o.timeout);
   if (timeoutSec !== undefined && !(timeoutSec > 0)) throw new UsageError('--timeout takes a number of seconds');
+  const peers = parsePeers(o.peer);
+  const uploadLimit = o.uploadLimit ? parseSize(o.uploadLimit, '--upload-limit') : 0;
+  const downloadLimit = o.downloadLimit ? parseSize(o.downloadLimit, '--download-limit') : 0;
   const client = await Client.create({
     port,
     host: o.host,
-    uploadLimit: o.uploadLimit ? parseSize(o.uploadLimit, '--upload-limit') : 0,
-    downloadLimit: o.downloadLimit ? parseSize(o.downloadLimit, '--download-limit') : 0,
+    uploadLimit,
+    downloadLimit,
   });
   const opts: TorrentOptions = {
     dir,
@@ -148,7 +151,7 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
     sequential: o.sequential === true,
     recheck: o.recheck === true,
     maxPeers,
-    peers: parsePeers(o.peer),
+    peers,
     trackers: o.tracker.map((t) => [t]),
     pex: o.pex,
   };

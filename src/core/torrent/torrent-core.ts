@@ -147,7 +147,7 @@ const METADATA_TIMEOUT_MS = 20_000;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
-const MAX_READS_IN_FLIGHT = Number(process.env.PK_READS ?? 16);
+const MAX_READS_IN_FLIGHT = 16;
 const MAX_DEPARTED = 4096;
 
 interface Peer {
