@@ -7,11 +7,14 @@
  *
  * The bad peers listen on 127.0.0.2: bans are per address, and the honest
  * seeder on 127.0.0.1 must not share it.
+ *
+ * And peers that are honest but awkward: partial seeds that each hold a
+ * different large piece, so the leecher has several big pieces in progress.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,3 +215,39 @@ for (const behaviour of ['huge-length', 'garbage'] as const) {
     });
   });
 }
+
+test('partial seeds each holding a different 16 MiB piece: several large pieces in progress at once do not stall the download', { timeout: 20_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerkit-partial-'));
+  const clients: Client[] = [];
+  try {
+    const pieceLength = 16 * 1024 * KiB;
+    const n = 4;
+    const data = randomBytes(n * pieceLength);
+    await mkdir(join(dir, 'full'));
+    await writeFile(join(dir, 'full', 'd.bin'), data);
+    const { metainfo } = await createTorrent(join(dir, 'full', 'd.bin'), { pieceLength });
+    const peers: Endpoint[] = [];
+    for (let i = 0; i < n; i++) {
+      // Seed i has only piece i (the rest of its file is a hole).
+      const d = join(dir, `seed${i}`);
+      await mkdir(d);
+      const fh = await open(join(d, 'd.bin'), 'w');
+      await fh.truncate(n * pieceLength);
+      await fh.write(data, i * pieceLength, pieceLength, i * pieceLength);
+      await fh.close();
+      const c = await Client.create({ port: 0, host: '127.0.0.1' });
+      clients.push(c);
+      const t = await c.add(metainfo, { dir: d });
+      assert.equal(t.stats().piecesDone, 1);
+      peers.push({ host: '127.0.0.1', port: c.port });
+    }
+    const leecher = await Client.create({ port: 0, host: '127.0.0.1' });
+    clients.push(leecher);
+    const t = await leecher.add(metainfo, { dir: join(dir, 'out'), peers });
+    await completes(t, 15_000);
+    assert.ok((await readFile(join(dir, 'out', 'd.bin'))).equals(data));
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});

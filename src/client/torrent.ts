@@ -114,6 +114,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   /** Pieces whose blocks went straight to disk (assembly memory was full). */
   private readonly onDisk = new Set<number>();
   private pendingDiskBytes = 0;
+  /** Complete pieces in memory waiting for their hash and write: freed without any more input. */
+  private verifyingBytes = 0;
   private readPaused = false;
   private readonly readCache = new Map<number, Buffer>();
   private readCacheBytes = 0;
@@ -459,13 +461,18 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     this.updateFlow();
   }
 
-  /** Stops reading from peers while too much received data waits for memory or the disk. */
+  /**
+   * Stops reading from peers while too much received data waits for the disk or the hasher.
+   * Only work that finishes on its own counts: memory held by pieces still being received is
+   * freed only by receiving more, so pausing for it would deadlock (and once assembly memory
+   * is full, new pieces go straight to disk anyway).
+   */
   private updateFlow(): void {
-    const busy = this.pendingDiskBytes > 16 * 1024 * 1024 || this.assemblyBytes > MAX_ASSEMBLY_BYTES * 0.9;
+    const busy = this.pendingDiskBytes > 16 * 1024 * 1024 || this.verifyingBytes > MAX_ASSEMBLY_BYTES * 0.5;
     if (busy && !this.readPaused) {
       this.readPaused = true;
       for (const s of this.streams.values()) s.pause();
-    } else if (!busy && this.readPaused && this.pendingDiskBytes < 4 * 1024 * 1024 && this.assemblyBytes < MAX_ASSEMBLY_BYTES * 0.7) {
+    } else if (!busy && this.readPaused && this.pendingDiskBytes < 4 * 1024 * 1024 && this.verifyingBytes < MAX_ASSEMBLY_BYTES * 0.25) {
       this.readPaused = false;
       for (const s of this.streams.values()) s.resume();
     }
@@ -514,6 +521,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       const size = this.pieceSize(index);
       let ok = false;
       let written = false;
+      this.verifyingBytes += size;
       try {
         const { digest, buffer } = await hashPool().hash(asm.buffer, size);
         ok = digest.equals(m.pieces.subarray(index * 20, index * 20 + 20));
@@ -526,6 +534,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         if (!this.stopped) this.fail(new Error(`writing piece ${index}: ${(e as Error).message}`));
       } finally {
         this.assemblyBytes -= size;
+        this.verifyingBytes -= size;
         this.updateFlow();
       }
       if (this.stopped || this.failed) return;
