@@ -137,10 +137,10 @@ class FakePeer {
   }
 
   /** Answers every pending request with the right data (or `corrupt` data). */
-  serve(o: { corrupt?: boolean; only?: (r: BlockRef) => boolean } = {}): number {
+  serve(o: { corrupt?: boolean; which?: (r: BlockRef) => boolean } = {}): number {
     const msgs: MessageInput[] = [];
     for (const [k, r] of this.pending) {
-      if (o.only && !o.only(r)) continue;
+      if (o.which && !o.which(r)) continue;
       this.pending.delete(k);
       const start = r.index * this.h.fx.pieceLength + r.begin;
       const block = Buffer.from(this.h.fx.data.subarray(start, start + r.length));
@@ -502,7 +502,7 @@ test('the request pipeline never exceeds the peer\'s reqq', () => {
     // Keep serving one block at a time: the bound holds throughout.
     for (let i = 0; i < 40 && p.pending.size > 0; i++) {
       const first = p.pending.values().next().value!;
-      p.serve({ only: (r) => r === first });
+      p.serve({ which: (r) => r === first });
       assert.ok(p.pending.size <= reqq, `reqq ${reqq}: ${p.pending.size} outstanding`);
     }
   }
@@ -893,7 +893,7 @@ test('a request timeout re-issues the blocks to another peer and cancels them at
   const step = (): void => {
     slow.feed({ type: 'keep-alive' });
     const first = other.pending.values().next().value;
-    if (first) other.serve({ only: (r) => r === first });
+    if (first) other.serve({ which: (r) => r === first });
   };
   h.advanceBy(29_000, 1000, step);
   assert.equal(slow.of('cancel').length, 0, 'not before the timeout');

@@ -305,7 +305,7 @@ test('decodeAnnounceResponse is strict on types and bounded', () => {
   assert.throws(() => decodeAnnounceResponse(many, { maxPeers: 10 }), isCode('TOO_MANY_PEERS'));
   assert.equal((decodeAnnounceResponse(many, { maxPeers: 11 }) as { peers: unknown[] }).peers.length, 11);
   assert.throws(() => decodeAnnounceResponse(many, { maxInputBytes: 20 }), isCode('BAD_BENCODE'));
-  const dictMany = encode({ interval: 60, peers: Array.from({ length: 4 }, () => ({ ip: '1.1.1.1', port: 1 })) });
+  const dictMany = encode({ interval: 60, peers: Array.from({ length: 4 }, () => ({ ip: '10.1.1.1', port: 1 })) });
   assert.throws(() => decodeAnnounceResponse(dictMany, { maxPeers: 3 }), isCode('TOO_MANY_PEERS'));
   const deep = Buffer.from(`d8:intervali60e1:x${'l'.repeat(20)}${'e'.repeat(20)}e`);
   assert.throws(() => decodeAnnounceResponse(deep), isCode('BAD_BENCODE'));
