@@ -86,6 +86,7 @@ class Sampler {
   private readonly timer: NodeJS.Timeout;
   constructor(private readonly pid: number) {
     this.timer = setInterval(() => this.sample(), 20);
+    this.timer.unref(); // a failed row must not keep the process alive
   }
   sample(): void {
     const hwm = procField(this.pid, 'status', /VmHWM:\s+(\d+) kB/);
