@@ -331,6 +331,8 @@ function splitQuery(raw: string, limits: QueryLimits): { name: string; value: Bu
   return out;
 }
 
+const LEFT_UNKNOWN = new Set(['9223372036854775807', '18446744073709551615']);
+
 function parseUint(value: Buffer, name: string): number {
   if (value.length === 0 || value.length > 16) fail('BAD_INTEGER', `${name} is not a valid number`);
   let n = 0;
@@ -374,7 +376,10 @@ export function parseAnnounceQuery(rawQuery: string, options: AnnounceQueryOptio
   if (port < 1 || port > 65535) fail('BAD_PORT', 'invalid port');
   const uploaded = parseUint(required('uploaded'), 'uploaded');
   const downloaded = parseUint(required('downloaded'), 'downloaded');
-  const left = parseUint(required('left'), 'left');
+  // Transmission 3.00 announces a magnet link whose metadata it lacks with left=2^63-1 ("unknown"):
+  // read that sentinel (and 2^64-1) as the largest safe integer rather than refuse the announce.
+  const leftRaw = required('left');
+  const left = LEFT_UNKNOWN.has(leftRaw.toString('latin1')) ? Number.MAX_SAFE_INTEGER : parseUint(leftRaw, 'left');
 
   let event: HttpAnnounceEvent | undefined;
   const ev = seen.get('event')?.toString('latin1');
