@@ -288,7 +288,9 @@ describe('peerkit Client with real clients', { concurrency: true }, () => {
       const magnet = buildMagnet({ infoHash: single.metainfo.infoHash, name: single.metainfo.name });
       const fromMagnet = defer(await startWebTorrent({ mode: 'download', torrent: magnet, dir: dirB, host: '127.0.0.3', logFile: join(root, 'wt-b.log') }));
       fromMagnet.addPeer(`127.0.0.1:${pk.port}`);
-      await Promise.all([fromTracker.waitForComplete(30_000), fromMagnet.waitForComplete(30_000)]);
+      await Promise.all([fromTracker.waitForComplete(30_000), fromMagnet.waitForComplete(30_000)]).catch((e: Error) => {
+        throw new Error(`${e.message}\npeerkit seeder's peers: ${JSON.stringify(s.peers())}`, { cause: e });
+      });
       assertSameData(single, dirA, 'WebTorrent (.torrent, from peerkit via tracker)');
       assertSameData(single, dirB, 'WebTorrent (magnet, from peerkit)');
       assert.equal(fromMagnet.metainfo()?.infoHashHex, single.metainfo.infoHashHex);
