@@ -1392,3 +1392,15 @@ test('a peer that closed on us is dialled again after 2 s, then 6 s, 18 s...; a 
   const wait = nextDialAfter(closedAt);
   assert.ok(wait >= 2_000 && wait < 4_000, `retry after a useful session after ${wait} ms`);
 });
+
+test('a seeder sends unchoke only once a peer is interested, and then at once (WebTorrent 1.9.7 loses an earlier one)', () => {
+  const fx = fixture();
+  const h = new Harness(fx, { have: Array.from({ length: fx.pieceCount }, (_, i) => i) });
+  assert.equal(h.core.stats(h.now).complete, true, 'we are a seed');
+  const leecher = h.peer({ seed: false });
+  h.advance(30_000); // several rechokes
+  assert.equal(leecher.of('unchoke').length, 0, 'not unchoked while uninterested');
+  leecher.feed({ type: 'interested' });
+  h.advance(0);
+  assert.equal(leecher.of('unchoke').length, 1, 'unchoked as soon as interested');
+});
