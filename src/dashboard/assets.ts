@@ -89,7 +89,7 @@ header nav a:hover { text-decoration: underline; }
 main { padding: 16px 20px; display: grid; gap: 16px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(175px, 1fr)); gap: 12px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
-.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; }
+.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .card .value { font-size: 21px; white-space: nowrap; font-weight: 600; margin-top: 2px; font-variant-numeric: tabular-nums; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 12px; }
 .chart { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px; min-width: 0; overflow: hidden; }
@@ -108,7 +108,7 @@ td.name { max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
 td.software { max-width: 220px; overflow: hidden; text-overflow: ellipsis; }
 td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
 .w-progress { width: 150px; }
-.bar { position: relative; height: 16px; background: #e9ecef; border-radius: 4px; overflow: hidden; min-width: 110px; }
+.bar { position: relative; height: 16px; background: #e9ecef; border-radius: 4px; overflow: hidden; width: 110px; }
 .bar > i { position: absolute; inset: 0 auto 0 0; background: var(--accent); }
 .bar.done > i { background: var(--good); }
 .bar > b { position: relative; display: block; text-align: center; font-size: 11px; line-height: 16px; font-weight: 600; color: #1d2530; }
@@ -400,7 +400,7 @@ export const APP_JS = String.raw`(function () {
     var cards = [card('Download', rate(acc.down), 'total-down', acc.down), card('Upload', rate(acc.up), 'total-up', acc.up), card('Connections', count(acc.peers), 'total-peers', acc.peers), card('Torrents', count(acc.torrents), 'total-torrents', acc.torrents)];
     acc.trackers.forEach(function (src) {
       cards.push(card(src.id + ' swarms', count(src.state.torrents), 'tracker-swarms'));
-      cards.push(card(src.id + ' seeds / leeches', count(src.state.seeders) + ' / ' + count(src.state.leechers), 'tracker-peers'));
+      cards.push(card(src.id + ' seeders / leechers', count(src.state.seeders) + ' / ' + count(src.state.leechers), 'tracker-peers'));
     });
     var summary = document.getElementById('summary');
     summary.replaceChildren.apply(summary, cards);
