@@ -105,12 +105,13 @@ th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: upp
 tbody tr:hover { background: #f8fafc; }
 .num { text-align: right; }
 td.name { max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
-td.software { max-width: 220px; overflow: hidden; text-overflow: ellipsis; }
+td.software { max-width: 190px; overflow: hidden; text-overflow: ellipsis; }
 td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
 .w-progress { width: 150px; }
 .bar { position: relative; height: 16px; background: #e9ecef; border-radius: 4px; overflow: hidden; width: 110px; }
 .bar > i { position: absolute; inset: 0 auto 0 0; background: var(--accent); }
 .bar.done > i { background: var(--good); }
+.bar.small { width: 76px; }
 .bar > b { position: relative; display: block; text-align: center; font-size: 11px; line-height: 16px; font-weight: 600; color: #1d2530; }
 .pill { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px; margin-right: 3px; line-height: 17px; border: 1px solid transparent; }
 .pill.on { background: #d3f9d8; color: #1b5e20; }
@@ -158,9 +159,9 @@ export const APP_JS = String.raw`(function () {
     return e;
   }
   function td(text, cls) { return h('td', cls, text); }
-  function bar(fraction) {
+  function bar(fraction, small) {
     var f = Math.max(0, Math.min(1, fraction || 0));
-    var d = h('div', f >= 1 ? 'bar done' : 'bar');
+    var d = h('div', (f >= 1 ? 'bar done' : 'bar') + (small ? ' small' : ''));
     var fill = h('i');
     fill.style.width = (f * 100).toFixed(2) + '%';
     d.append(fill, h('b', null, pct(f)));
@@ -206,7 +207,7 @@ export const APP_JS = String.raw`(function () {
   var CHARTS = {
     download: { title: 'Download rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
     upload: { title: 'Upload rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
-    announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v.toFixed(1); } },
+    announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
   };
   var COLORS = ['#1c7ed6', '#e8590c', '#2f9e44', '#ae3ec9', '#f08c00', '#0ca678', '#d6336c', '#4263eb', '#74b816', '#868e96'];
   var hist = { t: [], charts: {} };
@@ -255,12 +256,11 @@ export const APP_JS = String.raw`(function () {
       var p = plots[name];
       var data = [hist.t.slice()].concat(ids.map(function (id) { return c[id].slice(); }));
       if (p && p.key === key) { p.plot.setData(data); return; }
-      if (p) { p.plot.destroy(); p.el.remove(); }
       created = true;
       var def = chartDef(name);
       var el = h('div', 'chart');
       el.dataset.chart = name;
-      host.append(el);
+      if (p) { p.plot.destroy(); p.el.replaceWith(el); } else host.append(el);
       var opts = {
         title: def.title,
         width: 300,
@@ -278,7 +278,14 @@ export const APP_JS = String.raw`(function () {
     Object.keys(plots).forEach(function (name) {
       if (!hist.charts[name]) { plots[name].plot.destroy(); plots[name].el.remove(); delete plots[name]; }
     });
-    if (created) resizeCharts();
+    if (created) {
+      // Keep the charts in CHARTS order, whenever they appeared.
+      Object.keys(plots).sort(function (a, b) {
+        var i = order.indexOf(a), j = order.indexOf(b);
+        return (i < 0 ? 99 : i) - (j < 0 ? 99 : j) || (a < b ? -1 : a > b ? 1 : 0);
+      }).forEach(function (name) { host.append(plots[name].el); });
+      resizeCharts();
+    }
   }
   // Sized once every chart is in the grid, and again when the window changes.
   function resizeCharts() {
@@ -339,7 +346,7 @@ export const APP_JS = String.raw`(function () {
         var they = h('td'); they.append(pill(!p.peerChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.peerInterested, 'interested', 'not int.', 'int', 'noint'));
         var down = td(rate(p.downloadRate), 'num rate-down'); down.dataset.value = String(p.downloadRate);
         var up = td(rate(p.uploadRate), 'num rate-up'); up.dataset.value = String(p.uploadRate);
-        var has = h('td'); has.append(bar(p.progress));
+        var has = h('td'); has.append(bar(p.progress, true));
         tr.append(td(src.id), tname, td(p.address, 'mono'), soft, td(p.direction, 'muted'), we, they, down, up, td(bytes(p.downloaded), 'num'), td(bytes(p.uploaded), 'num'), td(ratio(p.ratio), 'num'), has);
         acc.peerRows.push(tr);
       });
@@ -399,8 +406,10 @@ export const APP_JS = String.raw`(function () {
     renderTracker(acc.trackers, acc.names);
     var cards = [card('Download', rate(acc.down), 'total-down', acc.down), card('Upload', rate(acc.up), 'total-up', acc.up), card('Connections', count(acc.peers), 'total-peers', acc.peers), card('Torrents', count(acc.torrents), 'total-torrents', acc.torrents)];
     acc.trackers.forEach(function (src) {
-      cards.push(card(src.id + ' swarms', count(src.state.torrents), 'tracker-swarms'));
-      cards.push(card(src.id + ' seeders / leechers', count(src.state.seeders) + ' / ' + count(src.state.leechers), 'tracker-peers'));
+      var pre = src.id === 'tracker' ? 'Tracker ' : src.id + ' ';
+      cards.push(card(pre + 'swarms', count(src.state.torrents), 'tracker-swarms'));
+      cards.push(card(pre + 'seeders', count(src.state.seeders), 'tracker-seeders'));
+      cards.push(card(pre + 'leechers', count(src.state.leechers), 'tracker-leechers'));
     });
     var summary = document.getElementById('summary');
     summary.replaceChildren.apply(summary, cards);
