@@ -1404,3 +1404,35 @@ test('a seeder sends unchoke only once a peer is interested, and then at once (W
   h.advance(0);
   assert.equal(leecher.of('unchoke').length, 1, 'unchoked as soon as interested');
 });
+
+// ---------------------------------------------------------------- piece map (dashboard)
+
+test('pieceMap: pieces held and the rarest availability per cell, bounded by the cell count', () => {
+  const fx = fixture({ pieceLength: 16 * KiB, length: 10 * 16 * KiB - 100, fakeData: true }); // 10 pieces
+  const h = new Harness(fx, { have: [0, 1, 4] });
+  const a = h.peer({ seed: false, fast: false });
+  a.feed({ type: 'bitfield', bytes: bitfieldOf(fx.pieceCount, [2, 3, 4, 5]) });
+  const b = h.peer({ seed: false, fast: false });
+  b.feed({ type: 'bitfield', bytes: bitfieldOf(fx.pieceCount, [3, 5, 9]) });
+
+  const full = h.core.pieceMap(100)!;
+  assert.equal(full.piecesPerCell, 1);
+  assert.deepEqual(full.have, [1, 1, 0, 0, 1, 0, 0, 0, 0, 0]);
+  assert.deepEqual(full.rarest, [0, 0, 1, 2, 1, 2, 0, 0, 0, 1]);
+
+  // 4 cells of 3 pieces (the last holds one): [0,1,2] [3,4,5] [6,7,8] [9]
+  const m = h.core.pieceMap(4)!;
+  assert.equal(m.piecesPerCell, 3);
+  assert.equal(m.pieceCount, 10);
+  assert.deepEqual(m.have, [2, 1, 0, 0]);
+  assert.deepEqual(m.rarest, [0, 1, 0, 1]);
+
+  const one = h.core.pieceMap(1)!;
+  assert.deepEqual([one.piecesPerCell, one.have, one.rarest], [10, [3], [0]]);
+  assert.equal(h.core.pieceMap(0)!.have.length, 1, 'at least one cell');
+});
+
+test('pieceMap: undefined before the metadata', () => {
+  const h = new Harness(fixture(), { noLayout: true });
+  assert.equal(h.core.pieceMap(16), undefined);
+});

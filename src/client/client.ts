@@ -30,6 +30,8 @@ export interface ClientOptions {
   /** Bytes per second across all torrents; 0 = unlimited. */
   readonly uploadLimit?: number;
   readonly downloadLimit?: number;
+  /** The name sent in the extension handshake (`v`). Default `peerkit 0.1.0`. */
+  readonly clientName?: string;
 }
 
 export interface ClientEvents {
@@ -84,7 +86,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       get port() {
         return listenPort();
       },
-      clientName: 'peerkit 0.1.0',
+      clientName: options.clientName ?? 'peerkit 0.1.0',
       uploadLimiter: new TokenBucket(options.uploadLimit ?? 0),
       downloadLimiter: new TokenBucket(options.downloadLimit ?? 0),
       nextHandle: () => ++this.handles,

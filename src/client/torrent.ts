@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Metainfo } from '../codec/metainfo.js';
 import { parseInfoDictionary, withTrackers } from '../codec/metainfo.js';
-import { TorrentCore, type PeerHandle, type PeerSnapshot, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
+import { TorrentCore, type PeerHandle, type PeerSnapshot, type PieceMap, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
 import type { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -160,12 +160,22 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     return this.announcer?.trackers ?? [];
   }
 
+  /** Whether start() has got as far as running the core (stats, peers and pieceMap need it). */
+  get isRunning(): boolean {
+    return this.core !== undefined;
+  }
+
   stats(): TorrentStats {
     return this.core.stats(this.host.runtime.clock.now());
   }
 
   peers(): PeerSnapshot[] {
     return this.core.peerSnapshots(this.host.runtime.clock.now());
+  }
+
+  /** Pieces held and their availability in at most `maxCells` cells (see TorrentCore.pieceMap). */
+  pieceMap(maxCells: number): PieceMap | undefined {
+    return this.core?.pieceMap(maxCells);
   }
 
   /** Checks existing data, then joins the swarm. */

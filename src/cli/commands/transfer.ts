@@ -12,8 +12,11 @@ import { parsePeerAddress } from '../../codec/magnet.js';
 import type { Endpoint } from '../../runtime/contract.js';
 import { formatBytes, formatRate, parsePort, parseSize, UsageError } from '../format.js';
 import type { CliIo } from '../main.js';
+import { ClientSource } from '../../dashboard/client-source.js';
+import type { DashboardHandle } from '../../dashboard/server.js';
+import { addDashboardOptions, dashboardSettings, startCliDashboard, type DashboardCliOptions } from '../dashboard-option.js';
 
-interface TransferOptions {
+interface TransferOptions extends DashboardCliOptions {
   port: string;
   host: string;
   maxPeers?: string;
@@ -31,7 +34,7 @@ interface TransferOptions {
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 function common(cmd: Command): Command {
-  return cmd
+  return addDashboardOptions(cmd)
     .option('-p, --port <n>', 'TCP port to listen on for peers (0: any free port)', '6881')
     .option('--host <addr>', 'address to listen on', '0.0.0.0')
     .option('--max-peers <n>', 'most peers to connect to for this torrent', '50')
@@ -139,6 +142,7 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   const peers = parsePeers(o.peer);
   const uploadLimit = o.uploadLimit ? parseSize(o.uploadLimit, '--upload-limit') : 0;
   const downloadLimit = o.downloadLimit ? parseSize(o.downloadLimit, '--download-limit') : 0;
+  dashboardSettings(o); // usage errors before anything starts
   const client = await Client.create({
     port,
     host: o.host,
@@ -165,7 +169,9 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   let torrent: Torrent | undefined;
+  let dashboard: DashboardHandle | undefined;
   try {
+    dashboard = await startCliDashboard(o, [new ClientSource('client', client)], (line) => io.stderr.write(`${line}\n`));
     client.on('torrent', (t) => {
       t.on('checking', (done, total) => {
         if (!o.quiet && io.stderr.isTTY) io.stderr.write(`\rchecking existing data ${done}/${total}`);
@@ -205,6 +211,7 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await client.close();
+    await dashboard?.close();
   }
 }
 

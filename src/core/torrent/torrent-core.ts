@@ -119,6 +119,16 @@ export interface PeerSnapshot {
   readonly optimistic: boolean;
 }
 
+/** See TorrentCore.pieceMap. */
+export interface PieceMap {
+  readonly pieceCount: number;
+  readonly piecesPerCell: number;
+  /** Pieces we have, per cell. */
+  readonly have: readonly number[];
+  /** Connected peers holding the cell's rarest piece. */
+  readonly rarest: readonly number[];
+}
+
 export interface TorrentStats {
   readonly downloaded: number;
   readonly uploaded: number;
@@ -316,6 +326,31 @@ export class TorrentCore {
     const bf = new Bitfield(this.layout.pieceCount);
     for (let i = 0; i < this.layout.pieceCount; i++) if (p.has(i)) bf.set(i);
     return bf;
+  }
+
+  /**
+   * A bounded picture of the pieces for a display: at most `maxCells` cells
+   * of `piecesPerCell` consecutive pieces each (the last cell may hold
+   * fewer). For each cell, how many of its pieces we have and the fewest
+   * connected peers that hold any of its pieces (its rarest piece).
+   * Undefined before the metadata.
+   */
+  pieceMap(maxCells: number): PieceMap | undefined {
+    const p = this.picker;
+    const n = this.layout?.pieceCount ?? 0;
+    if (!p || n === 0) return undefined;
+    const cells = Math.max(1, Math.min(n, Math.floor(maxCells)));
+    const per = Math.ceil(n / cells);
+    const count = Math.ceil(n / per);
+    const have: number[] = new Array<number>(count).fill(0);
+    const rarest: number[] = new Array<number>(count).fill(Infinity);
+    for (let i = 0; i < n; i++) {
+      const c = Math.floor(i / per);
+      if (p.has(i)) have[c]!++;
+      const a = p.availability(i);
+      if (a < rarest[c]!) rarest[c] = a;
+    }
+    return { pieceCount: n, piecesPerCell: per, have, rarest };
   }
 
   stats(now: number): TorrentStats {
