@@ -124,8 +124,8 @@ class FakePeer {
     this.h.raw(this, bytes);
   }
 
-  handshake(o: { fast?: boolean; extended?: boolean; infoHash?: Uint8Array; peerId?: Uint8Array } = {}): void {
-    this.raw(encodeHandshake({ infoHash: o.infoHash ?? this.h.fx.infoHash, peerId: o.peerId ?? this.peerId, reserved: { fast: o.fast ?? true, extended: o.extended ?? true } }));
+  handshake(o: { fast?: boolean; extended?: boolean; dht?: boolean; infoHash?: Uint8Array; peerId?: Uint8Array } = {}): void {
+    this.raw(encodeHandshake({ infoHash: o.infoHash ?? this.h.fx.infoHash, peerId: o.peerId ?? this.peerId, reserved: { fast: o.fast ?? true, extended: o.extended ?? true, dht: o.dht ?? false } }));
   }
 
   feed(...msgs: MessageInput[]): void {
@@ -1435,4 +1435,34 @@ test('pieceMap: pieces held and the rarest availability per cell, bounded by the
 test('pieceMap: undefined before the metadata', () => {
   const h = new Harness(fixture(), { noLayout: true });
   assert.equal(h.core.pieceMap(16), undefined);
+});
+
+test('BEP 5: with a DHT port our handshake sets the DHT bit, a DHT peer gets a port message and its own is reported; never for private torrents', () => {
+  const pub = new Harness(fixture(), { dhtPort: 6999 });
+  const dhtPeer = pub.connect('out');
+  dhtPeer.handshake({ dht: true });
+  const ours = dhtPeer.of('handshake')[0]!;
+  assert.equal(ours.dht, true, 'our handshake has the DHT bit');
+  assert.deepEqual(dhtPeer.of('port').map((m) => m.port), [6999]);
+  const plain = pub.connect('out');
+  plain.handshake({ dht: false });
+  assert.equal(plain.of('port').length, 0, 'no port message to a peer without the DHT bit');
+  const before = pub.actions.length;
+  dhtPeer.feed({ type: 'port', port: 7001 });
+  const reported = pub.actions.slice(before).filter((a) => a.type === 'dht-port');
+  assert.deepEqual(reported, [{ type: 'dht-port', endpoint: dhtPeer.endpoint, port: 7001 }]);
+
+  const priv = new Harness(fixture({ private: true }), { dhtPort: 6999 });
+  const p = priv.connect('out');
+  p.handshake({ dht: true });
+  assert.equal(p.of('handshake')[0]!.dht, false, 'no DHT bit for a private torrent');
+  assert.equal(p.of('port').length, 0);
+  const b2 = priv.actions.length;
+  p.feed({ type: 'port', port: 7001 });
+  assert.equal(priv.actions.slice(b2).filter((a) => a.type === 'dht-port').length, 0, "a private torrent's peer's DHT port is ignored");
+
+  const none = new Harness(fixture(), {});
+  const q = none.connect('out');
+  q.handshake({ dht: true });
+  assert.equal(q.of('handshake')[0]!.dht, false, 'no DHT port, no DHT bit');
 });

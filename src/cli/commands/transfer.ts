@@ -10,6 +10,8 @@ import { Client } from '../../client/client.js';
 import type { Torrent, TorrentOptions } from '../../client/torrent.js';
 import { parsePeerAddress } from '../../codec/magnet.js';
 import type { Endpoint } from '../../runtime/contract.js';
+import { parseHostPort } from '../../dht/node.js';
+import { join } from 'node:path';
 import { formatBytes, formatRate, parsePort, parseSize, UsageError } from '../format.js';
 import type { CliIo } from '../main.js';
 import { ClientSource } from '../../dashboard/client-source.js';
@@ -27,6 +29,9 @@ interface TransferOptions extends DashboardCliOptions {
   sequential?: boolean;
   recheck?: boolean;
   pex: boolean;
+  dht?: boolean;
+  dhtPort?: string;
+  bootstrap: string[];
   timeout?: string;
   quiet?: boolean;
 }
@@ -43,6 +48,9 @@ function common(cmd: Command): Command {
     .option('--upload-limit <rate>', 'upload limit in bytes per second (e.g. 500KiB)')
     .option('--download-limit <rate>', 'download limit in bytes per second (e.g. 2MiB)')
     .option('--no-pex', 'do not exchange peers with peers (BEP 11)')
+    .option('--dht', 'find peers on the Mainline DHT too (BEP 5; public torrents only)')
+    .option('--dht-port <n>', 'UDP port of the DHT node (default: the --port number)')
+    .option('--bootstrap <host:port>', 'join the DHT through this node; repeatable; implies --dht. Nothing is contacted unless named', collect, [])
     .option('--recheck', 'ignore resume data and hash what is on disk')
     .option('-q, --quiet', 'no progress output');
 }
@@ -143,11 +151,22 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   const uploadLimit = o.uploadLimit ? parseSize(o.uploadLimit, '--upload-limit') : 0;
   const downloadLimit = o.downloadLimit ? parseSize(o.downloadLimit, '--download-limit') : 0;
   dashboardSettings(o); // usage errors before anything starts
+  const useDht = o.dht === true || o.bootstrap.length > 0 || o.dhtPort !== undefined;
+  const dhtPort = o.dhtPort === undefined ? port : parsePort(o.dhtPort, '--dht-port');
+  for (const b of o.bootstrap) {
+    try {
+      parseHostPort(b);
+    } catch {
+      throw new UsageError(`--bootstrap: "${b}" is not host:port`);
+    }
+  }
   const client = await Client.create({
     port,
     host: o.host,
     uploadLimit,
     downloadLimit,
+    // The routing table is kept beside the resume data, so the next run rejoins without a bootstrap node.
+    dht: useDht ? { port: dhtPort, bootstrap: o.bootstrap, stateFile: join(dir, '.peerkit', 'dht.json') } : undefined,
   });
   const opts: TorrentOptions = {
     dir,

@@ -54,6 +54,12 @@ export interface TorrentCoreOptions {
   /** Our TCP listen port, told to peers in the extension handshake. */
   readonly listenPort?: number;
   readonly clientName?: string;
+  /**
+   * Our DHT node's UDP port (BEP 5). When set, our handshake sets the DHT
+   * bit and a peer that sets it too is sent a `port` message (not for
+   * private torrents, which stay off the DHT).
+   */
+  readonly dhtPort?: number;
   readonly maxPeers?: number;
   /** Outgoing connection attempts in flight at once. */
   readonly maxConnecting?: number;
@@ -305,7 +311,8 @@ export class TorrentCore {
       optimisticIntervalMs: options.optimisticIntervalMs ?? 30_000,
       rechokeIntervalMs: options.rechokeIntervalMs ?? 10_000,
     });
-    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true } });
+    const dht = options.dhtPort !== undefined && options.dhtPort > 0 && options.dhtPort < 65536 && !options.layout?.private;
+    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true, dht } });
     if (options.layout) this.setLayout(options.layout, options.have);
   }
 
@@ -848,7 +855,7 @@ export class TorrentCore {
   private onItem(now: number, peer: Peer, item: ReaderItem): void {
     switch (item.type) {
       case 'handshake':
-        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast);
+        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast, item.dht);
         return;
       case 'handshake-start':
       case 'handshake-peer-id':
@@ -858,7 +865,7 @@ export class TorrentCore {
     }
   }
 
-  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean): void {
+  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean, dht: boolean): void {
     if (!infoHash.equals(this.o.infoHash)) {
       this.close(peer, 'handshake for another torrent');
       return;
@@ -902,6 +909,8 @@ export class TorrentCore {
       });
     }
     this.sendHaves(peer);
+    const dhtPort = this.o.dhtPort;
+    if (dht && dhtPort !== undefined && dhtPort > 0 && dhtPort < 65536 && !this.layout?.private) this.send(peer, { type: 'port', port: dhtPort });
     this.queue.push({ type: 'peer-ready', peer: peer.handle, endpoint: peer.endpoint, client: peer.client });
   }
 
@@ -1044,7 +1053,7 @@ export class TorrentCore {
         this.validIndex(peer, m.index);
         return; // a hint; rarest-first already serves the swarm better
       case 'port':
-        if (m.port > 0) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
+        if (m.port > 0 && !this.layout?.private) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
         return;
       case 'extended':
         this.onExtended(now, peer, m.id, m.payload);
