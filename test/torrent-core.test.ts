@@ -1381,3 +1381,58 @@ test('pieceMap: undefined before the metadata', () => {
   const h = new Harness(fixture(), { noLayout: true });
   assert.equal(h.core.pieceMap(16), undefined);
 });
+
+test('a peer that closed on us is dialled again after 2 s, then 6 s, 18 s...; a session with data restarts the series', () => {
+  const h = new Harness(fixture(), {});
+  const ep = { host: '10.7.0.1', port: 6881 };
+  h.core.addPeers(h.now, [ep], 'tracker');
+  h.drain();
+  assert.equal(h.connects.length, 1);
+  /** Dials happen at ticks: when did the next dial come, counting from `from`? */
+  const nextDialAfter = (from: number): number => {
+    const n = h.connects.length;
+    for (let i = 0; i < 200 && h.connects.length === n; i++) h.advance(250);
+    assert.equal(h.connects.length, n + 1, 'dialled again');
+    return h.now - from;
+  };
+  const sessionWithoutData = (): number => {
+    const p = h.connect('out', ep);
+    p.handshake({ fast: true, extended: true });
+    p.feed({ type: 'have-none' });
+    const closedAt = h.now;
+    h.core.peerClosed(h.now, p.handle);
+    p.closed = 'gone';
+    h.drain();
+    return nextDialAfter(closedAt);
+  };
+  const waits = [sessionWithoutData(), sessionWithoutData(), sessionWithoutData()];
+  assert.ok(waits[0]! >= 2_000 && waits[0]! < 4_000, `first retry after ${waits[0]} ms`);
+  assert.ok(waits[1]! >= 6_000 && waits[1]! < 8_000, `second retry after ${waits[1]} ms`);
+  assert.ok(waits[2]! >= 18_000 && waits[2]! < 20_000, `third retry after ${waits[2]} ms`);
+  // A session in which the peer sent us data: the next retry is the first one again.
+  const p = h.connect('out', ep);
+  p.handshake({ fast: true, extended: true });
+  p.feed({ type: 'have-all' });
+  p.feed({ type: 'unchoke' });
+  const req = p.of('request')[0];
+  assert.ok(req, 'a block was requested');
+  p.feed({ type: 'piece', index: req.index, begin: req.begin, block: h.fx.data.subarray(req.index * h.fx.pieceLength + req.begin, req.index * h.fx.pieceLength + req.begin + req.length) });
+  const closedAt = h.now;
+  h.core.peerClosed(h.now, p.handle);
+  p.closed = 'gone';
+  h.drain();
+  const wait = nextDialAfter(closedAt);
+  assert.ok(wait >= 2_000 && wait < 4_000, `retry after a useful session after ${wait} ms`);
+});
+
+test('a seeder sends unchoke only once a peer is interested, and then at once (WebTorrent 1.9.7 loses an earlier one)', () => {
+  const fx = fixture();
+  const h = new Harness(fx, { have: Array.from({ length: fx.pieceCount }, (_, i) => i) });
+  assert.equal(h.core.stats(h.now).complete, true, 'we are a seed');
+  const leecher = h.peer({ seed: false });
+  h.advance(30_000); // several rechokes
+  assert.equal(leecher.of('unchoke').length, 0, 'not unchoked while uninterested');
+  leecher.feed({ type: 'interested' });
+  h.advance(0);
+  assert.equal(leecher.of('unchoke').length, 1, 'unchoked as soon as interested');
+});

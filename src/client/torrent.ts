@@ -344,8 +344,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       case 'send': {
         const s = this.streams.get(a.peer);
         if (!s) return;
-        const data = a.data.length === 1 ? a.data[0]! : Buffer.concat(a.data);
-        if (!s.write(data) && !this.congested.has(a.peer)) {
+        // Several buffers (a block's header and the block) are written one by one: the stream
+        // gathers the writes of a tick into one writev, so nothing is copied.
+        let ok = true;
+        for (const d of a.data) ok = s.write(d) && ok;
+        if (!ok && !this.congested.has(a.peer)) {
           this.congested.add(a.peer);
           this.core.setCongested(rt.clock.now(), a.peer, true);
         }
