@@ -122,7 +122,8 @@ test('the dashboard in headless Chromium: peers appear, rates move, progress rea
       }).observe(g.document.getElementById('summary'), { childList: true, subtree: true });
     });
 
-    const leechers = [await swarm.addLeecher(), await swarm.addLeecher(HOSTILE), await swarm.addLeecher()];
+    // The third starts from a magnet link, as in the demo: it shows without metadata first.
+    const leechers = [await swarm.addLeecher(), await swarm.addLeecher(HOSTILE), await swarm.addLeecher(undefined, true)];
 
     // Peers appear.
     await page.waitForFunction(() => [...(globalThis as unknown as PageGlobals).document.querySelectorAll('#peers tbody tr')].length >= 3, undefined, { timeout: 30_000 });

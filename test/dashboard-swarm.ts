@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '../src/client/client.js';
 import type { Torrent } from '../src/client/torrent.js';
+import { buildMagnet } from '../src/codec/magnet.js';
 import type { Metainfo } from '../src/codec/metainfo.js';
 import { ClientSource } from '../src/dashboard/client-source.js';
 import { startDashboard, type DashboardHandle } from '../src/dashboard/server.js';
@@ -34,8 +35,12 @@ export interface Swarm {
   readonly torrent: Buffer;
   readonly dashboard: DashboardHandle;
   readonly leechers: Torrent[];
-  /** Adds a leecher (its own Client and a dashboard source `leecher N`); `clientName` is what it tells peers it is. */
-  addLeecher(clientName?: string): Promise<Torrent>;
+  /**
+   * Adds a leecher (its own Client and a dashboard source `leecher N`);
+   * `clientName` is what it tells peers it is; `magnet` starts it from a
+   * magnet link (metadata from peers first).
+   */
+  addLeecher(clientName?: string, magnet?: boolean): Promise<Torrent>;
   close(): Promise<void>;
 }
 
@@ -59,11 +64,12 @@ export async function startSwarm(o: SwarmOptions): Promise<Swarm> {
   };
   try {
     tracker = await startTracker({ host: '127.0.0.1', http: 0, udp: 0 });
+    const announceUrl = tracker.httpUrl!;
     const seedDir = join(work, 'seeder');
     await mkdir(seedDir);
     const file = join(seedDir, 'dash.bin');
     await writeFile(file, content(o.bytes));
-    const { metainfo, torrent } = await createTorrent(file, { announce: [[tracker.httpUrl!]], pieceLength: 16 * 1024 });
+    const { metainfo, torrent } = await createTorrent(file, { announce: [[announceUrl]], pieceLength: 16 * 1024 });
     const seeder = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit: o.seederUploadLimit ?? 0 });
     clients.push(seeder);
     await seeder.add(metainfo, { dir: seedDir });
@@ -78,11 +84,12 @@ export async function startSwarm(o: SwarmOptions): Promise<Swarm> {
       torrent,
       dashboard: d,
       leechers,
-      async addLeecher(clientName?: string): Promise<Torrent> {
+      async addLeecher(clientName?: string, magnet = false): Promise<Torrent> {
         const c = await Client.create({ port: 0, host: '127.0.0.1', clientName });
         clients.push(c);
         d.addSource(new ClientSource(`leecher ${leechers.length + 1}`, c));
-        const t = await c.add(metainfo, { dir: join(work, `leecher-${leechers.length + 1}`), trackerMinIntervalMs: 1000 });
+        const source = magnet ? buildMagnet({ infoHash: metainfo.infoHash, name: metainfo.name, trackers: [announceUrl] }) : metainfo;
+        const t = await c.add(source, { dir: join(work, `leecher-${leechers.length + 1}`), trackerMinIntervalMs: 1000 });
         leechers.push(t);
         return t;
       },

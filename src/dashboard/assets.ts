@@ -42,6 +42,7 @@ export function pageHtml(token: string | undefined): string {
       <tbody></tbody>
     </table></div>
     <p class="empty" id="torrents-empty">No torrents yet.</p>
+    <p class="legend">Pieces: <i class="sw held"></i>held <i class="sw part"></i>partly held (cell of several pieces) <i class="sw avail"></i>missing, darker = more connected peers have it <i class="sw none"></i>missing, no connected peer has it</p>
   </section>
   <section class="panel" id="peers-panel">
     <h2>Peers <small id="peers-count"></small></h2>
@@ -124,6 +125,10 @@ td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .state.error { background: #ffe3e3; color: #c92a2a; }
 canvas.pieces { display: block; width: 240px; height: 14px; border-radius: 3px; background: #e9ecef; }
 .empty { color: var(--muted); margin: 8px 0 0; }
+.legend { color: var(--muted); font-size: 12px; margin: 8px 0 0; }
+.legend .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px; vertical-align: -1px; }
+.legend .sw:first-child { margin-left: 4px; }
+.sw.held { background: #2f9e44; } .sw.part { background: #8ce99a; } .sw.avail { background: hsl(210, 80%, 55%); } .sw.none { background: #e03131; }
 .kv { display: flex; flex-wrap: wrap; gap: 6px 22px; margin-bottom: 10px; color: var(--muted); }
 .kv b { color: var(--ink); font-weight: 600; }
 footer { color: var(--muted); font-size: 12px; padding: 0 20px 20px; }
