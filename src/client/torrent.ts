@@ -17,7 +17,7 @@ import { FileStorage } from '../storage/file-storage.js';
 import { IncrementalPieceHasher } from '../storage/piece-hasher.js';
 import { HashPool } from '../files/hash-pool.js';
 import { loadResume, planResume, resumePath, saveResume } from '../storage/resume.js';
-import { TrackerAnnouncer, type HttpGet, type TrackerStatus } from './tracker-announcer.js';
+import { TrackerAnnouncer, type HttpGet, type ScrapeOutcome, type TrackerStatus } from './tracker-announcer.js';
 import { DhtAnnouncer, type DhtAnnounceStatus, type DhtPeerFinder } from './dht-announcer.js';
 import { TypedEmitter } from './typed-emitter.js';
 
@@ -167,6 +167,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
 
   get trackers(): readonly TrackerStatus[] {
     return this.announcer?.trackers ?? [];
+  }
+
+  /** Asks the torrent's trackers for its seeder and leecher counts (scrape), without announcing. */
+  async scrape(timeoutMs?: number): Promise<ScrapeOutcome[]> {
+    return this.announcer?.scrape(timeoutMs) ?? [];
   }
 
   /** The DHT side of peer discovery, when the client runs a DHT node and the torrent is public. */

@@ -13,7 +13,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { buildAnnounceUrl, decodeAnnounceResponse, type AnnounceEvent } from '../codec/tracker-http.js';
+import { buildAnnounceUrl, buildScrapeUrl, decodeAnnounceResponse, decodeScrapeResponse, type AnnounceEvent } from '../codec/tracker-http.js';
 import { TrackerTiers, type AnnounceAttempt } from '../core/tracker-tiers.js';
 import { UdpTrackerClient, type UdpTrackerEvent } from '../core/udp-tracker-client.js';
 import { driveDatagramCore, type DriveHandle } from '../runtime/drive.js';
@@ -64,6 +64,17 @@ export interface TrackerStatus {
   seeders: number | undefined;
   leechers: number | undefined;
   peersReceived: number;
+}
+
+/** One tracker's answer to a scrape (BEP 48 over HTTP, BEP 15 over UDP). */
+export interface ScrapeOutcome {
+  readonly url: string;
+  readonly seeders?: number;
+  readonly leechers?: number;
+  /** Completed downloads the tracker counted. */
+  readonly completed?: number;
+  /** Why there is no answer (refused, no scrape URL, timeout, ...). */
+  readonly error?: string;
 }
 
 export interface TrackerAnnouncerOptions {
@@ -245,6 +256,59 @@ export class TrackerAnnouncer {
     return { interval: res.interval, minInterval: res.minInterval, peers: res.peers, seeders: res.complete, leechers: res.incomplete };
   }
 
+  /**
+   * Asks every tracker of every tier, at once, how many seeders and leechers
+   * the torrent has (scrape). Independent of announcing; each tracker's
+   * failure is reported in its own outcome, a tracker silent for `timeoutMs`
+   * as 'no answer'.
+   */
+  async scrape(timeoutMs = 15_000): Promise<ScrapeOutcome[]> {
+    const rt = this.o.runtime;
+    return Promise.all(
+      [...this.status.keys()].map(async (url): Promise<ScrapeOutcome> => {
+        let timer: TimerHandle | undefined;
+        const late = new Promise<ScrapeOutcome>((resolve) => (timer = rt.timers.at(rt.clock.now() + timeoutMs, () => resolve({ url, error: 'no answer' }))));
+        const outcome = await Promise.race([this.scrapeOne(url), late]);
+        timer?.cancel();
+        return outcome;
+      }),
+    );
+  }
+
+  private async scrapeOne(url: string): Promise<ScrapeOutcome> {
+    {
+      {
+        try {
+          if (/^https?:\/\//i.test(url)) {
+            const get = this.o.httpGet ?? nodeHttpGet;
+            const body = await get(buildScrapeUrl(url, [this.o.infoHash]), { timeoutMs: this.o.httpTimeoutMs ?? 15_000, maxBytes: MAX_TRACKER_RESPONSE });
+            const res = decodeScrapeResponse(body);
+            if (res.failureReason !== undefined) return { url, error: `tracker refused: ${res.failureReason}` };
+            const f = res.files.find((x) => x.infoHash.equals(this.o.infoHash));
+            return f ? { url, seeders: f.complete, leechers: f.incomplete, completed: f.downloaded } : { url, seeders: 0, leechers: 0, completed: 0 };
+          }
+          if (/^udp:\/\//i.test(url)) {
+            const tracker = await this.udpEndpoint(url);
+            const udp = await this.ensureUdp(tracker.host.includes(':') ? 6 : 4);
+            const id = udp.client.scrape(this.o.runtime.clock.now(), tracker, [this.o.infoHash]);
+            const event = await new Promise<UdpTrackerEvent>((resolve) => {
+              this.udpWaiters.set(id, resolve);
+              udp.drive.poke();
+            });
+            if (event.type === 'scraped') {
+              const f = event.files[0];
+              return { url, seeders: f?.seeders ?? 0, leechers: f?.leechers ?? 0, completed: f?.completed ?? 0 };
+            }
+            return { url, error: event.type === 'error' ? `tracker refused: ${event.message}` : 'no answer' };
+          }
+          return { url, error: 'unsupported tracker scheme' };
+        } catch (e) {
+          return { url, error: (e as Error).message };
+        }
+      }
+    }
+  }
+
   private async udpEndpoint(url: string): Promise<Endpoint> {
     const m = /^udp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})(?:[/?].*)?$/i.exec(url);
     if (!m) throw new Error('bad udp tracker URL');
@@ -256,8 +320,20 @@ export class TrackerAnnouncer {
     return { host: address, port };
   }
 
-  private async ensureUdp(family: 4 | 6): Promise<NonNullable<TrackerAnnouncer['udp']>> {
-    if (this.udp) return this.udp;
+  /**
+   * The one UDP socket and client, made on first use. Concurrent callers share
+   * the one being made: request ids are per client, and the waiters are keyed
+   * by id, so a second client would mix up their answers.
+   */
+  private ensureUdp(family: 4 | 6): Promise<NonNullable<TrackerAnnouncer['udp']>> {
+    if (this.udp) return Promise.resolve(this.udp);
+    this.udpMaking ??= this.makeUdp(family).finally(() => (this.udpMaking = undefined));
+    return this.udpMaking;
+  }
+
+  private udpMaking: Promise<NonNullable<TrackerAnnouncer['udp']>> | undefined;
+
+  private async makeUdp(family: 4 | 6): Promise<NonNullable<TrackerAnnouncer['udp']>> {
     const socket = await this.o.runtime.bindDatagram({ host: family === 6 ? '::' : '0.0.0.0' }).catch(() => this.o.runtime.bindDatagram());
     const client = new UdpTrackerClient({
       random: this.o.runtime.random,

@@ -154,9 +154,11 @@ export async function startTracker(options: StartTrackerOptions = {}): Promise<T
       httpPort: servers[0] === undefined ? undefined : (servers[0].address() as { port: number }).port,
       udpPort: sockets[0]?.local.port,
       core,
+      // `/<passkey>/announce`: its last path component still starts with "announce", so clients
+      // can derive the scrape URL (`/<passkey>/scrape`) by BEP 48's rule.
       announceUrls: (passkey) => ({
-        http: httpUrls[0]?.replace(/\/announce$/, `/announce/${passkey}`),
-        udp: udpUrls[0]?.replace(/\/announce$/, `/announce/${passkey}`),
+        http: httpUrls[0]?.replace(/\/announce$/, `/${passkey}/announce`),
+        udp: udpUrls[0]?.replace(/\/announce$/, `/${passkey}/announce`),
       }),
       addUser,
       removeUser: (passkey) => {
