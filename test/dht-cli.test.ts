@@ -1,0 +1,105 @@
+/**
+ * `peerkit dht` as a user runs it, on 127.0.0.1 only: two long-running
+ * nodes (child processes stopped with SIGINT), and one-shot commands that
+ * announce, look up, put and get through them.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'peerkit.js');
+
+function peerkit(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `peerkit dht ...` and resolves with the child and its listening address once it prints it. */
+function daemon(args: string[]): Promise<{ child: ChildProcess; address: string; lines: string[] }> {
+  const child = spawn(process.execPath, [bin, 'dht', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('daemon did not start')), 10_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      lines.push(line);
+      const m = /listening on (\S+),/.exec(line);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve({ child, address: m[1]!, lines });
+      }
+    });
+    child.on('exit', () => reject(new Error(`daemon exited: ${lines.join('\n')}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    child.on('exit', (code) => resolve(code));
+    child.kill('SIGINT');
+  });
+}
+
+test('peerkit dht: run two nodes, announce and look up, put and get immutable and mutable items', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'peerkit-dht-cli-'));
+  const children: ChildProcess[] = [];
+  try {
+    const a = await daemon(['--state', join(dir, 'a.json')]);
+    children.push(a.child);
+    const b = await daemon(['--bootstrap', a.address]);
+    children.push(b.child);
+    const ih = 'ab'.repeat(20);
+    const ann = await peerkit('dht', 'announce', ih, '--peer-port', '5555', '--bootstrap', a.address);
+    assert.equal(ann.code, 0, ann.stderr);
+    assert.match(ann.stdout, /announced to 2 nodes/);
+    const look = await peerkit('dht', 'lookup', ih, '--bootstrap', b.address);
+    assert.equal(look.code, 0, look.stderr);
+    assert.match(look.stdout, /^127\.0\.0\.1:5555$/m);
+    assert.match(look.stdout, /1 peers; hops: \d+/);
+    const json = JSON.parse((await peerkit('dht', 'lookup', ih, '--json', '--bootstrap', b.address)).stdout) as { peers: string[]; hops: number };
+    assert.deepEqual(json.peers, ['127.0.0.1:5555']);
+
+    const put = await peerkit('dht', 'put', 'hello dht', '--bootstrap', a.address);
+    assert.equal(put.code, 0, put.stderr);
+    const target = put.stdout.split('\n')[0]!;
+    assert.equal(target, 'b300c9a324228057bd1d8f50232aa2cb1b780393'); // sha1("9:hello dht")
+    const get = await peerkit('dht', 'get', target, '--bootstrap', b.address);
+    assert.equal(get.stdout, 'hello dht\n');
+
+    const key = join(dir, 'key');
+    const pub = (await peerkit('dht', 'keygen', key)).stdout.trim();
+    assert.match(pub, /^[0-9a-f]{64}$/);
+    const m1 = await peerkit('dht', 'put', 'v1', '--key', key, '--seq', '1', '--salt', 'x', '--bootstrap', a.address);
+    assert.equal(m1.code, 0, m1.stderr);
+    const mt = m1.stdout.split('\n')[0]!;
+    assert.equal((await peerkit('dht', 'put', 'v2', '--key', key, '--seq', '2', '--salt', 'x', '--bootstrap', a.address)).code, 0);
+    const stale = await peerkit('dht', 'put', 'v0', '--key', key, '--seq', '1', '--salt', 'x', '--bootstrap', a.address);
+    assert.equal(stale.code, 1);
+    assert.match(stale.stdout, /errors 302/);
+    const mg = await peerkit('dht', 'get', mt, '--salt', 'x', '--json', '--bootstrap', b.address);
+    assert.deepEqual(JSON.parse(mg.stdout), { target: mt, value: 'v2', seq: 2, k: pub, hops: 1 });
+
+    // Usage errors and a bootstrap node that does not answer.
+    assert.equal((await peerkit('dht', 'lookup', 'zz', '--bootstrap', a.address)).code, 1);
+    const none = await peerkit('dht', 'lookup', ih);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /--bootstrap/);
+
+    assert.equal(await stop(b.child), 0);
+    assert.equal(await stop(a.child), 0);
+    assert.ok(a.lines.some((l) => l === `announce ${ih} 127.0.0.1:5555`));
+    const state = JSON.parse(readFileSync(join(dir, 'a.json'), 'utf8')) as { id: string; nodes: { port: number }[] };
+    assert.match(state.id, /^[0-9a-f]{40}$/);
+    assert.ok(state.nodes.some((n) => `127.0.0.1:${n.port}` === b.address), 'the state file holds the other node');
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
