@@ -45,3 +45,11 @@ export { IncrementalPieceHasher } from './storage/piece-hasher.js';
 export { saveResume, loadResume, planResume, resumePath } from './storage/resume.js';
 export type { ResumeRecord, ResumePlan } from './storage/resume.js';
 export { startTracker, type StartTrackerOptions, type TrackerHandle } from './tracker/index.js';
+
+// Mainline DHT (BEP 5, 42, 43, 44, 51): the sans-I/O core, the KRPC codec and the node on a runtime
+export { DhtCore, RoutingTable, immutableTarget, mutableTarget, signMutableItem, keyPairFromSeed, verifyItemSignature, bep42Id, isBep42Id } from './core/dht/index.js';
+export type { DhtCoreInit, DhtEvent, DhtOptions, DhtStats, FoundNode, Item as DhtItem, OperationKind as DhtOperationKind, OperationResult as DhtResult } from './core/dht/index.js';
+export { decodeKrpc, encodeKrpc, KrpcError } from './codec/krpc.js';
+export type { KrpcMessage, KrpcQuery, KrpcResponse, KrpcErrorMessage } from './codec/krpc.js';
+export { DhtNode } from './dht/index.js';
+export type { DhtNodeOptions } from './dht/index.js';
