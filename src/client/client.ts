@@ -14,7 +14,8 @@ import { decodeHandshakeStart, HANDSHAKE_START_LENGTH } from '../codec/peer-wire
 import { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Runtime, StreamListener } from '../runtime/contract.js';
 import { createRealRuntime } from '../runtime/real/runtime.js';
-import { Torrent, type TorrentHost, type TorrentOptions, type TorrentSource } from './torrent.js';
+import type { DhtNode } from '../dht/node.js';
+import { Torrent, type TorrentDht, type TorrentHost, type TorrentOptions, type TorrentSource } from './torrent.js';
 import { TypedEmitter } from './typed-emitter.js';
 
 export interface ClientOptions {
@@ -30,6 +31,28 @@ export interface ClientOptions {
   /** Bytes per second across all torrents; 0 = unlimited. */
   readonly uploadLimit?: number;
   readonly downloadLimit?: number;
+  /**
+   * A started (and bootstrapped) DHT node: torrents then find peers through
+   * it and announce themselves (not private ones), and peers learn its port
+   * from a BEP 5 PORT message. The caller owns it and closes it after the client.
+   */
+  readonly dht?: DhtNode;
+}
+
+/** Adapts a DhtNode to what a torrent needs. */
+function torrentDht(node: DhtNode): TorrentDht {
+  return {
+    get port() {
+      return node.address.port;
+    },
+    async announce(infoHash, port) {
+      const r = await node.announce(infoHash, port);
+      return r.peers;
+    },
+    addNode(e) {
+      node.ping(e).catch(() => undefined);
+    },
+  };
 }
 
 export interface ClientEvents {
@@ -96,6 +119,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       releaseConnection: () => {
         this.connections = Math.max(0, this.connections - 1);
       },
+      dht: options.dht === undefined ? undefined : torrentDht(options.dht),
     };
   }
 

@@ -68,7 +68,24 @@ export interface TorrentHost {
   /** Whether the global connection limit leaves room for one more. */
   reserveConnection(): boolean;
   releaseConnection(): void;
+  /** The client's DHT, if it runs one: a peer source besides trackers and PEX (BEP 5). */
+  readonly dht?: TorrentDht | undefined;
 }
+
+/** What a torrent needs from a DHT (DhtNode provides it through the Client). */
+export interface TorrentDht {
+  /** The DHT's UDP port, sent to peers in a PORT message. */
+  readonly port: number;
+  /** A get_peers lookup followed by an announce of `port` (our TCP port); resolves to the peers found. */
+  announce(infoHash: Buffer, port: number): Promise<readonly Endpoint[]>;
+  /** A peer told us its DHT port: ping it, so it can join our routing table. */
+  addNode(node: Endpoint): void;
+}
+
+/** How often a torrent looks itself up and announces on the DHT. */
+const DHT_INTERVAL_MS = 5 * 60_000;
+/** A torrent short of peers looks again, at most this often. */
+const DHT_MIN_INTERVAL_MS = 30_000;
 
 export interface TorrentSource {
   readonly infoHash: Buffer;
@@ -105,6 +122,9 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   private storage: FileStorage | undefined;
   private readonly hasher = new IncrementalPieceHasher();
   private announcer: TrackerAnnouncer | undefined;
+  private dhtTimer: TimerHandle | undefined;
+  private dhtBusy = false;
+  private dhtLast = -Infinity;
   private readonly streams = new Map<PeerHandle, ByteStream>();
   private readonly congested = new Set<PeerHandle>();
   private readonly pendingWrites = new Map<number, Promise<void>[]>();
@@ -194,6 +214,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       layout: m ? { pieceCount: m.pieceCount, pieceLength: m.pieceLength, length: m.length, private: m.private, infoBytes: m.infoBytes } : undefined,
       have,
       listenPort: this.host.port,
+      dhtPort: this.host.dht?.port,
       clientName: this.host.clientName,
       maxPeers: this.options.maxPeers,
       sequential: this.options.sequential,
@@ -227,8 +248,38 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     this.core.addPeers(now, [...this.source.peers, ...(this.options.peers ?? [])], 'user');
     this.announcer.start();
     if (this.core.isComplete) this.announcer.complete();
+    this.dhtRound();
     this.pump();
     this.emit('ready', have.length);
+  }
+
+  /**
+   * Looks the torrent up on the DHT and announces it (never for a private
+   * torrent), then again every 5 minutes; a torrent short of peers asks
+   * sooner ('want-peers').
+   */
+  private dhtRound(): void {
+    const dht = this.host.dht;
+    if (dht === undefined || this.stopped || this.dhtBusy || (this.metainfo?.private ?? false)) return;
+    const rt = this.host.runtime;
+    this.dhtBusy = true;
+    this.dhtLast = rt.clock.now();
+    this.dhtTimer?.cancel();
+    this.dhtTimer = undefined;
+    dht
+      .announce(this.infoHash, this.host.port)
+      .then((peers) => {
+        if (this.stopped || (this.metainfo?.private ?? false)) return;
+        if (peers.length > 0) {
+          this.core.addPeers(rt.clock.now(), peers, 'dht');
+          this.pump();
+        }
+      })
+      .catch((e: unknown) => this.emit('warning', `DHT: ${e instanceof Error ? e.message : String(e)}`))
+      .finally(() => {
+        this.dhtBusy = false;
+        if (!this.stopped) this.dhtTimer = rt.timers.at(rt.clock.now() + DHT_INTERVAL_MS, () => this.dhtRound());
+      });
   }
 
   /** Opens the files and works out which pieces are already there. */
@@ -418,8 +469,10 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         return;
       case 'want-peers':
         this.announcer?.reannounce();
+        if (this.host.runtime.clock.now() - this.dhtLast >= DHT_MIN_INTERVAL_MS) this.dhtRound();
         return;
       case 'dht-port':
+        if (!(this.metainfo?.private ?? false)) this.host.dht?.addNode({ host: a.endpoint.host, port: a.port });
         return;
     }
   }
@@ -615,6 +668,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     if (this.stopped) return;
     this.stopped = true;
     this.timer?.cancel();
+    this.dhtTimer?.cancel();
     this.resumeTimer?.cancel();
     if (this.core) {
       this.core.stop();

@@ -7,6 +7,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Client } from '../../client/client.js';
+import { DhtNode } from '../../dht/node.js';
 import type { Torrent, TorrentOptions } from '../../client/torrent.js';
 import { parsePeerAddress } from '../../codec/magnet.js';
 import type { Endpoint } from '../../runtime/contract.js';
@@ -26,6 +27,9 @@ interface TransferOptions {
   pex: boolean;
   timeout?: string;
   quiet?: boolean;
+  dht?: boolean;
+  bootstrap: string[];
+  dhtPort?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -41,6 +45,9 @@ function common(cmd: Command): Command {
     .option('--download-limit <rate>', 'download limit in bytes per second (e.g. 2MiB)')
     .option('--no-pex', 'do not exchange peers with peers (BEP 11)')
     .option('--recheck', 'ignore resume data and hash what is on disk')
+    .option('--dht', 'find peers and announce on the Mainline DHT (no bootstrap node unless named)')
+    .option('--bootstrap <host:port>', 'a DHT node to join through; repeatable; implies --dht', collect, [])
+    .option('--dht-port <n>', 'UDP port of the DHT node (default: the same number as --port)')
     .option('-q, --quiet', 'no progress output');
 }
 
@@ -139,11 +146,24 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   const peers = parsePeers(o.peer);
   const uploadLimit = o.uploadLimit ? parseSize(o.uploadLimit, '--upload-limit') : 0;
   const downloadLimit = o.downloadLimit ? parseSize(o.downloadLimit, '--download-limit') : 0;
+  let dht: DhtNode | undefined;
+  if (o.dht === true || o.bootstrap.length > 0) {
+    const dhtPort = o.dhtPort === undefined ? port : parsePort(o.dhtPort, '--dht-port');
+    dht = await DhtNode.start({ host: o.host, port: dhtPort });
+    if (o.bootstrap.length > 0) {
+      const r = await dht.bootstrap(o.bootstrap);
+      if (!o.quiet) io.stderr.write(`DHT: ${r.responses} nodes answered, ${dht.core.stats(dht.runtime.clock.now()).nodes} in the routing table (UDP port ${dht.address.port})\n`);
+    }
+  }
   const client = await Client.create({
     port,
     host: o.host,
     uploadLimit,
     downloadLimit,
+    ...(dht === undefined ? {} : { dht }),
+  }).catch(async (e: unknown) => {
+    await dht?.close();
+    throw e;
   });
   const opts: TorrentOptions = {
     dir,
@@ -205,6 +225,7 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await client.close();
+    await dht?.close();
   }
 }
 

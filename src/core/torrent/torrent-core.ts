@@ -53,6 +53,8 @@ export interface TorrentCoreOptions {
   readonly have?: Iterable<number>;
   /** Our TCP listen port, told to peers in the extension handshake. */
   readonly listenPort?: number;
+  /** Our DHT's UDP port: sets the BEP 5 reserved bit and sends a PORT message to peers that set it too. */
+  readonly dhtPort?: number;
   readonly clientName?: string;
   readonly maxPeers?: number;
   /** Outgoing connection attempts in flight at once. */
@@ -284,7 +286,8 @@ export class TorrentCore {
       optimisticIntervalMs: options.optimisticIntervalMs ?? 30_000,
       rechokeIntervalMs: options.rechokeIntervalMs ?? 10_000,
     });
-    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true } });
+    const dht = options.dhtPort !== undefined && options.dhtPort > 0 && options.dhtPort < 65536;
+    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true, dht } });
     if (options.layout) this.setLayout(options.layout, options.have);
   }
 
@@ -802,7 +805,7 @@ export class TorrentCore {
   private onItem(now: number, peer: Peer, item: ReaderItem): void {
     switch (item.type) {
       case 'handshake':
-        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast);
+        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast, item.dht);
         return;
       case 'handshake-start':
       case 'handshake-peer-id':
@@ -812,7 +815,7 @@ export class TorrentCore {
     }
   }
 
-  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean): void {
+  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean, dht: boolean): void {
     if (!infoHash.equals(this.o.infoHash)) {
       this.close(peer, 'handshake for another torrent');
       return;
@@ -856,6 +859,9 @@ export class TorrentCore {
       });
     }
     this.sendHaves(peer);
+    // BEP 5: both sides run a DHT, so tell the peer which UDP port ours is on.
+    const dhtPort = this.o.dhtPort;
+    if (dht && dhtPort !== undefined && dhtPort > 0 && dhtPort < 65536) this.send(peer, { type: 'port', port: dhtPort });
     this.queue.push({ type: 'peer-ready', peer: peer.handle, endpoint: peer.endpoint, client: peer.client });
   }
 
