@@ -66,7 +66,7 @@ test('Transmission 3.00 (DHT on, in a namespace) downloads a trackerless magnet 
     try {
       await tx.waitForComplete(240_000);
     } catch (e) {
-      throw new Error(`${(e as Error).message}\nDHT nodes: ${dhts.map((d) => d.core.stats(d.runtime.clock.now()).nodes).join(',')}; Transmission log:\n${readFileSync(join(root, 'tx.log'), 'utf8').split('\n').filter((l) => /DHT|peer/i.test(l)).slice(-30).join('\n')}`);
+      throw new Error(`${(e as Error).message}\nDHT nodes: ${dhts.map((d) => d.core.stats(d.runtime.clock.now()).nodes).join(',')}; Transmission log:\n${readFileSync(join(root, 'tx.log'), 'utf8').split('\n').filter((l) => /DHT|peer/i.test(l)).slice(-30).join('\n')}`, { cause: e });
     }
     assert.ok(readFileSync(join(dir, 'payload.bin')).equals(data));
     assert.ok(s.stats().uploaded >= data.length);
