@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -47,7 +48,7 @@ function stop(child: ChildProcess): Promise<number | null> {
   });
 }
 
-test('peerkit dht: run two nodes, announce and look up, put and get immutable and mutable items', async () => {
+test('peerkit dht: run two nodes, announce and look up, put and get immutable and mutable items, get a trackerless magnet with --bootstrap', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'peerkit-dht-cli-'));
   const children: ChildProcess[] = [];
   try {
@@ -91,6 +92,26 @@ test('peerkit dht: run two nodes, announce and look up, put and get immutable an
     const none = await peerkit('dht', 'lookup', ih);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /--bootstrap/);
+
+    // get/seed --bootstrap: a trackerless magnet through the DHT of the two nodes.
+    const seedDir = join(dir, 'seed');
+    mkdirSync(seedDir);
+    writeFileSync(join(seedDir, 'f.bin'), randomBytes(200_000));
+    assert.equal((await peerkit('create', join(seedDir, 'f.bin'), '-o', join(dir, 'f.torrent'))).code, 0);
+    const info = JSON.parse((await peerkit('info', join(dir, 'f.torrent'), '--json')).stdout) as { infoHash: string };
+    const seeder = spawn(process.execPath, [bin, 'seed', join(dir, 'f.torrent'), '-d', seedDir, '--host', '127.0.0.1', '--port', '0', '--bootstrap', a.address, '-q'], { stdio: 'ignore' });
+    children.push(seeder);
+    let seen = false;
+    for (let i = 0; i < 100 && !seen; i++) {
+      const r = await peerkit('dht', 'lookup', info.infoHash, '--json', '--bootstrap', b.address);
+      seen = r.code === 0 && (JSON.parse(r.stdout) as { peers: string[] }).peers.length > 0;
+      if (!seen) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(seen, 'the seeder announced itself');
+    const got = await peerkit('get', `magnet:?xt=urn:btih:${info.infoHash}`, '-o', join(dir, 'out'), '--host', '127.0.0.1', '--port', '0', '--bootstrap', b.address, '-q', '--timeout', '30');
+    assert.equal(got.code, 0, got.stderr);
+    assert.ok(readFileSync(join(dir, 'out', 'f.bin')).equals(readFileSync(join(seedDir, 'f.bin'))));
+    assert.equal(await stop(seeder), 0);
 
     assert.equal(await stop(b.child), 0);
     assert.equal(await stop(a.child), 0);
