@@ -282,3 +282,20 @@ test('operations beyond maxOperations fail at once; a ping nobody answers fails 
   const done = events(core).find((e) => e.type === 'done' && e.op === p);
   assert.ok(done !== undefined && done.type === 'done' && !done.result.ok);
 });
+
+test('queries are rate limited per source IP (per address and port on local networks), and the limit refills', () => {
+  const core = makeCore({ queryRateLimit: { perSecond: 10, burst: 20 } });
+  const ping = (now: number, from: Endpoint): number => {
+    core.handleDatagram(now, from, encodeKrpc({ y: 'q', t: Buffer.from('pp'), id: idA, ro: true, q: 'ping' }));
+    return drain(core).length;
+  };
+  let answered = 0;
+  for (let i = 0; i < 30; i++) answered += ping(0, { host: '198.51.100.7', port: 1000 + i }); // one public IP, many ports
+  assert.equal(answered, 20);
+  assert.equal(ping(0, { host: '198.51.100.8', port: 1 }), 1, 'another IP has its own bucket');
+  assert.equal(ping(0, { host: '10.0.0.9', port: 1 }) + ping(0, { host: '10.0.0.9', port: 2 }), 2, 'local sources are told apart by port');
+  answered = 0;
+  for (let i = 0; i < 30; i++) answered += ping(1000, { host: '198.51.100.7', port: 1 });
+  assert.equal(answered, 10, 'one second refills ten');
+  assert.equal(core.stats(1000).rateLimited, 30);
+});
