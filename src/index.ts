@@ -46,6 +46,17 @@ export { saveResume, loadResume, planResume, resumePath } from './storage/resume
 export type { ResumeRecord, ResumePlan } from './storage/resume.js';
 export { startTracker, type StartTrackerOptions, type TrackerHandle } from './tracker/index.js';
 
+// The BitTorrent client (the README's `import { Client } from 'peerkit'`).
+export { Client } from './client/client.js';
+export type { ClientOptions } from './client/client.js';
+export type { Torrent, TorrentOptions } from './client/torrent.js';
+
+// The live dashboard (web page, event stream, JSON, CSV, Prometheus).
+export { startDashboard, ClientSource, TrackerSource, parseListenAddress, DashboardConfigError } from './dashboard/index.js';
+export type { DashboardOptions, DashboardHandle, DashboardSource } from './dashboard/index.js';
+export { renderPrometheus, mergeFamilies, PROMETHEUS_CONTENT_TYPE } from './metrics/prometheus.js';
+export type { MetricFamily } from './metrics/prometheus.js';
+
 // Mainline DHT (BEP 5, 42, 43, 44, 51): the sans-I/O core, the KRPC codec and the node on a runtime
 export { DhtCore, RoutingTable, immutableTarget, mutableTarget, signMutableItem, keyPairFromSeed, verifyItemSignature, bep42Id, isBep42Id } from './core/dht/index.js';
 export type { DhtCoreInit, DhtEvent, DhtOptions, DhtStats, FoundNode, Item as DhtItem, OperationKind as DhtOperationKind, OperationResult as DhtResult } from './core/dht/index.js';

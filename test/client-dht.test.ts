@@ -1,85 +1,153 @@
 /**
- * The client with the DHT, on 127.0.0.1: a magnet link with no tracker and
- * no peer finds a seeder through the DHT alone, fetches the metadata (BEP 9)
- * and completes; and a peer that sets the DHT reserved bit is sent a BEP 5
- * PORT message with the DHT's UDP port.
+ * The client on the DHT (BEP 5), on 127.0.0.1 only: a trackerless magnet
+ * link (the infohash alone: no tracker, no peer address) finds its seeder
+ * through a small DHT, fetches the metadata from it (BEP 9) and completes;
+ * the seeder announced itself. Peers exchange BEP 5 `port` messages, so a
+ * client whose DHT node knows nobody learns its peer's node (and the peer
+ * its). A private torrent stays off the DHT.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '../src/client/client.js';
+import type { Torrent } from '../src/client/torrent.js';
 import { DhtNode } from '../src/dht/index.js';
 import { createTorrent } from '../src/files/create-torrent.js';
 import { buildMagnet } from '../src/codec/magnet.js';
-import { encodeHandshake, MessageReader } from '../src/codec/peer-wire.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
-test('a trackerless magnet link completes through the DHT; peers that speak DHT get a PORT message', { timeout: 90_000 }, async () => {
+const bin = fileURLToPath(new URL('../../bin/peerkit.js', import.meta.url));
+
+const fast = { timeoutMs: 300 };
+
+function content(bytes: number, seed: string): Buffer {
+  const out = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i += 32) createHash('sha256').update(`${seed}:${i}`).digest().copy(out, i);
+  return out;
+}
+
+function completes(t: Torrent, ms: number): Promise<void> {
+  if (t.isComplete) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not complete in ${ms} ms: ${JSON.stringify({ stats: t.stats(), dht: t.dht })}`)), ms);
+    t.on('complete', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+async function waitFor(what: string, ms: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('a trackerless magnet link finds its seeder through the DHT, gets the metadata from it and completes; private torrents stay off the DHT', { timeout: 30_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'peerkit-client-dht-'));
-  const dhts: DhtNode[] = [];
+  const nodes: DhtNode[] = [];
   const clients: Client[] = [];
   try {
-    for (let i = 0; i < 4; i++) dhts.push(await DhtNode.start({ dht: { timeoutMs: 500 } }));
-    const [router, seedDht, leechDht, other] = dhts as [DhtNode, DhtNode, DhtNode, DhtNode];
-    const via = `127.0.0.1:${router.address.port}`;
-    for (const d of [seedDht, leechDht, other]) await d.bootstrap([via]);
+    // A DHT of 6 plain nodes joined through the first.
+    for (let i = 0; i < 6; i++) nodes.push(await DhtNode.start({ dht: fast }));
+    const boot = `127.0.0.1:${nodes[0]!.address.port}`;
+    for (const n of nodes.slice(1)) await n.bootstrap([boot]);
 
     const seedDir = join(dir, 'seed');
     await mkdir(seedDir);
-    const data = randomBytes(1024 * 1024 + 777);
-    await writeFile(join(seedDir, 'file.bin'), data);
-    const { metainfo } = await createTorrent(join(seedDir, 'file.bin'), { pieceLength: 32 * 1024 });
-    const seeder = await Client.create({ port: 0, host: '127.0.0.1', dht: seedDht });
+    const bytes = content(700_000, 'dht');
+    await writeFile(join(seedDir, 'dht.bin'), bytes);
+    const made = await createTorrent(join(seedDir, 'dht.bin'), { pieceLength: 32 * 1024 });
+    assert.equal(made.metainfo.announceList.length, 0, 'no tracker');
+
+    const seeder = await Client.create({ port: 0, host: '127.0.0.1', dht: { bootstrap: [boot], options: fast } });
     clients.push(seeder);
-    await seeder.add(metainfo, { dir: seedDir });
+    const s = await seeder.add(made.metainfo, { dir: seedDir });
+    assert.equal(s.isComplete, true);
+    // The seeder's announce reached nodes of the DHT.
+    await waitFor('the seeder announced', 10_000, () => (s.dht?.stored ?? 0) > 0);
+    const found = await nodes[3]!.getPeers(made.metainfo.infoHash);
+    assert.deepEqual(found.peers, [{ host: '127.0.0.1', port: seeder.port }], 'a plain node finds the seeder');
 
-    // The seeder's announce lands on the DHT.
-    let found = false;
-    for (let i = 0; i < 50 && !found; i++) {
-      const r = await other.getPeers(metainfo.infoHash);
-      found = r.peers.some((p) => p.port === seeder.port);
-      if (!found) await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(found, 'the seeder announced itself on the DHT');
-
-    const leecher = await Client.create({ port: 0, host: '127.0.0.1', dht: leechDht });
+    const leecher = await Client.create({ port: 0, host: '127.0.0.1', dht: { bootstrap: [boot], options: fast } });
     clients.push(leecher);
-    const magnet = buildMagnet({ infoHash: metainfo.infoHash }); // no tracker, no peer
-    const t = await leecher.add(magnet, { dir: join(dir, 'leech') });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not complete: ${JSON.stringify(t.stats())}`)), 60_000);
-      t.on('complete', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    assert.ok((await readFile(join(dir, 'leech', 'file.bin'))).equals(data));
+    const magnet = buildMagnet({ infoHash: made.metainfo.infoHash });
+    assert.doesNotMatch(magnet, /tr=|x\.pe=/);
+    const out = join(dir, 'out');
+    const t = await leecher.add(magnet, { dir: out, seed: false });
+    await completes(t, 20_000);
+    assert.ok((await readFile(join(out, 'dht.bin'))).equals(bytes), 'the copy matches');
+    assert.equal(t.metainfo?.infoHashHex, made.metainfo.infoHashHex);
+    assert.ok((t.dht?.peersFound ?? 0) >= 1, 'the peer came from the DHT');
 
-    // A raw peer with the DHT bit set receives PORT <seeder's DHT port>.
-    const port = await new Promise<number>((resolve, reject) => {
-      const sock = connect(seeder.port, '127.0.0.1');
-      const reader = new MessageReader({ expectHandshake: true });
-      const timer = setTimeout(() => reject(new Error('no PORT message')), 10_000);
-      sock.on('connect', () => sock.write(encodeHandshake({ infoHash: metainfo.infoHash, peerId: randomBytes(20), reserved: { dht: true, fast: true } })));
-      sock.on('error', reject);
-      sock.on('data', (d: Buffer) => {
-        reader.push(d);
-        for (let item = reader.next(); item !== undefined; item = reader.next()) {
-          if (item.type === 'port') {
-            clearTimeout(timer);
-            sock.destroy();
-            resolve(item.port);
-          }
-        }
-      });
-    });
-    assert.equal(port, seedDht.address.port);
+    // BEP 5 port messages: a client whose DHT node joined nothing (no bootstrap) meets the seeder
+    // directly; each side's port message makes the other ping its node, which then sits in its table.
+    const loner = await Client.create({ port: 0, host: '127.0.0.1', dht: { options: fast } });
+    clients.push(loner);
+    const knows = (a: Client, b: Client): boolean => a.dht!.core.exportNodes().some((n) => n.port === b.dht!.address.port);
+    assert.ok(!knows(loner, seeder) && !knows(seeder, loner));
+    const direct = await loner.add(made.metainfo, { dir: join(dir, 'loner'), seed: false, peers: [{ host: '127.0.0.1', port: seeder.port }] });
+    await completes(direct, 10_000);
+    await waitFor('the DHT nodes to know each other through port messages', 5000, () => knows(loner, seeder) && knows(seeder, loner));
+
+    // A private torrent: never announced on the DHT.
+    const privDir = join(dir, 'priv');
+    await mkdir(privDir);
+    await writeFile(join(privDir, 'p.bin'), content(100_000, 'private'));
+    const priv = await createTorrent(join(privDir, 'p.bin'), { pieceLength: 32 * 1024, private: true });
+    const p = await seeder.add(priv.metainfo, { dir: privDir });
+    assert.equal(p.dht, undefined, 'no DHT announcer for a private torrent');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual((await nodes[2]!.getPeers(priv.metainfo.infoHash)).peers, [], 'not on the DHT');
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await Promise.all(dhts.map((d) => d.close()));
+    for (const c of clients) await c.close();
+    await Promise.all(nodes.map((n) => n.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('CLI: `peerkit seed --bootstrap` announces on the DHT and `peerkit get MAGNET --bootstrap` downloads through it', { timeout: 40_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerkit-cli-dht-'));
+  const nodes: DhtNode[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    for (let i = 0; i < 4; i++) nodes.push(await DhtNode.start({ dht: fast }));
+    const boot = `127.0.0.1:${nodes[0]!.address.port}`;
+    for (const n of nodes.slice(1)) await n.bootstrap([boot]);
+    const seedDir = join(dir, 'seed');
+    await mkdir(seedDir);
+    const bytes = content(300_000, 'cli-dht');
+    await writeFile(join(seedDir, 'c.bin'), bytes);
+    const made = await createTorrent(join(seedDir, 'c.bin'), { pieceLength: 32 * 1024 });
+    await writeFile(join(dir, 'c.torrent'), made.torrent);
+    const seeder = spawn(process.execPath, [bin, 'seed', join(dir, 'c.torrent'), '-d', seedDir, '--port', '0', '--host', '127.0.0.1', '--dht-port', '0', '--bootstrap', boot, '-q'], { stdio: 'ignore' });
+    children.push(seeder);
+    // The seeder is on the DHT once a plain node finds it.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if ((await nodes[2]!.getPeers(made.metainfo.infoHash)).peers.length > 0) break;
+      assert.ok(Date.now() < deadline, 'the seeder announced on the DHT');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const out = join(dir, 'out');
+    const get = spawn(process.execPath, [bin, 'get', buildMagnet({ infoHash: made.metainfo.infoHash }), '-o', out, '--port', '0', '--host', '127.0.0.1', '--dht-port', '0', '--bootstrap', boot, '--timeout', '20', '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(get);
+    let stderr = '';
+    get.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => get.once('exit', (c) => resolve(c)));
+    assert.equal(code, 0, `get exited ${code}: ${stderr}`);
+    assert.ok((await readFile(join(out, 'c.bin'))).equals(bytes));
+    const state = JSON.parse(await readFile(join(out, '.peerkit', 'dht.json'), 'utf8')) as { nodes: unknown[] };
+    assert.ok(state.nodes.length >= 1, 'the routing table was saved for the next run');
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await Promise.all(nodes.map((n) => n.close()));
     await rm(dir, { recursive: true, force: true });
   }
 });
