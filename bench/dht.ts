@@ -31,6 +31,7 @@ interface Result {
   p95Ms: number;
   messagesPerLookup: number;
   rssPerNodeKiB: number;
+  heapPerNodeKiB: number;
   joinSeconds: number;
 }
 
@@ -126,6 +127,7 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
   };
   gc();
   const rss0 = process.memoryUsage().rss;
+  const heap0 = process.memoryUsage().heapUsed;
   const t0 = performance.now();
   const addrs: string[] = [await impl.start([])];
   for (let i = 1; i < n; i++) {
@@ -137,6 +139,7 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
   gc();
   await sleep(500);
   const rssPerNodeKiB = (process.memoryUsage().rss - rss0) / n / 1024;
+  const heapPerNodeKiB = (process.memoryUsage().heapUsed - heap0) / n / 1024;
   const hashes = Array.from({ length: 20 }, (_, j) => createHash('sha1').update(`bench-${j}`).digest());
   const owners: number[] = [];
   for (let j = 0; j < hashes.length; j++) {
@@ -160,7 +163,7 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
   await impl.close();
   times.sort((a, b) => a - b);
   const q = (p: number): number => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
-  return { impl: implName, nodes: n, lookups, success: success / lookups, medianMs: q(0.5), p95Ms: q(0.95), messagesPerLookup: messages / lookups, rssPerNodeKiB, joinSeconds };
+  return { impl: implName, nodes: n, lookups, success: success / lookups, medianMs: q(0.5), p95Ms: q(0.95), messagesPerLookup: messages / lookups, rssPerNodeKiB, heapPerNodeKiB, joinSeconds };
 }
 
 function runChild(impl: string, n: number, lookups: number): Promise<Result> {
@@ -192,7 +195,7 @@ if (args[0] === '--child') {
     rows.push(r);
     console.log(
       `${impl.padEnd(15)} success ${(100 * r.success).toFixed(1)} %  median ${r.medianMs.toFixed(1)} ms  p95 ${r.p95Ms.toFixed(1)} ms  ` +
-        `messages/lookup ${r.messagesPerLookup.toFixed(1)}  RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
+        `messages/lookup ${r.messagesPerLookup.toFixed(1)}  RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
     );
   }
   const [p, b] = rows as [Result, Result];

@@ -293,6 +293,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly rateOptions: false | { perSecond: number; burst: number; maxTracked?: number };
   /** Created on the first query, so an idle node pays nothing for it. */
   private limiter: RateLimiter | undefined = undefined;
+  private limiterSweptAt = -Infinity;
 
   constructor(init: DhtCoreInit) {
     const o = init.options ?? {};
@@ -707,6 +708,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     if (msg.y === 'q') {
       if (this.rateOptions !== false) {
         this.limiter ??= new RateLimiter({ maxTracked: 1024, ...this.rateOptions });
+        // Buckets of sources that went quiet are dropped each tick, and sooner when many pile up.
+        if (this.limiter.tracked >= 128 && now - this.limiterSweptAt >= 1000) {
+          this.limiterSweptAt = now;
+          this.limiter.sweep(now);
+        }
         if (!this.limiter.allow(now, isLocalAddr(fromAddr) ? fromAddr : addrIp(fromAddr))) {
           this.counters.rateLimited++;
           return;
