@@ -79,6 +79,22 @@ test('DhtNode: close() resolves operations still running (ok: false); the state 
   }
 });
 
+test('DhtNode over IPv6 (::1): nodes6 lists, 18-byte compact peers', async () => {
+  const nodes: DhtNode[] = [];
+  try {
+    for (let i = 0; i < 6; i++) nodes.push(await DhtNode.start({ host: '::1', dht: fast }));
+    const first = `[::1]:${nodes[0]!.address.port}`;
+    for (const n of nodes.slice(1)) assert.ok((await n.bootstrap([first])).responses >= 1);
+    const ih = Buffer.alloc(20, 7);
+    assert.ok((await nodes[2]!.announce(ih, 4444)).stored >= 3);
+    const r = await nodes[5]!.getPeers(ih);
+    assert.deepEqual(r.peers, [{ host: '::1', port: 4444 }]);
+    assert.ok(r.nodes.every((n) => n.address.host === '::1'));
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+  }
+});
+
 test('parseHostPort', () => {
   assert.deepEqual(parseHostPort('router.bittorrent.com:6881'), { host: 'router.bittorrent.com', port: 6881 });
   assert.deepEqual(parseHostPort('[::1]:5'), { host: '::1', port: 5 });
