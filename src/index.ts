@@ -56,3 +56,11 @@ export { startDashboard, ClientSource, TrackerSource, parseListenAddress, Dashbo
 export type { DashboardOptions, DashboardHandle, DashboardSource } from './dashboard/index.js';
 export { renderPrometheus, mergeFamilies, PROMETHEUS_CONTENT_TYPE } from './metrics/prometheus.js';
 export type { MetricFamily } from './metrics/prometheus.js';
+
+// Mainline DHT (BEP 5, 42, 43, 44, 51): the sans-I/O core, the KRPC codec and the node on a runtime
+export { DhtCore, RoutingTable, immutableTarget, mutableTarget, signMutableItem, keyPairFromSeed, verifyItemSignature, bep42Id, isBep42Id } from './core/dht/index.js';
+export type { DhtCoreInit, DhtEvent, DhtOptions, DhtStats, FoundNode, Item as DhtItem, OperationKind as DhtOperationKind, OperationResult as DhtResult } from './core/dht/index.js';
+export { decodeKrpc, encodeKrpc, KrpcError } from './codec/krpc.js';
+export type { KrpcMessage, KrpcQuery, KrpcResponse, KrpcErrorMessage } from './codec/krpc.js';
+export { DhtNode } from './dht/index.js';
+export type { DhtNodeOptions } from './dht/index.js';

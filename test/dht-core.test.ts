@@ -282,3 +282,52 @@ test('operations beyond maxOperations fail at once; a ping nobody answers fails 
   const done = events(core).find((e) => e.type === 'done' && e.op === p);
   assert.ok(done !== undefined && done.type === 'done' && !done.result.ok);
 });
+
+test('queries are rate limited per source IP (per address and port on local networks), and the limit refills', () => {
+  const core = makeCore({ queryRateLimit: { perSecond: 10, burst: 20 } });
+  const ping = (now: number, from: Endpoint): number => {
+    core.handleDatagram(now, from, encodeKrpc({ y: 'q', t: Buffer.from('pp'), id: idA, ro: true, q: 'ping' }));
+    return drain(core).length;
+  };
+  let answered = 0;
+  for (let i = 0; i < 30; i++) answered += ping(0, { host: '198.51.100.7', port: 1000 + i }); // one public IP, many ports
+  assert.equal(answered, 20);
+  assert.equal(ping(0, { host: '198.51.100.8', port: 1 }), 1, 'another IP has its own bucket');
+  assert.equal(ping(0, { host: '10.0.0.9', port: 1 }) + ping(0, { host: '10.0.0.9', port: 2 }), 2, 'local sources are told apart by port');
+  answered = 0;
+  for (let i = 0; i < 30; i++) answered += ping(1000, { host: '198.51.100.7', port: 1 });
+  assert.equal(answered, 10, 'one second refills ten');
+  assert.equal(core.stats(1000).rateLimited, 30);
+});
+
+test('maintenance: questionable nodes are pinged, unanswered ones go bad and leave, stale buckets are refreshed by a lookup', () => {
+  const core = makeCore({ maintenanceMs: 1000, bucketRefreshMs: 60_000, pingIntervalMs: 10_000, goodMs: 30_000, timeoutMs: 100, retries: 0, maxFails: 1 });
+  // Two nodes answer a bootstrap and enter the table.
+  const nodes = [
+    { id: Buffer.alloc(20, 0x80), at: { host: '10.0.0.21', port: 6881 } },
+    { id: Buffer.alloc(20, 0x40), at: { host: '10.0.0.22', port: 6881 } },
+  ];
+  core.bootstrap(0, nodes.map((n) => ({ id: n.id, address: n.at })));
+  for (const o of drain(core)) answer(core, 1, o.to, o.msg, nodes.find((n) => n.at.host === o.to.host)!.id);
+  assert.equal(core.stats(1).nodes, 2);
+  // Within goodMs nothing is pinged.
+  core.handleTimeout(10_000);
+  assert.deepEqual(drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'ping'), []);
+  // After goodMs both are questionable: pinged. One answers, the other does not and is dropped (maxFails 1).
+  core.handleTimeout(40_000);
+  const pings = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'ping');
+  assert.deepEqual(pings.map((o) => o.to.host).sort(), ['10.0.0.21', '10.0.0.22']);
+  answer(core, 40_010, nodes[0]!.at, pings.find((o) => o.to.host === '10.0.0.21')!.msg, nodes[0]!.id);
+  core.handleTimeout(40_200);
+  const s = core.stats(40_200);
+  assert.equal(s.good, 1);
+  assert.equal(s.bad, 1, 'the silent node is bad (no replacement to take its slot)');
+  // A bucket is refreshed once it has not changed for bucketRefreshMs (the answer at 40 010 changed it).
+  drain(core);
+  core.handleTimeout(70_000);
+  assert.deepEqual(drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'find_node'), []);
+  core.handleTimeout(101_000);
+  const refresh = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'find_node');
+  assert.equal(refresh.length, 1);
+  assert.equal(refresh[0]!.to.host, '10.0.0.21', 'bad nodes are not asked');
+});

@@ -59,6 +59,42 @@ test('DhtNode: loopback network of 8, announce/get_peers, put/get, restart from 
   }
 });
 
+test('DhtNode: close() resolves operations still running (ok: false); the state file is also saved periodically', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerkit-dht-'));
+  try {
+    const silent = await DhtNode.start({});
+    const node = await DhtNode.start({ dht: { timeoutMs: 60_000 }, stateFile: join(dir, 's.json'), saveIntervalMs: 50 });
+    const pending = node.ping(silent.address); // answered... but we close first
+    await silent.close();
+    const lookup = node.bootstrap([{ host: '127.0.0.1', port: 9 }]); // nobody there: waits for its timeout
+    await new Promise((r) => setTimeout(r, 150));
+    const saved = JSON.parse(await readFile(join(dir, 's.json'), 'utf8')) as { id: string };
+    assert.equal(saved.id, node.id.toString('hex'), 'saved by the timer, before any close');
+    await node.close();
+    const [p, l] = await Promise.all([pending, lookup]);
+    assert.equal(typeof p.ok, 'boolean');
+    assert.equal(l.ok, false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('DhtNode over IPv6 (::1): nodes6 lists, 18-byte compact peers', async () => {
+  const nodes: DhtNode[] = [];
+  try {
+    for (let i = 0; i < 6; i++) nodes.push(await DhtNode.start({ host: '::1', dht: fast }));
+    const first = `[::1]:${nodes[0]!.address.port}`;
+    for (const n of nodes.slice(1)) assert.ok((await n.bootstrap([first])).responses >= 1);
+    const ih = Buffer.alloc(20, 7);
+    assert.ok((await nodes[2]!.announce(ih, 4444)).stored >= 3);
+    const r = await nodes[5]!.getPeers(ih);
+    assert.deepEqual(r.peers, [{ host: '::1', port: 4444 }]);
+    assert.ok(r.nodes.every((n) => n.address.host === '::1'));
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+  }
+});
+
 test('parseHostPort', () => {
   assert.deepEqual(parseHostPort('router.bittorrent.com:6881'), { host: 'router.bittorrent.com', port: 6881 });
   assert.deepEqual(parseHostPort('[::1]:5'), { host: '::1', port: 5 });

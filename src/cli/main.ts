@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { CodecError } from '../codec/errors.js';
 import { registerCreate } from './commands/create.js';
+import { registerDht } from './commands/dht.js';
 import { registerInfo } from './commands/info.js';
 import { registerScrape } from './commands/scrape.js';
 import { registerTracker } from './commands/tracker.js';
@@ -55,6 +56,7 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
   registerScrape(program, io);
   registerTracker(program, io);
   registerTransfer(program, io);
+  registerDht(program, io);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

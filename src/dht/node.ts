@@ -15,7 +15,7 @@ import { isIP } from 'node:net';
 import { DhtCore, type DhtEvent, type DhtOptions, type OperationResult } from '../core/dht/dht-core.js';
 import { signMutableItem, type Item } from '../core/dht/bep44.js';
 import type { SavedNode } from '../core/dht/routing-table.js';
-import type { DatagramSocket, Endpoint, Runtime } from '../runtime/contract.js';
+import type { DatagramSocket, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
 import { driveDatagramCore, type DriveHandle } from '../runtime/drive.js';
 import { createRealRuntime } from '../runtime/real/runtime.js';
 
@@ -32,6 +32,8 @@ export interface DhtNodeOptions {
   stateFile?: string;
   /** Core options (k, alpha, timeouts, limits, BEP 42 behaviour). */
   dht?: DhtOptions;
+  /** With a state file: also save it this often, in ms (default 10 minutes; 0: only after a bootstrap and on close). */
+  saveIntervalMs?: number;
 }
 
 interface StateFile {
@@ -94,6 +96,8 @@ export class DhtNode {
   private readonly stateFile: string | undefined;
   private readonly saved: SavedNode[];
   private closed = false;
+  private saveTimer: TimerHandle | undefined;
+  private saveIntervalMs = 0;
 
   private constructor(runtime: Runtime, socket: DatagramSocket, core: DhtCore, stateFile: string | undefined, saved: SavedNode[]) {
     this.runtime = runtime;
@@ -113,6 +117,10 @@ export class DhtNode {
     const core = new DhtCore({ ...(id === undefined ? {} : { id }), random: runtime.random, now: runtime.clock.now(), options: { family, ...options.dht } });
     const node = new DhtNode(runtime, socket, core, options.stateFile, state?.nodes ?? []);
     node.handle.poke(); // arm the maintenance timer
+    if (options.stateFile !== undefined) {
+      node.saveIntervalMs = options.saveIntervalMs ?? 10 * 60_000;
+      node.scheduleSave();
+    }
     return node;
   }
 
@@ -157,7 +165,7 @@ export class DhtNode {
     const resolved = await resolveEndpoints(seeds, family);
     const saved = this.saved.filter((n) => n.host.includes(':') === (family === 6)).map((n) => ({ id: Buffer.from(n.id, 'hex'), address: { host: n.host, port: n.port } }));
     const r = await this.run((now) => this.core.bootstrap(now, [...resolved, ...saved]));
-    if (this.stateFile !== undefined) await this.save();
+    if (this.stateFile !== undefined && !this.closed) await this.save();
     return r;
   }
 
@@ -203,15 +211,32 @@ export class DhtNode {
     await rename(tmp, this.stateFile);
   }
 
-  /** Saves the table, stops the core and closes the socket. Pending operations are left unresolved. */
+  private scheduleSave(): void {
+    if (this.saveIntervalMs <= 0 || this.closed) return;
+    this.saveTimer = this.runtime.timers.at(this.runtime.clock.now() + this.saveIntervalMs, () => {
+      this.save()
+        .catch(() => undefined) // a failed periodic save is retried at the next one and on close
+        .finally(() => this.scheduleSave());
+    });
+  }
+
+  /**
+   * Saves the table, stops the core and closes the socket. Operations still
+   * running resolve at once with `ok: false` and what they had not found.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.saveTimer?.cancel();
     try {
       await this.save();
     } finally {
       this.handle.stop();
       this.socket.close();
+      const pending = [...this.pending.values()];
+      this.pending.clear();
+      const none: OperationResult = { kind: 'find_node', target: Buffer.alloc(20), ok: false, nodes: [], peers: [], hops: 0, queries: 0, responses: 0, stored: 0, errors: [] };
+      for (const resolve of pending) resolve(none);
     }
   }
 }

@@ -55,6 +55,7 @@ import {
 } from './id.js';
 import { RoutingTable, type NodeEntry, type RoutingTableOptions, type SavedNode } from './routing-table.js';
 import { ItemStore, PeerStore, type ItemStoreOptions, type PeerStoreOptions } from './storage.js';
+import { RateLimiter } from '../tracker/rate-limit.js';
 
 export interface DhtOptions extends RoutingTableOptions {
   /** Parallel requests per lookup (default 3). */
@@ -89,6 +90,12 @@ export interface DhtOptions extends RoutingTableOptions {
   deriveIdFromAddress?: boolean;
   /** Client version sent as `v` (default "PK01"). */
   version?: Uint8Array;
+  /**
+   * Queries answered per source (an IP address; IP and port for local
+   * addresses), as a token bucket: `false` for no limit. Default 50 per
+   * second, bursts of 200, 1,024 sources tracked. Queries over it are dropped.
+   */
+  queryRateLimit?: false | { perSecond: number; burst: number; maxTracked?: number };
   peers?: PeerStoreOptions;
   items?: ItemStoreOptions;
 }
@@ -156,6 +163,8 @@ export interface DhtStats {
   responsesReceived: number;
   malformed: number;
   unmatched: number;
+  /** Queries dropped by the per-source rate limit. */
+  rateLimited: number;
   sent: number;
 }
 
@@ -280,7 +289,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private evQ: DhtEvent[] = [];
   private evHead = 0;
 
-  private readonly counters = { queriesReceived: 0, responsesReceived: 0, malformed: 0, unmatched: 0, sent: 0 };
+  private readonly counters = { queriesReceived: 0, responsesReceived: 0, malformed: 0, unmatched: 0, rateLimited: 0, sent: 0 };
+  private readonly rateOptions: false | { perSecond: number; burst: number; maxTracked?: number };
+  /** Created on the first query, so an idle node pays nothing for it. */
+  private limiter: RateLimiter | undefined = undefined;
+  private limiterSweptAt = -Infinity;
 
   constructor(init: DhtCoreInit) {
     const o = init.options ?? {};
@@ -306,6 +319,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     this.addressVotes = o.addressVotes ?? 3;
     this.deriveId = o.deriveIdFromAddress ?? true;
     this.version = Buffer.from(o.version ?? Buffer.from('PK01', 'latin1'));
+    this.rateOptions = o.queryRateLimit ?? { perSecond: 50, burst: 200, maxTracked: 1024 };
     if (!(this.alpha >= 1) || !(this.timeoutMs > 0) || !(this.retries >= 0)) throw new RangeError('alpha >= 1, timeoutMs > 0 and retries >= 0 are required');
     this.nextTid = this.random.below(0x10000);
     this.secret = Buffer.from(this.random.bytes(16));
@@ -691,8 +705,21 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       if (e.transactionId !== undefined && !this.readOnly) this.sendError(from, e.transactionId, KRPC_PROTOCOL_ERROR, 'Protocol Error');
       return;
     }
-    if (msg.y === 'q') this.onQuery(now, from, fromAddr, msg);
-    else this.onResponse(now, fromAddr, msg);
+    if (msg.y === 'q') {
+      if (this.rateOptions !== false) {
+        this.limiter ??= new RateLimiter({ maxTracked: 1024, ...this.rateOptions });
+        // Buckets of sources that went quiet are dropped each tick, and sooner when many pile up.
+        if (this.limiter.tracked >= 128 && now - this.limiterSweptAt >= 1000) {
+          this.limiterSweptAt = now;
+          this.limiter.sweep(now);
+        }
+        if (!this.limiter.allow(now, isLocalAddr(fromAddr) ? fromAddr : addrIp(fromAddr))) {
+          this.counters.rateLimited++;
+          return;
+        }
+      }
+      this.onQuery(now, from, fromAddr, msg);
+    } else this.onResponse(now, fromAddr, msg);
   }
 
   handleTimeout(now: number): void {
@@ -1021,6 +1048,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       this.peerStore.sweep(now);
       this.itemStore.sweep(now);
     }
+    this.limiter?.sweep(now);
     for (const n of this.table.questionable(now, 3, this.pingIntervalMs)) this.pingNode(now, n);
     if (!this.refreshing && this.table.size > 0) {
       const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random);
