@@ -414,13 +414,13 @@ class SimRuntime implements Runtime {
       }
       const dest = network.host(to.host);
       if (dest === undefined) return; // no such host: the SYN goes nowhere
-      engine.after(network.transitTime(src, dest, 0), () => {
+      engine.postAfter(network.transitTime(src, dest, 0), () => {
         // The SYN arrives at `dest`.
         if (!dest.alive || settled) return;
         const listener = dest.tcpPorts.get(to.port);
         if (!(listener instanceof SimListener) || listener.closed) {
           network.stats.connectionsRefused++;
-          engine.after(network.transitTime(dest, src, 0), () => {
+          engine.postAfter(network.transitTime(dest, src, 0), () => {
             if (!settled) fail(new SimNetError('ECONNREFUSED', `connection to ${to.host}:${to.port} refused`));
           });
           return;
@@ -433,7 +433,7 @@ class SimRuntime implements Runtime {
         src.streams.add(client);
         dest.streams.add(server);
         network.stats.streamsOpened++;
-        engine.after(network.transitTime(dest, src, 0), () => {
+        engine.postAfter(network.transitTime(dest, src, 0), () => {
           // The SYN-ACK arrives back at `src`.
           if (!src.alive || client.closed) return;
           if (settled) {
@@ -484,7 +484,7 @@ class SimDatagramSocket implements DatagramSocket {
     const copy = new Uint8Array(data);
     const from = this.local;
     const port = to.port;
-    network.engine.after(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
+    network.engine.postAfter(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
   }
 
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
@@ -600,7 +600,7 @@ class SimStreamEnd implements ByteStream {
     if (this.closed) {
       const error = this.closeError;
       const host = this.host;
-      host.network.engine.after(0, () => {
+      host.network.engine.postAfter(0, () => {
         if (host.alive) fn(error);
       });
       return;
@@ -641,7 +641,7 @@ class SimStreamEnd implements ByteStream {
     const peer = this.peer;
     if (peer !== undefined && !peer.closed) {
       const network = this.host.network;
-      network.engine.after(network.transitTime(this.host, peer.host, 0), () => peer.receiveReset());
+      network.engine.postAfter(network.transitTime(this.host, peer.host, 0), () => peer.receiveReset());
     }
   }
 
@@ -652,7 +652,7 @@ class SimStreamEnd implements ByteStream {
     const engine = network.engine;
     const at = Math.max(engine.now + network.transitTime(this.host, peer.host, bytes), this.lastArrival);
     this.lastArrival = at;
-    engine.schedule(at, () => arrive(peer));
+    engine.post(at, () => arrive(peer));
   }
 
   private receiveData(sender: SimStreamEnd, chunk: Uint8Array): void {
@@ -709,7 +709,7 @@ class SimStreamEnd implements ByteStream {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.host.network.engine.after(0, () => {
+    this.host.network.engine.postAfter(0, () => {
       this.flushScheduled = false;
       if (this.closed || !this.host.alive) return;
       while (this.inbox.length > 0 && this.dataHandlers.length > 0 && !this.paused) {
