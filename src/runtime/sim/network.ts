@@ -83,6 +83,8 @@ export interface SimNetworkOptions {
   maxDatagramSize?: number;
   /** How long a NATed socket keeps accepting datagrams from an address it sent to. Default 120 000 ms. */
   natMappingMs?: number;
+  /** Over a rate-limited link, writes are carried in segments of at most this many bytes. Default 16 KiB. */
+  segmentBytes?: number;
 }
 
 export interface AddHostOptions {
@@ -175,6 +177,8 @@ export class SimNetwork {
   readonly maxDatagramSize: number;
   /** @internal */
   readonly natMappingMs: number;
+  /** @internal */
+  readonly segmentBytes: number;
   /** Shares host capacities among stream flows. */
   readonly flows: FlowScheduler;
 
@@ -208,6 +212,8 @@ export class SimNetwork {
     if (!(this.streamHighWaterMark > 0)) throw new RangeError('streamHighWaterMark must be > 0');
     this.maxDatagramSize = options.maxDatagramSize ?? 65507;
     this.natMappingMs = options.natMappingMs ?? 120_000;
+    this.segmentBytes = options.segmentBytes ?? 16 * 1024;
+    if (!(this.segmentBytes >= 1)) throw new RangeError('segmentBytes must be >= 1');
     checkLatency(this.natMappingMs);
     this.flows = new FlowScheduler(this.engine);
   }
@@ -691,7 +697,16 @@ class SimStreamEnd implements ByteStream {
     if (data.length === 0) return this.outstanding < hwm;
     const chunk = new Uint8Array(data);
     this.outstanding += chunk.length;
-    this.sendSegment(chunk.length, (peer) => peer.receiveData(this, chunk));
+    const seg = this.host.network.segmentBytes;
+    if (chunk.length <= seg || !this.rateLimited()) {
+      this.sendSegment(chunk.length, (peer) => peer.receiveData(this, chunk));
+    } else {
+      // Through a rate-limited link a big write arrives piece by piece, as TCP segments would.
+      for (let at = 0; at < chunk.length; at += seg) {
+        const part = chunk.subarray(at, Math.min(at + seg, chunk.length));
+        this.sendSegment(part.length, (peer) => peer.receiveData(this, part));
+      }
+    }
     if (this.outstanding >= hwm) {
       this.needDrain = true;
       return false;
@@ -780,11 +795,17 @@ class SimStreamEnd implements ByteStream {
       this.lastArrival = at;
       engine.post(at, () => arrive(peer));
     };
-    if (this.flow === undefined && (this.host.uploadBps < Infinity || peer.host.downloadBps < Infinity)) {
+    if (this.flow === undefined && this.rateLimited()) {
       this.flow = new Flow(this.host, peer.host);
     }
     if (this.flow === undefined) propagate();
     else network.flows.send(this.flow, bytes, propagate);
+  }
+
+  /** Whether bandwidth applies to this direction. */
+  private rateLimited(): boolean {
+    const peer = this.peer;
+    return peer !== undefined && (this.host.uploadBps < Infinity || peer.host.downloadBps < Infinity);
   }
 
   /** Discards bytes not yet transmitted. */
