@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { CodecError } from '../codec/errors.js';
 import { registerCreate } from './commands/create.js';
 import { registerInfo } from './commands/info.js';
+import { registerSim } from './commands/sim.js';
 import { registerTracker } from './commands/tracker.js';
 import { registerTransfer } from './commands/transfer.js';
 import { UsageError } from './format.js';
@@ -51,6 +52,7 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
     });
   registerCreate(program, io);
   registerInfo(program, io);
+  registerSim(program, io);
   registerTracker(program, io);
   registerTransfer(program, io);
 

@@ -122,10 +122,6 @@ export function validate(value: unknown, schema: Schema, path = 'scenario', dept
       for (const k of Object.keys(value)) {
         if (!Object.hasOwn(schema.properties, k)) throw new ScenarioError(`${path}.${k}`, `unknown field (expected one of: ${known.join(', ')})`);
       }
-      for (const group of schema.oneOf ?? []) {
-        const present = group.filter((k) => value[k] !== undefined);
-        if (present.length !== 1) throw new ScenarioError(path, `needs exactly one of ${group.map((k) => `"${k}"`).join(', ')}${present.length ? `, got ${present.length}` : ''}`);
-      }
       const out: Record<string, unknown> = {};
       for (const [k, prop] of Object.entries(schema.properties)) {
         const v = value[k];
@@ -135,6 +131,10 @@ export function validate(value: unknown, schema: Schema, path = 'scenario', dept
           continue;
         }
         out[k] = validate(v, prop.schema, `${path}.${k}`, depth + 1);
+      }
+      for (const group of schema.oneOf ?? []) {
+        const present = group.filter((k) => value[k] !== undefined);
+        if (present.length !== 1) throw new ScenarioError(path, `needs exactly one of ${group.map((k) => `"${k}"`).join(', ')}${present.length ? `, got ${present.length}` : ''}`);
       }
       return out;
     }
