@@ -10,8 +10,8 @@ export type { Scenario, ScenarioKind, KindRun, KindContext, KindSummary, RunOpti
 export { ScenarioError } from './schema.js';
 export { Lifecycle } from './lifecycle.js';
 export type { ChurnSpec, ScenarioEvent, NodeControl, Departure } from './lifecycle.js';
-export { Metrics } from './metrics.js';
-export type { OperationRecord } from './metrics.js';
+export { Metrics, fitLog2, quantile } from './metrics.js';
+export type { OperationRecord, LogFit, OperationSummary } from './metrics.js';
 export { sample, resolveDistribution, cdf, mean } from './distributions.js';
 export type { Distribution, DistributionSpec } from './distributions.js';
 export { flashCrowd, fluidLowerBoundMs } from './kinds/flash-crowd.js';

@@ -156,3 +156,40 @@ export function roundDeep(v: unknown): unknown {
   if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, roundDeep(x)]));
   return v;
 }
+
+/** A least-squares fit y = a + b * log2(x), with its coefficient of determination. */
+export interface LogFit {
+  readonly a: number;
+  readonly b: number;
+  readonly r2: number;
+}
+
+/**
+ * Fits y = a + b log2(x) (for "lookup hops grow like log N": x = network
+ * size, y = mean hops). Needs at least two distinct x > 0.
+ */
+export function fitLog2(xs: readonly number[], ys: readonly number[]): LogFit {
+  if (xs.length !== ys.length) throw new RangeError('fitLog2: xs and ys differ in length');
+  const lx = xs.map((x) => {
+    if (!(x > 0)) throw new RangeError(`fitLog2: x must be > 0, got ${x}`);
+    return Math.log2(x);
+  });
+  const n = lx.length;
+  const mx = lx.reduce((s, v) => s + v, 0) / n;
+  const my = ys.reduce((s, v) => s + v, 0) / n;
+  let sxx = 0;
+  let sxy = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = lx[i]! - mx;
+    const dy = ys[i]! - my;
+    sxx += dx * dx;
+    sxy += dx * dy;
+    syy += dy * dy;
+  }
+  if (!(sxx > 0)) throw new RangeError('fitLog2: needs at least two distinct x');
+  const b = sxy / sxx;
+  const a = my - b * mx;
+  const r2 = syy === 0 ? 1 : (sxy * sxy) / (sxx * syy);
+  return { a, b, r2 };
+}

@@ -339,6 +339,18 @@ export class SimHost {
   }
 
   /**
+   * Binds a datagram socket, synchronously (the runtime's `bindDatagram` is
+   * this behind a promise). Throws SimNetError on a taken port or a down host.
+   */
+  bind(options: BindOptions = {}): DatagramSocket {
+    this.checkBindHost(options.host);
+    const port = this.allocatePort('udp', options.port);
+    const socket = new SimDatagramSocket(this, { host: this.address, port });
+    this.udpPorts.set(port, socket);
+    return socket;
+  }
+
+  /**
    * Listens for streams, synchronously (the runtime's `listenStream` is this
    * behind a promise). Throws SimNetError on a taken port or a down host.
    */
@@ -454,12 +466,7 @@ class SimRuntime implements Runtime {
 
   bindDatagram(options: BindOptions = {}): Promise<DatagramSocket> {
     try {
-      const host = this.host;
-      host.checkBindHost(options.host);
-      const port = host.allocatePort('udp', options.port);
-      const socket = new SimDatagramSocket(host, { host: host.address, port });
-      host.udpPorts.set(port, socket);
-      return Promise.resolve(socket);
+      return Promise.resolve(this.host.bind(options));
     } catch (error) {
       return Promise.reject(error as Error);
     }
