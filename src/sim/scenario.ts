@@ -158,6 +158,10 @@ function scenarioSchema(params: Schema): ObjectSchema {
             loss: { schema: fraction('datagram loss probability'), default: 0 },
             streamHighWaterMark: { schema: { type: 'number', integer: true, min: 1 }, default: 65536 },
             natMappingMs: { schema: ms(), default: 120_000 },
+            smallMessageBytes: {
+              schema: { type: 'number', integer: true, min: 0, max: 65536, description: 'stream writes up to this size on an idle flow skip the fair share (faster, approximate); 0 = exact' },
+              default: 0,
+            },
           },
         },
         default: {},
@@ -188,6 +192,7 @@ export interface Scenario {
     readonly loss: number;
     readonly streamHighWaterMark: number;
     readonly natMappingMs: number;
+    readonly smallMessageBytes: number;
   };
   readonly churn?: ChurnSpec;
   readonly events: readonly ScenarioEvent[];
@@ -343,6 +348,7 @@ export class ScenarioRun {
       loss: s.network.loss,
       streamHighWaterMark: s.network.streamHighWaterMark,
       natMappingMs: s.network.natMappingMs,
+      smallMessageBytes: s.network.smallMessageBytes,
     });
     this.engine = this.network.engine;
     this.run = this.kind.create({ scenario: s, network: this.network, engine: this.engine, random: root.fork('kind'), metrics: this.metrics }, s.params);

@@ -90,7 +90,7 @@ export interface LinkEnds {
 }
 
 interface Segment {
-  remaining: number;
+  readonly bytes: number;
   readonly done: () => void;
 }
 
@@ -100,122 +100,158 @@ export class Flow {
   readonly dst: LinkEnds;
   /** Bytes per ms while active. */
   rate = 0;
-  /** Bytes transmitted since the flow was created. */
-  sent = 0;
   /** @internal */
   queue: Segment[] = [];
   /** @internal */
   head = 0;
   /** @internal */
   active = false;
+  /** @internal Order among flows (set when it first becomes active). */
+  id = 0;
+  /** @internal Position in the scheduler's active list. */
+  slot = -1;
+  /** @internal Bytes of the head segment left at time t0. */
+  rem0 = 0;
+  /** @internal */
+  t0 = 0;
+  /** @internal When the head segment is transmitted, at the current rate. */
+  due = Infinity;
+  /** @internal Small messages sent outside the fair share finish by then. */
+  fastUntil = -Infinity;
+  /** Bytes transmitted before the last anchor point (see `transmitted`). */
+  private sentBefore = 0;
 
   constructor(src: LinkEnds, dst: LinkEnds) {
     this.src = src;
     this.dst = dst;
   }
 
-  /** Bytes queued and not yet transmitted. */
+  /** @internal Moves the progress of the head segment forward to `now`. */
+  anchor(now: number): void {
+    if (this.rate === Infinity) return;
+    const progressed = Math.min(this.rem0, this.rate * (now - this.t0));
+    if (progressed > 0) {
+      this.rem0 -= progressed;
+      this.sentBefore += progressed;
+    }
+    this.t0 = now;
+  }
+
+  /** @internal */
+  addSent(bytes: number): void {
+    this.sentBefore += bytes;
+  }
+
+  /** Bytes transmitted so far (as of the last rate change or segment end). */
+  get transmitted(): number {
+    return this.sentBefore;
+  }
+
+  /** Bytes queued and not yet transmitted (as of the last rate change or segment end). */
   get backlog(): number {
-    let b = 0;
-    for (let i = this.head; i < this.queue.length; i++) b += this.queue[i]!.remaining;
+    if (!this.active) return 0;
+    let b = this.rem0;
+    for (let i = this.head + 1; i < this.queue.length; i++) b += this.queue[i]!.bytes;
     return b;
   }
 }
 
-/** Within a nanosecond of the end of a transfer counts as the end (float rounding). */
-const NS = 1e-6;
+function earlier(a: Flow, b: Flow): boolean {
+  return a.due < b.due || (a.due === b.due && a.id < b.id);
+}
 
+export interface FlowSchedulerOptions {
+  /**
+   * A write of at most this many bytes on an idle flow is not entered into
+   * the fair share: it takes bytes / min(upload, download) and leaves the
+   * other flows' rates alone (requests, HAVEs, keep-alives). Order within
+   * the flow is kept. Default 0 (off: the exact model). 1024 makes a
+   * 100-peer flash crowd about ten times faster to simulate, and moved the
+   * 10-leecher flash crowd's completion times by about +6 % (five seeds).
+   */
+  readonly smallMessageBytes?: number;
+}
+
+/**
+ * Transmits the queued segments of flows at max-min fair rates. Work is
+ * proportional to the changes, not to the time simulated: rates are
+ * recomputed (O(flows + hosts^2) at worst) only when a flow starts or goes
+ * idle; between those, each segment end costs O(log flows) on a heap of
+ * flows ordered by when their head segment will be done, and a flow's
+ * progress is computed from its rate only when needed.
+ */
 export class FlowScheduler {
   private readonly engine: SimEngine;
+  private readonly smallBytes: number;
   private active: Flow[] = [];
-  private lastSettle = 0;
+  private heap: Flow[] = [];
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
+  private nextId = 1;
   /** Rate recomputations so far (for benches and tests). */
   recomputes = 0;
 
-  constructor(engine: SimEngine) {
+  constructor(engine: SimEngine, options: FlowSchedulerOptions = {}) {
     this.engine = engine;
+    this.smallBytes = options.smallMessageBytes ?? 0;
   }
 
-  /** Active flows (with bytes queued), in the order they became active. */
+  /** Active flows (with bytes queued). */
   get activeFlows(): readonly Flow[] {
     return this.active;
   }
 
   /**
    * Queues `bytes` on the flow; `done` runs when the last of them has been
-   * transmitted (then the caller adds the propagation latency). Zero bytes
-   * complete once everything queued before them has.
+   * transmitted (then the caller adds the propagation latency). The `done`
+   * callbacks of one flow run in the order of the sends.
    */
   send(flow: Flow, bytes: number, done: () => void): void {
-    const now = this.engine.now;
     if (flow.active) {
-      flow.queue.push({ remaining: bytes, done });
+      flow.queue.push({ bytes, done });
       return;
     }
-    if (bytes === 0) {
-      done();
+    const now = this.engine.now;
+    if (bytes <= this.smallBytes) {
+      const cap = Math.min(flow.src.uploadBps, flow.dst.downloadBps) / 1000;
+      const at = Math.max(now, flow.fastUntil) + (cap === Infinity ? 0 : bytes / cap);
+      flow.fastUntil = at;
+      flow.addSent(bytes);
+      this.engine.post(at, done);
       return;
     }
-    this.settle(now);
-    flow.queue.push({ remaining: bytes, done });
+    if (flow.id === 0) flow.id = this.nextId++;
+    flow.queue = [{ bytes, done }];
+    flow.head = 0;
+    flow.rem0 = bytes;
+    flow.t0 = now;
     flow.active = true;
+    flow.slot = this.active.length;
     this.active.push(flow);
     this.recompute(now);
   }
 
-  /** Drops everything queued on the flow (a reset or a destroyed stream); `done` callbacks never run. */
+  /** Drops everything queued on the flow (a reset or a destroyed stream); its pending `done` callbacks never run. */
   clear(flow: Flow): void {
     if (!flow.active) return;
     const now = this.engine.now;
-    this.settle(now);
-    flow.queue = [];
-    flow.head = 0;
-    if (flow.active) {
-      flow.active = false;
-      this.active = this.active.filter((f) => f !== flow);
-      this.recompute(now);
-    }
+    flow.anchor(now);
+    this.deactivate(flow);
+    this.recompute(now);
   }
 
-  /** Moves every active flow forward to `now`, completing segments; returns whether a flow went idle. */
-  private settle(now: number): boolean {
-    const dt = now - this.lastSettle;
-    this.lastSettle = now;
-    let idle = false;
-    const completed: (() => void)[] = [];
-    for (const flow of this.active) {
-      let budget = flow.rate * dt;
-      const tolerance = Math.max(NS, flow.rate * NS);
-      while (flow.head < flow.queue.length) {
-        const seg = flow.queue[flow.head]!;
-        if (seg.remaining <= budget + tolerance) {
-          budget -= seg.remaining;
-          flow.sent += seg.remaining;
-          seg.remaining = 0;
-          flow.head++;
-          completed.push(seg.done);
-          if (budget < 0) budget = 0;
-        } else {
-          seg.remaining -= budget;
-          flow.sent += budget;
-          break;
-        }
-      }
-      if (flow.head === flow.queue.length) {
-        flow.queue = [];
-        flow.head = 0;
-        flow.active = false;
-        idle = true;
-      } else if (flow.head > 64 && flow.head * 2 > flow.queue.length) {
-        flow.queue = flow.queue.slice(flow.head);
-        flow.head = 0;
-      }
+  private deactivate(flow: Flow): void {
+    flow.queue = [];
+    flow.head = 0;
+    flow.active = false;
+    flow.due = Infinity;
+    flow.rem0 = 0;
+    const last = this.active.pop()!;
+    if (last !== flow) {
+      this.active[flow.slot] = last;
+      last.slot = flow.slot;
     }
-    if (idle) this.active = this.active.filter((f) => f.active);
-    for (const done of completed) done();
-    return idle;
+    flow.slot = -1;
   }
 
   private recompute(now: number): void {
@@ -223,6 +259,7 @@ export class FlowScheduler {
     const flows = this.active;
     const n = flows.length;
     if (n > 0) {
+      for (const f of flows) f.anchor(now);
       // Compact resource indices: 2k = upload of the k-th host seen, 2k+1 = its download.
       const slot = new Map<number, number>();
       const capacity: number[] = [];
@@ -242,19 +279,21 @@ export class FlowScheduler {
         down[i] = resource(flows[i]!.dst) + 1;
       }
       const rates = maxMinFair(up, down, capacity);
-      for (let i = 0; i < n; i++) flows[i]!.rate = rates[i]!;
+      for (let i = 0; i < n; i++) {
+        const f = flows[i]!;
+        f.rate = rates[i]!;
+        f.due = f.rate === Infinity ? now : f.rate > 0 ? now + f.rem0 / f.rate : Infinity;
+      }
     }
-    this.reschedule(now);
+    // Rebuild the heap (Floyd).
+    const heap = flows.slice();
+    this.heap = heap;
+    for (let i = (heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+    this.arm();
   }
 
-  /** Arms the one timer for the earliest segment completion. */
-  private reschedule(now: number): void {
-    let next = Infinity;
-    for (const flow of this.active) {
-      const seg = flow.queue[flow.head]!;
-      const t = flow.rate === Infinity ? now : flow.rate > 0 ? now + seg.remaining / flow.rate : Infinity;
-      if (t < next) next = t;
-    }
+  private arm(): void {
+    const next = this.heap.length > 0 ? this.heap[0]!.due : Infinity;
     if (next === this.timerAt) return;
     this.timer?.cancel();
     this.timer = undefined;
@@ -266,9 +305,53 @@ export class FlowScheduler {
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.engine.now;
-    const before = this.active.length;
-    const idle = this.settle(now);
-    if (idle || this.active.length !== before) this.recompute(now);
-    else this.reschedule(now);
+    let idle = false;
+    // Segment ends only post deliveries; nothing here re-enters the scheduler.
+    const heap = this.heap;
+    while (heap.length > 0 && heap[0]!.due <= now) {
+      const f = heap[0]!;
+      // The head segment is transmitted.
+      const seg = f.queue[f.head]!;
+      f.addSent(f.rem0);
+      f.rem0 = 0;
+      f.head++;
+      if (f.fastUntil > now) this.engine.post(f.fastUntil, seg.done);
+      else seg.done();
+      if (f.head < f.queue.length) {
+        if (f.head > 64 && f.head * 2 > f.queue.length) {
+          f.queue = f.queue.slice(f.head);
+          f.head = 0;
+        }
+        f.rem0 = f.queue[f.head]!.bytes;
+        f.t0 = now;
+        f.due = f.rate === Infinity ? now : f.rate > 0 ? now + f.rem0 / f.rate : Infinity;
+        this.siftDown(0);
+      } else {
+        this.deactivate(f);
+        const last = heap.pop()!;
+        if (heap.length > 0 && last !== f) {
+          heap[0] = last;
+          this.siftDown(0);
+        }
+        idle = true;
+      }
+    }
+    if (idle) this.recompute(now);
+    else this.arm();
   };
+
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const n = heap.length;
+    const item = heap[i]!;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && earlier(heap[c + 1]!, heap[c]!)) c++;
+      if (!earlier(heap[c]!, item)) break;
+      heap[i] = heap[c]!;
+      i = c;
+    }
+    heap[i] = item;
+  }
 }

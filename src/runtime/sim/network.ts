@@ -85,6 +85,8 @@ export interface SimNetworkOptions {
   natMappingMs?: number;
   /** Over a rate-limited link, writes are carried in segments of at most this many bytes. Default 16 KiB. */
   segmentBytes?: number;
+  /** Writes up to this size on an idle flow skip the fair share (see FlowSchedulerOptions). Default 0. */
+  smallMessageBytes?: number;
 }
 
 export interface AddHostOptions {
@@ -215,7 +217,7 @@ export class SimNetwork {
     this.segmentBytes = options.segmentBytes ?? 16 * 1024;
     if (!(this.segmentBytes >= 1)) throw new RangeError('segmentBytes must be >= 1');
     checkLatency(this.natMappingMs);
-    this.flows = new FlowScheduler(this.engine);
+    this.flows = new FlowScheduler(this.engine, { smallMessageBytes: options.smallMessageBytes ?? 0 });
   }
 
   /** The current simulated time. */
