@@ -10,10 +10,10 @@
  * (bench/sim-engine.ts: 1.1 M events/s with a binary heap of entry objects,
  * about twice that with this layout, on a standing queue of 100 000.)
  *
- * Cancellation is lazy: a cancelled entry stays in the heap, marked dead, and
- * is skipped when it reaches the top; when dead entries outnumber live ones
- * the heap is compacted so that repeatedly re-armed timers cannot make it
- * grow without bound.
+ * Cancellation is eager: a handle knows its slot (kept up to date as entries
+ * move), so `cancel()` removes the entry at once in O(log n). Protocol cores
+ * arm a timeout per request and cancel most of them; removing them keeps the
+ * heap at the size of what is really pending.
  */
 import type { TimerHandle } from '../contract.js';
 
@@ -24,6 +24,8 @@ export class QueueEntry<T> implements TimerHandle {
   readonly time: number;
   readonly seq: number;
   value: T;
+  /** @internal The entry's slot in the heap while pending. */
+  slot = -1;
 
   constructor(owner: EventQueue<T>, time: number, seq: number, value: T) {
     this.owner = owner;
@@ -43,7 +45,6 @@ export class QueueEntry<T> implements TimerHandle {
   }
 }
 
-const COMPACT_MIN_DEAD = 64;
 const INITIAL_CAPACITY = 64;
 
 export class EventQueue<T> {
@@ -55,13 +56,12 @@ export class EventQueue<T> {
   private handles: (QueueEntry<T> | null)[] = new Array<QueueEntry<T> | null>(INITIAL_CAPACITY).fill(null);
   private n = 0;
   private nextSeq = 0;
-  private dead = 0;
   /** The time of the value last returned by `take`. */
   lastTime = 0;
 
-  /** Number of pending (not cancelled) entries. */
+  /** Number of pending entries. */
   get size(): number {
-    return this.n - this.dead;
+    return this.n;
   }
 
   /** The sequence number the next `push` will get. */
@@ -91,23 +91,20 @@ export class EventQueue<T> {
 
   /** The earliest pending entry, without removing it. */
   peek(): QueueEntry<T> | undefined {
-    this.dropDeadTop();
     if (this.n === 0) return undefined;
     return this.handles[0] ?? this.entryOfTop();
   }
 
   /** The time of the earliest pending entry. */
   peekTime(): number | undefined {
-    this.dropDeadTop();
     return this.n > 0 ? this.keys[0] : undefined;
   }
 
   /** Removes and returns the earliest pending entry. */
   pop(): QueueEntry<T> | undefined {
-    this.dropDeadTop();
     if (this.n === 0) return undefined;
     const entry = this.handles[0] ?? this.entryOfTop();
-    this.removeTop();
+    this.removeAt(0);
     entry.owner = null;
     return entry;
   }
@@ -117,12 +114,13 @@ export class EventQueue<T> {
    * then in `lastTime`); undefined when empty. Allocates nothing.
    */
   take(): T | undefined {
-    this.dropDeadTop();
     if (this.n === 0) return undefined;
     const handle = this.handles[0]!;
     if (handle !== null) handle.owner = null;
     this.lastTime = this.keys[0]!;
-    return this.removeTop();
+    const value = this.values[0] as T;
+    this.removeAt(0);
+    return value;
   }
 
   /** Removes every entry. */
@@ -134,20 +132,19 @@ export class EventQueue<T> {
       this.values[i] = undefined;
     }
     this.n = 0;
-    this.dead = 0;
   }
 
   /** @internal Use `entry.cancel()`. */
   cancelEntry(entry: QueueEntry<T>): void {
     if (entry.owner !== this) return;
     entry.owner = null;
-    this.dead++;
-    if (this.dead >= COMPACT_MIN_DEAD && this.dead * 2 > this.n) this.compact();
+    this.removeAt(entry.slot);
   }
 
   /** A handle for the posted value at the top (only `pop`/`peek` of a posted value need one). */
   private entryOfTop(): QueueEntry<T> {
     const entry = new QueueEntry(this, this.keys[0]!, this.keys[1]!, this.values[0] as T);
+    entry.slot = 0;
     this.handles[0] = entry;
     return entry;
   }
@@ -167,32 +164,15 @@ export class EventQueue<T> {
     this.handles = handles;
   }
 
-  private dropDeadTop(): void {
-    const handles = this.handles;
-    for (;;) {
-      if (this.n === 0) return;
-      const h = handles[0]!;
-      if (h === null || h.owner !== null) return;
-      this.removeTop();
-      this.dead--;
-    }
-  }
-
-  /**
-   * Removes slot 0 (n > 0) and returns its value. Bottom-up (Floyd): the hole
-   * at the root moves down along the least children to a leaf, then the last
-   * event is sifted up from there. The last event usually belongs near the
-   * bottom, so this saves the comparison with it at every level.
-   */
-  private removeTop(): T {
+  /** Removes the entry in slot i: the last entry fills the hole and moves up or down. */
+  private removeAt(i: number): void {
+    const last = --this.n;
     const values = this.values;
     const handles = this.handles;
-    const top = values[0] as T;
-    const last = --this.n;
-    if (last === 0) {
-      values[0] = undefined;
-      handles[0] = null;
-      return top;
+    if (i === last) {
+      values[last] = undefined;
+      handles[last] = null;
+      return;
     }
     const keys = this.keys;
     const value = values[last] as T;
@@ -201,54 +181,15 @@ export class EventQueue<T> {
     const seq = keys[2 * last + 1]!;
     values[last] = undefined;
     handles[last] = null;
-    const n = last;
-    let i = 0;
-    for (;;) {
-      const first = 4 * i + 1;
-      if (first >= n) break;
-      let best = first;
-      let bt = keys[2 * first]!;
-      let bs = keys[2 * first + 1]!;
-      const end = first + 4 < n ? first + 4 : n;
-      for (let c = first + 1; c < end; c++) {
-        const ct = keys[2 * c]!;
-        if (ct < bt || (ct === bt && keys[2 * c + 1]! < bs)) {
-          best = c;
-          bt = ct;
-          bs = keys[2 * c + 1]!;
-        }
+    if (i > 0) {
+      const parent = (i - 1) >> 2;
+      const pt = keys[2 * parent]!;
+      if (time < pt || (time === pt && seq < keys[2 * parent + 1]!)) {
+        this.siftUp(i, time, seq, value, handle);
+        return;
       }
-      keys[2 * i] = bt;
-      keys[2 * i + 1] = bs;
-      values[i] = values[best];
-      handles[i] = handles[best]!;
-      i = best;
     }
-    this.siftUp(i, time, seq, value, handle);
-    return top;
-  }
-
-  /** Drops dead entries and re-heapifies (Floyd). The order is total, so the result is deterministic. */
-  private compact(): void {
-    const keys = this.keys;
-    const values = this.values;
-    const handles = this.handles;
-    let live = 0;
-    for (let i = 0; i < this.n; i++) {
-      const h = handles[i]!;
-      if (h !== null && h.owner === null) continue;
-      keys[2 * live] = keys[2 * i]!;
-      keys[2 * live + 1] = keys[2 * i + 1]!;
-      values[live] = values[i];
-      handles[live++] = h;
-    }
-    for (let i = live; i < this.n; i++) {
-      values[i] = undefined;
-      handles[i] = null;
-    }
-    this.n = live;
-    this.dead = 0;
-    for (let i = (live - 2) >> 2; i >= 0; i--) this.siftDown(i, keys[2 * i]!, keys[2 * i + 1]!, values[i] as T, handles[i]!);
+    this.siftDown(i, time, seq, value, handle);
   }
 
   /** Places the event at slot i or above it. */
@@ -263,13 +204,16 @@ export class EventQueue<T> {
       keys[2 * i] = pt;
       keys[2 * i + 1] = keys[2 * parent + 1]!;
       values[i] = values[parent];
-      handles[i] = handles[parent]!;
+      const h = handles[parent]!;
+      handles[i] = h;
+      if (h !== null) h.slot = i;
       i = parent;
     }
     keys[2 * i] = time;
     keys[2 * i + 1] = seq;
     values[i] = value;
     handles[i] = handle;
+    if (handle !== null) handle.slot = i;
   }
 
   /** Places the event at slot i or below it. */
@@ -297,12 +241,15 @@ export class EventQueue<T> {
       keys[2 * i] = bt;
       keys[2 * i + 1] = bs;
       values[i] = values[best];
-      handles[i] = handles[best]!;
+      const h = handles[best]!;
+      handles[i] = h;
+      if (h !== null) h.slot = i;
       i = best;
     }
     keys[2 * i] = time;
     keys[2 * i + 1] = seq;
     values[i] = value;
     handles[i] = handle;
+    if (handle !== null) handle.slot = i;
   }
 }
