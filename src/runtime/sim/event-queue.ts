@@ -7,8 +7,10 @@
  * sift compares numbers in contiguous memory and never dereferences an
  * entry; the entries move in a parallel plain array. A 4-ary heap halves the
  * depth of a binary one, and its four children share a cache line or two.
- * (bench/sim-engine.ts: 1.1 M events/s with a binary heap of entry objects,
- * about twice that with this layout, on a standing queue of 100 000.)
+ * Deliveries are `post`ed without a handle object, so they allocate nothing
+ * here. (An in-process A/B with a standing queue of 100 000: 0.75-0.94 M
+ * pops+pushes/s for the former binary heap of entry objects, 1.7-3.3 M/s
+ * for this one with take/post; see BENCHMARKS.md for bench:sim.)
  *
  * Cancellation is eager: a handle knows its slot (kept up to date as entries
  * move), so `cancel()` removes the entry at once in O(log n). Protocol cores
