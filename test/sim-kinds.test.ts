@@ -140,6 +140,7 @@ test('a kind registered from outside runs under the same runner, churn, loss and
   const life = r.summary['lifecycle'] as { crashes: number; graceful: number };
   assert.ok(life.crashes > 0 && life.graceful > 0);
   assert.ok(r.files['cdf-lookup.svg']!.includes('<polyline'));
+  assert.ok(r.files['cdf-lookup-hops.svg']!.includes('<polyline'));
   assert.match(r.files['timeseries.csv']!.split('\n')[0]!, /^t_ms,online,pending$/);
 });
 

@@ -459,6 +459,10 @@ export class ScenarioRun {
     for (const o of ops) {
       const values = m.operations.filter((r) => r.kind === o.kind && r.ok).map((r) => (r.endMs - r.startMs) / 1000);
       files[`cdf-${o.kind}.svg`] = cdfChart({ title: `CDF of ${o.kind} time`, xLabel: 'seconds', series: [{ name: o.kind, values }] });
+      if (o.hopsMean !== undefined) {
+        const hops = m.operations.filter((r) => r.kind === o.kind && r.ok && r.hops !== undefined).map((r) => r.hops!);
+        files[`cdf-${o.kind}-hops.svg`] = cdfChart({ title: `CDF of ${o.kind} hops`, xLabel: 'hops', series: [{ name: o.kind, values: hops }] });
+      }
     }
     Object.assign(files, this.run.plots());
     return { files, table, summary };
