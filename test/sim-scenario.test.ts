@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { ScenarioError, ScenarioRun, parseScenario, parseScenarioText, scenarioJsonSchema, fluidLowerBoundMs, type FlashCrowdParams } from '../src/sim/index.js';
 import { cdf, mean, resolveDistribution, sample, type Distribution, type DistributionSpec } from '../src/sim/distributions.js';
@@ -88,9 +88,13 @@ test('property: the validator never throws anything but ScenarioError on arbitra
 });
 
 test('the ready-made scenarios are valid, defaults are filled in, and the JSON Schema lists the kinds', () => {
-  for (const f of ['flash-crowd-small.json', 'flash-crowd-churn.json', 'flash-crowd-medium.json']) {
+  const shippedScenarios = readdirSync(new URL('../../scenarios/', import.meta.url)).filter((f) => f.endsWith('.json') && f !== 'schema.json');
+  assert.ok(shippedScenarios.length >= 4);
+  for (const f of shippedScenarios) {
     const s = parseScenarioText(scenarioFile(f));
     assert.equal(s.kind, 'flash-crowd');
+    // Files a scenario names are there and valid (the matrix one).
+    if (s.network.latency.model === 'matrix') new ScenarioRun(s, { loadFile: (p) => scenarioFile(p) });
   }
   const s = parseScenario(flash());
   assert.equal(s.sampleIntervalMs, 1000);
