@@ -142,6 +142,17 @@ test('same seed, byte-identical output files; another seed, different ones', () 
   assert.ok((a.summary['lifecycle'] as { crashes: number }).crashes >= 1);
 });
 
+test('how a run is cut into steps (as the CLI does for its progress display) does not change its files', () => {
+  const raw = flash({ leechers: 4 }, { events: [{ atMs: 700, type: 'crash', count: 1, group: 'leechers' }, { atMs: 2500, type: 'join', fraction: 1 }] });
+  const whole = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const run = new ScenarioRun(parseScenario(raw));
+  let k = 0;
+  while (!run.advance(1 + ((k * 37) % 97), 1 + ((k * 101) % 500))) k++;
+  assert.ok(k > 20);
+  const stepped = run.result();
+  for (const name of Object.keys(whole.files)) assert.equal(stepped.files[name], whole.files[name], name);
+});
+
 test('flash crowd under churn, NATs and a hostile peer: the corrupt peer is banned and every leecher completes', () => {
   const raw = flash(
     { leechers: 8, natFraction: 0.5, fileBytes: 2 << 20 },

@@ -95,7 +95,7 @@ export function registerSim(program: Command, io: CliIo): void {
       let step = 1000;
       for (;;) {
         const t0 = performance.now();
-        const over = run.advance(step);
+        const over = run.advance(step, 250_000);
         const t1 = performance.now();
         const wall = t1 - t0;
         step = Math.max(1, Math.min(step * 4, wall > 0 ? (step * 100) / wall : step * 4));
