@@ -114,6 +114,9 @@ class FlashCrowdRun implements KindRun {
   private readonly garbage: Buffer;
   private readonly groups: Map<string, number[]>;
   private lifecycle!: Lifecycle;
+  /** Indices of the nodes online, for the simulated tracker (swap-removed; `where` maps back). */
+  private readonly online: number[] = [];
+  private readonly where = new Map<number, number>();
   private completed = 0;
   private bans = 0;
   private failedPieces = 0;
@@ -183,6 +186,10 @@ class FlashCrowdRun implements KindRun {
     const host = network.addHost({ address: n.address, uploadBps: bw.uploadBps, downloadBps: bw.downloadBps, nat: n.nat });
     n.host = host;
     n.firstJoinMs ??= engine.now;
+    if (!this.where.has(i)) {
+      this.where.set(i, this.online.length);
+      this.online.push(i);
+    }
     const node = new TorrentNode({
       host,
       infoHash: this.infoHash,
@@ -212,6 +219,15 @@ class FlashCrowdRun implements KindRun {
 
   stop(i: number, how: Departure): void {
     const n = this.nodes[i]!;
+    const at = this.where.get(i);
+    if (at !== undefined) {
+      const last = this.online.pop()!;
+      if (last !== i) {
+        this.online[at] = last;
+        this.where.set(last, at);
+      }
+      this.where.delete(i);
+    }
     const node = n.node;
     const host = n.host;
     if (!node || !host) return;
@@ -244,18 +260,34 @@ class FlashCrowdRun implements KindRun {
     return true;
   }
 
-  /** The simulated tracker: up to peersPerAnnounce random online nodes other than `n`. */
+  /** The simulated tracker: up to peersPerAnnounce random online nodes other than `n` (O(peersPerAnnounce)). */
   private announce(n: NodeState): Endpoint[] {
-    const online = this.nodes.filter((m) => m !== n && this.lifecycle.isOnline(m.index));
+    const online = this.online;
     const random = this.ctx.random;
-    const k = Math.min(online.length, this.p.peersPerAnnounce);
-    for (let j = 0; j < k; j++) {
-      const r = j + random.below(online.length - j);
-      const t = online[j]!;
-      online[j] = online[r]!;
-      online[r] = t;
+    const others = online.length - (this.where.has(n.index) ? 1 : 0);
+    const k = Math.min(others, this.p.peersPerAnnounce);
+    const picked: number[] = [];
+    if (others <= 2 * k) {
+      // Small swarm: a partial shuffle of a copy.
+      const pool = online.filter((i) => i !== n.index);
+      for (let j = 0; j < k; j++) {
+        const r = j + random.below(pool.length - j);
+        const t = pool[j]!;
+        pool[j] = pool[r]!;
+        pool[r] = t;
+        picked.push(pool[j]!);
+      }
+    } else {
+      // Large swarm: draw with rejection (at most half the candidates are ever taken).
+      const seen = new Set<number>([n.index]);
+      while (picked.length < k) {
+        const i = online[random.below(online.length)]!;
+        if (seen.has(i)) continue;
+        seen.add(i);
+        picked.push(i);
+      }
     }
-    return online.slice(0, k).map((m) => ({ host: m.address, port: PORT }));
+    return picked.map((i) => ({ host: this.nodes[i]!.address, port: PORT }));
   }
 
   private onComplete(n: NodeState): void {
