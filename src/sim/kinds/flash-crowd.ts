@@ -345,6 +345,12 @@ class FlashCrowdRun implements KindRun {
     }
   }
 
+  /** Whether the run departs from the bound's assumptions (late joins, churn, events). */
+  private disturbed(): boolean {
+    const s = this.ctx.scenario;
+    return this.p.joinOverMs > 0 || s.churn !== undefined || s.events.length > 0;
+  }
+
   summary(now: number): KindSummary {
     const times = this.nodes.filter((n) => n.completedMs !== undefined).map((n) => n.completedMs!);
     const last = times.length === this.p.leechers ? Math.max(...times) : undefined;
@@ -355,7 +361,7 @@ class FlashCrowdRun implements KindRun {
     const rows: [string, string][] = [
       ['file', `${this.p.fileBytes} bytes in ${this.layout.pieceCount} pieces of ${this.p.pieceBytes}; ${this.p.seeders} seeder(s), ${this.p.leechers} leechers`],
       ['completed', `${this.completed}/${this.p.leechers} leechers by ${num(now / 1000)} s`],
-      ['fluid bound', `${num(this.boundMs / 1000)} s = max(F/u_s, F/d_min, P*F/(u_s+sum u_i))`],
+      ['fluid bound', `${num(this.boundMs / 1000)} s = max(F/u_s, F/d_min, P*F/(u_s+sum u_i))${this.disturbed() ? ' (for all leechers present from t=0 without churn: not this run)' : ''}`],
       ['last completion', last === undefined ? 'not every leecher completed' : `${num(last / 1000)} s, ratio to the bound ${num(ratio!)}`],
       ['uploaded', `seeders ${seedUp} bytes, leechers ${leechUp} bytes (${num(leechUp / Math.max(1, seedUp + leechUp))} of all)`],
       ['hash failures', `${this.failedPieces} pieces, ${this.bans} bans`],
@@ -364,6 +370,7 @@ class FlashCrowdRun implements KindRun {
       rows,
       json: {
         fluidLowerBoundMs: this.boundMs,
+        boundApplies: !this.disturbed(),
         lastCompletionMs: last ?? null,
         ratioToBound: ratio ?? null,
         completed: this.completed,
