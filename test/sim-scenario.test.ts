@@ -111,7 +111,8 @@ test('flash crowd: the real TorrentCore swarm completes within 1.3x the fluid-mo
   assert.ok(p.leechers >= 8 && p.leechers <= 20);
   const run = new ScenarioRun(s);
   const r = run.runToEnd();
-  const res = r.summary['results'] as { lastCompletionMs: number; fluidLowerBoundMs: number; ratioToBound: number; completed: number };
+  const res = r.summary['results'] as { lastCompletionMs: number; fluidLowerBoundMs: number; ratioToBound: number; completed: number; boundApplies: boolean };
+  assert.equal(res.boundApplies, true);
   assert.equal(res.completed, p.leechers);
   // The bound, computed by hand for this file: max(F/u_s, F/d_min, P*F/(u_s + sum u_i)).
   const F = p.fileBytes;
