@@ -10,10 +10,13 @@
  * does not hold.
  *
  * Options: --size MiB (default 64), --leechers N (default 5), --keep (leave
- * the files in place and keep seeding until Ctrl-C).
+ * the files in place and keep seeding until Ctrl-C), --dashboard [HOST:]PORT
+ * (default 127.0.0.1 and a free port; the URL is printed), --dashboard-token
+ * TOKEN (or PEERKIT_DASHBOARD_TOKEN), --no-dashboard, --limit MiB (each
+ * client's upload limit per second, to watch the swarm at a slower pace).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
@@ -25,6 +28,10 @@ import { verifyPieces } from '../src/files/verify-pieces.js';
 import { startTracker } from '../src/tracker/index.js';
 import { run } from '../src/cli/main.js';
 import { formatBytes, formatRate } from '../src/cli/format.js';
+import { dashboardSettings } from '../src/cli/dashboard-option.js';
+import { ClientSource } from '../src/dashboard/client-source.js';
+import { startDashboard, type DashboardHandle } from '../src/dashboard/server.js';
+import { TrackerSource } from '../src/dashboard/tracker-source.js';
 
 const args = process.argv.slice(2);
 const num = (name: string, def: number): number => {
@@ -34,8 +41,20 @@ const num = (name: string, def: number): number => {
 const sizeMiB = num('--size', 64);
 const leecherCount = num('--leechers', 5);
 const keep = args.includes('--keep');
-if (!(sizeMiB > 0 && sizeMiB <= 4096) || !(Number.isInteger(leecherCount) && leecherCount >= 1 && leecherCount <= 50)) {
-  console.error('demo: --size takes MiB (1-4096), --leechers a count (1-50)');
+const uploadLimit = Math.round(num('--limit', 0) * 1024 * 1024);
+const str = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+let dashboardAt: ReturnType<typeof dashboardSettings>;
+try {
+  dashboardAt = args.includes('--no-dashboard') ? undefined : dashboardSettings({ dashboard: str('--dashboard') ?? '127.0.0.1:0', dashboardToken: str('--dashboard-token') });
+} catch (e) {
+  console.error(`demo: ${(e as Error).message}`);
+  process.exit(2);
+}
+if (!(sizeMiB > 0 && sizeMiB <= 4096) || !(Number.isInteger(leecherCount) && leecherCount >= 1 && leecherCount <= 50) || !(uploadLimit >= 0)) {
+  console.error('demo: --size takes MiB (1-4096), --leechers a count (1-50), --limit MiB per second');
   process.exit(2);
 }
 const TIME_LIMIT_MS = 300_000;
@@ -64,6 +83,7 @@ async function main(): Promise<number> {
   const work = await mkdtemp(join(tmpdir(), 'peerkit-demo-'));
   const clients: Client[] = [];
   let tracker: Awaited<ReturnType<typeof startTracker>> | undefined;
+  let dashboard: DashboardHandle | undefined;
   let ok = true;
   const check = (cond: boolean, what: string): void => {
     console.log(`${cond ? 'ok  ' : 'FAIL'} ${what}`);
@@ -73,6 +93,10 @@ async function main(): Promise<number> {
     step('a tracker on 127.0.0.1 (HTTP and UDP)');
     tracker = await startTracker({ host: '127.0.0.1', http: 0, udp: 0 });
     console.log(`${tracker.httpUrl}\n${tracker.udpUrl}`);
+    if (dashboardAt) {
+      dashboard = await startDashboard({ ...dashboardAt, sources: [new TrackerSource('tracker', tracker)] });
+      console.log(`dashboard: ${dashboard.url}`);
+    }
 
     step(`generating ${sizeMiB} MiB and creating its torrent`);
     const seedDir = join(work, 'seeder');
@@ -82,20 +106,22 @@ async function main(): Promise<number> {
     await generateFile(file, size, 'demo');
     const { torrent, metainfo } = await createTorrent(file, { announce: [[tracker.httpUrl!], [tracker.udpUrl!]], createdBy: 'peerkit demo' });
     const torrentPath = join(work, 'peerkit-demo.torrent');
-    await (await open(torrentPath, 'w')).writeFile(torrent);
+    await writeFile(torrentPath, torrent);
     if ((await run(['info', torrentPath])) !== 0) return 1;
 
     step(`a seeder and ${leecherCount} leechers, each its own client on its own port`);
-    const seeder = await Client.create({ port: 0, host: '127.0.0.1' });
+    const seeder = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit });
     clients.push(seeder);
+    dashboard?.addSource(new ClientSource('seeder', seeder));
     const seedTorrent = await seeder.add(metainfo, { dir: seedDir });
     check(seedTorrent.isComplete, `seeder on port ${seeder.port} verified its ${metainfo.pieceCount} pieces`);
     const leechers: Torrent[] = [];
     const started = performance.now();
     const doneAt = new Map<Torrent, number>();
     for (let i = 0; i < leecherCount; i++) {
-      const c = await Client.create({ port: 0, host: '127.0.0.1' });
+      const c = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit });
       clients.push(c);
+      dashboard?.addSource(new ClientSource(`leecher ${i + 1}`, c));
       // The last leecher starts from a magnet link: metadata from peers (BEP 9) first.
       const source = i === leecherCount - 1 ? buildMagnet({ infoHash: metainfo.infoHash, name: metainfo.name, trackers: [tracker.httpUrl!] }) : metainfo;
       const t = await c.add(source, { dir: join(work, `leecher-${i + 1}`), trackerMinIntervalMs: 2000 });
@@ -151,12 +177,13 @@ async function main(): Promise<number> {
     console.log(`tracker sees ${swarm.complete} seeders, ${swarm.incomplete} leechers, ${swarm.downloaded} completed downloads`);
     console.log(ok ? '\ndemo: all checks passed' : '\ndemo: some checks FAILED');
     if (keep && ok) {
-      console.log(`files kept in ${work}; seeding until Ctrl-C`);
+      console.log(`files kept in ${work}; seeding until Ctrl-C${dashboard ? `; dashboard at ${dashboard.url}` : ''}`);
       await new Promise<void>((r) => process.once('SIGINT', () => r()));
     }
     return ok ? 0 : 1;
   } finally {
     await Promise.all(clients.map((c) => c.close()));
+    await dashboard?.close();
     await tracker?.close();
     if (!keep) await rm(work, { recursive: true, force: true });
   }

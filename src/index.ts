@@ -47,3 +47,14 @@ export { IncrementalPieceHasher } from './storage/piece-hasher.js';
 export { saveResume, loadResume, planResume, resumePath } from './storage/resume.js';
 export type { ResumeRecord, ResumePlan } from './storage/resume.js';
 export { startTracker, type StartTrackerOptions, type TrackerHandle } from './tracker/index.js';
+
+// The BitTorrent client (the README's `import { Client } from 'peerkit'`).
+export { Client } from './client/client.js';
+export type { ClientOptions } from './client/client.js';
+export type { Torrent, TorrentOptions } from './client/torrent.js';
+
+// The live dashboard (web page, event stream, JSON, CSV, Prometheus).
+export { startDashboard, ClientSource, TrackerSource, parseListenAddress, DashboardConfigError } from './dashboard/index.js';
+export type { DashboardOptions, DashboardHandle, DashboardSource } from './dashboard/index.js';
+export { renderPrometheus, mergeFamilies, PROMETHEUS_CONTENT_TYPE } from './metrics/prometheus.js';
+export type { MetricFamily } from './metrics/prometheus.js';

@@ -163,8 +163,23 @@ test('a snubbing peer loses its regular slot; a block or seeding restores it', (
   assert.deepEqual(c.unchoked(), ['p0', 'p2']);
 });
 
-test('uninterested peers with a better rate than the slowest downloader are unchoked too', () => {
-  const c = choker({ optimisticSlots: 0, regularSlots: 3 });
+test('by default only interested peers are unchoked; one that becomes interested is unchoked at once', () => {
+  const c = choker({ optimisticSlots: 1, regularSlots: 3 });
+  populate(c, 2);
+  c.add('fast', 0);
+  c.setDownloadRate('fast', 1e6);
+  c.add('idle', 0);
+  c.rechoke(0);
+  assert.deepEqual(c.unchoked(), ['p0', 'p1']);
+  c.setInterested('idle', true);
+  assert.ok(c.nextRechokeAt() <= 1, 'a free slot makes the rechoke due at once');
+  assert.deepEqual(c.rechoke(1), { unchoke: ['idle'], choke: [] });
+  c.setInterested('idle', false);
+  assert.deepEqual(c.rechoke(2), { unchoke: [], choke: ['idle'] });
+});
+
+test('with unchokeUninterested (BEP 3): uninterested peers with a better rate than the slowest downloader are unchoked too', () => {
+  const c = choker({ optimisticSlots: 0, regularSlots: 3, unchokeUninterested: true });
   populate(c, 5); // p0..p4 rates 5000..1000
   c.add('fast', 0);
   c.setDownloadRate('fast', 4500); // better than p1..p4, not interested
@@ -178,7 +193,7 @@ test('uninterested peers with a better rate than the slowest downloader are unch
   assert.deepEqual(c.rechoke(1), { unchoke: [], choke: ['p2'] });
   assert.deepEqual(c.unchoked(), ['p0', 'p1', 'fast']);
   // Too few interested peers: everyone is unchoked, interested or not.
-  const few = choker({ optimisticSlots: 0 });
+  const few = choker({ optimisticSlots: 0, unchokeUninterested: true });
   populate(few, 2);
   few.add('x', 0);
   few.rechoke(0);
@@ -247,8 +262,8 @@ test('property: slot counts, rate order, snubbing and reported changes stay cons
     fc.record({ k: fc.constant('rechoke' as const), dt: fc.integer({ min: 0, max: 40_000 }), seeding: fc.boolean() }),
   );
   fc.assert(
-    fc.property(fc.nat(), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 2 }), fc.array(op, { minLength: 10, maxLength: 150, size: 'max' }), (seed, regularSlots, optimisticSlots, ops) => {
-      const c = new Choker<number>({ random: seededRandom(seed), regularSlots, optimisticSlots });
+    fc.property(fc.nat(), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 2 }), fc.boolean(), fc.array(op, { minLength: 10, maxLength: 150, size: 'max' }), (seed, regularSlots, optimisticSlots, unchokeUninterested, ops) => {
+      const c = new Choker<number>({ random: seededRandom(seed), regularSlots, optimisticSlots, unchokeUninterested });
       let now = 0;
       const unchoked = new Set<number>();
       const interested = new Set<number>();
@@ -322,6 +337,7 @@ test('property: slot counts, rate order, snubbing and reported changes stay cons
             for (const p of regular) {
               if (!interested.has(p) && regularDownloaders.length === regularSlots) assert.ok(rate(p) > slowest);
             }
+            if (!unchokeUninterested) assert.ok([...unchoked].every((p) => interested.has(p)), 'only interested peers unchoked');
             assert.equal(c.nextRechokeAt(), now + 10_000);
             break;
           }

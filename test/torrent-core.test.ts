@@ -124,8 +124,8 @@ class FakePeer {
     this.h.raw(this, bytes);
   }
 
-  handshake(o: { fast?: boolean; extended?: boolean; infoHash?: Uint8Array; peerId?: Uint8Array } = {}): void {
-    this.raw(encodeHandshake({ infoHash: o.infoHash ?? this.h.fx.infoHash, peerId: o.peerId ?? this.peerId, reserved: { fast: o.fast ?? true, extended: o.extended ?? true } }));
+  handshake(o: { fast?: boolean; extended?: boolean; dht?: boolean; infoHash?: Uint8Array; peerId?: Uint8Array } = {}): void {
+    this.raw(encodeHandshake({ infoHash: o.infoHash ?? this.h.fx.infoHash, peerId: o.peerId ?? this.peerId, reserved: { fast: o.fast ?? true, extended: o.extended ?? true, dht: o.dht ?? false } }));
   }
 
   feed(...msgs: MessageInput[]): void {
@@ -1348,4 +1348,121 @@ test('property: honest seeds, any interleaving and chunking: every piece verifie
     ),
     { numRuns: 300 },
   );
+});
+
+test('a peer that closed on us is dialled again after 2 s, then 6 s, 18 s...; a session with data restarts the series', () => {
+  const h = new Harness(fixture(), {});
+  const ep = { host: '10.7.0.1', port: 6881 };
+  h.core.addPeers(h.now, [ep], 'tracker');
+  h.drain();
+  assert.equal(h.connects.length, 1);
+  /** Dials happen at ticks: when did the next dial come, counting from `from`? */
+  const nextDialAfter = (from: number): number => {
+    const n = h.connects.length;
+    for (let i = 0; i < 200 && h.connects.length === n; i++) h.advance(250);
+    assert.equal(h.connects.length, n + 1, 'dialled again');
+    return h.now - from;
+  };
+  const sessionWithoutData = (): number => {
+    const p = h.connect('out', ep);
+    p.handshake({ fast: true, extended: true });
+    p.feed({ type: 'have-none' });
+    const closedAt = h.now;
+    h.core.peerClosed(h.now, p.handle);
+    p.closed = 'gone';
+    h.drain();
+    return nextDialAfter(closedAt);
+  };
+  const waits = [sessionWithoutData(), sessionWithoutData(), sessionWithoutData()];
+  assert.ok(waits[0]! >= 2_000 && waits[0]! < 4_000, `first retry after ${waits[0]} ms`);
+  assert.ok(waits[1]! >= 6_000 && waits[1]! < 8_000, `second retry after ${waits[1]} ms`);
+  assert.ok(waits[2]! >= 18_000 && waits[2]! < 20_000, `third retry after ${waits[2]} ms`);
+  // A session in which the peer sent us data: the next retry is the first one again.
+  const p = h.connect('out', ep);
+  p.handshake({ fast: true, extended: true });
+  p.feed({ type: 'have-all' });
+  p.feed({ type: 'unchoke' });
+  const req = p.of('request')[0];
+  assert.ok(req, 'a block was requested');
+  p.feed({ type: 'piece', index: req.index, begin: req.begin, block: h.fx.data.subarray(req.index * h.fx.pieceLength + req.begin, req.index * h.fx.pieceLength + req.begin + req.length) });
+  const closedAt = h.now;
+  h.core.peerClosed(h.now, p.handle);
+  p.closed = 'gone';
+  h.drain();
+  const wait = nextDialAfter(closedAt);
+  assert.ok(wait >= 2_000 && wait < 4_000, `retry after a useful session after ${wait} ms`);
+});
+
+test('a seeder sends unchoke only once a peer is interested, and then at once (WebTorrent 1.9.7 loses an earlier one)', () => {
+  const fx = fixture();
+  const h = new Harness(fx, { have: Array.from({ length: fx.pieceCount }, (_, i) => i) });
+  assert.equal(h.core.stats(h.now).complete, true, 'we are a seed');
+  const leecher = h.peer({ seed: false });
+  h.advance(30_000); // several rechokes
+  assert.equal(leecher.of('unchoke').length, 0, 'not unchoked while uninterested');
+  leecher.feed({ type: 'interested' });
+  h.advance(0);
+  assert.equal(leecher.of('unchoke').length, 1, 'unchoked as soon as interested');
+});
+
+// ---------------------------------------------------------------- piece map (dashboard)
+
+test('pieceMap: pieces held and the rarest availability per cell, bounded by the cell count', () => {
+  const fx = fixture({ pieceLength: 16 * KiB, length: 10 * 16 * KiB - 100, fakeData: true }); // 10 pieces
+  const h = new Harness(fx, { have: [0, 1, 4] });
+  const a = h.peer({ seed: false, fast: false });
+  a.feed({ type: 'bitfield', bytes: bitfieldOf(fx.pieceCount, [2, 3, 4, 5]) });
+  const b = h.peer({ seed: false, fast: false });
+  b.feed({ type: 'bitfield', bytes: bitfieldOf(fx.pieceCount, [3, 5, 9]) });
+
+  const full = h.core.pieceMap(100)!;
+  assert.equal(full.piecesPerCell, 1);
+  assert.deepEqual(full.have, [1, 1, 0, 0, 1, 0, 0, 0, 0, 0]);
+  assert.deepEqual(full.rarest, [0, 0, 1, 2, 1, 2, 0, 0, 0, 1]);
+
+  // 4 cells of 3 pieces (the last holds one): [0,1,2] [3,4,5] [6,7,8] [9]
+  const m = h.core.pieceMap(4)!;
+  assert.equal(m.piecesPerCell, 3);
+  assert.equal(m.pieceCount, 10);
+  assert.deepEqual(m.have, [2, 1, 0, 0]);
+  assert.deepEqual(m.rarest, [0, 1, 0, 1]);
+
+  const one = h.core.pieceMap(1)!;
+  assert.deepEqual([one.piecesPerCell, one.have, one.rarest], [10, [3], [0]]);
+  assert.equal(h.core.pieceMap(0)!.have.length, 1, 'at least one cell');
+});
+
+test('pieceMap: undefined before the metadata', () => {
+  const h = new Harness(fixture(), { noLayout: true });
+  assert.equal(h.core.pieceMap(16), undefined);
+});
+
+test('BEP 5: with a DHT port our handshake sets the DHT bit, a DHT peer gets a port message and its own is reported; never for private torrents', () => {
+  const pub = new Harness(fixture(), { dhtPort: 6999 });
+  const dhtPeer = pub.connect('out');
+  dhtPeer.handshake({ dht: true });
+  const ours = dhtPeer.of('handshake')[0]!;
+  assert.equal(ours.dht, true, 'our handshake has the DHT bit');
+  assert.deepEqual(dhtPeer.of('port').map((m) => m.port), [6999]);
+  const plain = pub.connect('out');
+  plain.handshake({ dht: false });
+  assert.equal(plain.of('port').length, 0, 'no port message to a peer without the DHT bit');
+  const before = pub.actions.length;
+  dhtPeer.feed({ type: 'port', port: 7001 });
+  const reported = pub.actions.slice(before).filter((a) => a.type === 'dht-port');
+  assert.deepEqual(reported, [{ type: 'dht-port', endpoint: dhtPeer.endpoint, port: 7001 }]);
+
+  const priv = new Harness(fixture({ private: true }), { dhtPort: 6999 });
+  const p = priv.connect('out');
+  p.handshake({ dht: true });
+  assert.equal(p.of('handshake')[0]!.dht, false, 'no DHT bit for a private torrent');
+  assert.equal(p.of('port').length, 0);
+  const b2 = priv.actions.length;
+  p.feed({ type: 'port', port: 7001 });
+  assert.equal(priv.actions.slice(b2).filter((a) => a.type === 'dht-port').length, 0, "a private torrent's peer's DHT port is ignored");
+
+  const none = new Harness(fixture(), {});
+  const q = none.connect('out');
+  q.handshake({ dht: true });
+  assert.equal(q.of('handshake')[0]!.dht, false, 'no DHT port, no DHT bit');
 });

@@ -607,3 +607,33 @@ test('property: the 98-byte UDP announce fast path answers byte for byte like th
     { numRuns: 150 },
   );
 });
+
+// ---------------------------------------------------------------- top swarms (dashboard)
+
+test('topSwarms: the busiest swarms first, ties by info hash, at most the limit', () => {
+  const c = core();
+  const hashes = [Buffer.alloc(20, 0x11), Buffer.alloc(20, 0x22), Buffer.alloc(20, 0x33), Buffer.alloc(20, 0x44)];
+  const sizes = [2, 5, 2, 1];
+  let n = 0;
+  hashes.forEach((ih, i) => {
+    for (let k = 0; k < sizes[i]!; k++) announce(c, 1000, { n: ++n, infoHash: ih, left: k === 0 ? 0 : 100 });
+  });
+  const top = c.topSwarms(3);
+  assert.deepEqual(
+    top.map((s) => [s.infoHash.slice(0, 2), s.seeders, s.leechers]),
+    [
+      ['22', 1, 4],
+      ['11', 1, 1],
+      ['33', 1, 1],
+    ],
+  );
+  assert.equal(c.topSwarms(10).length, 4);
+  assert.deepEqual(c.topSwarms(0), []);
+  const model = hashes
+    .map((ih) => {
+      const s = c.scrape(ih);
+      return { infoHash: ih.toString('hex'), seeders: s.complete, leechers: s.incomplete, downloaded: s.downloaded };
+    })
+    .sort((x, y) => y.seeders + y.leechers - (x.seeders + x.leechers) || (x.infoHash < y.infoHash ? -1 : 1));
+  fc.assert(fc.property(fc.integer({ min: 1, max: 6 }), (limit) => assert.deepEqual(c.topSwarms(limit), model.slice(0, limit))));
+});

@@ -16,6 +16,8 @@ import type { ByteStream, Runtime, StreamListener } from '../runtime/contract.js
 import { createRealRuntime } from '../runtime/real/runtime.js';
 import { Torrent, type TorrentHost, type TorrentOptions, type TorrentSource } from './torrent.js';
 import { TypedEmitter } from './typed-emitter.js';
+import { DhtNode } from '../dht/node.js';
+import type { DhtOptions } from '../core/dht/index.js';
 
 export interface ClientOptions {
   /** TCP port to listen on; 0 picks a free one. Default 6881. */
@@ -30,6 +32,26 @@ export interface ClientOptions {
   /** Bytes per second across all torrents; 0 = unlimited. */
   readonly uploadLimit?: number;
   readonly downloadLimit?: number;
+  /** The name sent in the extension handshake (`v`). Default `peerkit 0.1.0`. */
+  readonly clientName?: string;
+  /**
+   * A Mainline DHT node (BEP 5) for finding peers of public torrents: a
+   * running DhtNode (the caller closes it), or options for one the client
+   * starts on its own host and closes with it. It contacts only the
+   * `bootstrap` nodes named (and nodes saved in `stateFile`). Default: none.
+   */
+  readonly dht?: DhtNode | ClientDhtOptions;
+}
+
+export interface ClientDhtOptions {
+  /** UDP port; default 0 (any free one). */
+  readonly port?: number;
+  /** HOST:PORT of nodes to join through, e.g. router.bittorrent.com:6881 for the public DHT. */
+  readonly bootstrap?: readonly string[];
+  /** A JSON file keeping the node's id and routing table across runs. */
+  readonly stateFile?: string;
+  /** Core options (k, alpha, BEP 42, limits). */
+  readonly options?: DhtOptions;
 }
 
 export interface ClientEvents {
@@ -68,8 +90,10 @@ export class Client extends TypedEmitter<ClientEvents> {
   private handles = 0;
   private connections = 0;
   private readonly maxConnections: number;
-  private readonly host: TorrentHost;
+  private host: TorrentHost;
   private closed = false;
+  private dhtNode: DhtNode | undefined;
+  private ownsDht = false;
 
   private constructor(options: ClientOptions) {
     super();
@@ -84,7 +108,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       get port() {
         return listenPort();
       },
-      clientName: 'peerkit 0.1.0',
+      clientName: options.clientName ?? 'peerkit 0.1.0',
       uploadLimiter: new TokenBucket(options.uploadLimit ?? 0),
       downloadLimiter: new TokenBucket(options.downloadLimit ?? 0),
       nextHandle: () => ++this.handles,
@@ -103,11 +127,34 @@ export class Client extends TypedEmitter<ClientEvents> {
   static async create(options: ClientOptions = {}): Promise<Client> {
     const c = new Client(options);
     c.listener = await c.runtime.listenStream({ host: options.host ?? '0.0.0.0', port: options.port ?? 6881 }, (s) => c.onIncoming(s));
+    const d = options.dht;
+    let dhtReady: Promise<unknown> | undefined;
+    if (d !== undefined) {
+      try {
+        if (d instanceof DhtNode) c.dhtNode = d;
+        else {
+          c.dhtNode = await DhtNode.start({ runtime: c.runtime, host: options.host ?? '0.0.0.0', port: d.port ?? 0, stateFile: d.stateFile, dht: d.options });
+          c.ownsDht = true;
+          // Joining takes a few round trips; torrents added meanwhile look up once it is done.
+          dhtReady = c.dhtNode.bootstrap(d.bootstrap ?? []).catch((e: unknown) => c.emit('warning', `DHT bootstrap: ${(e as Error).message}`));
+        }
+      } catch (e) {
+        c.listener.close();
+        throw e;
+      }
+      const node = c.dhtNode;
+      c.host = { ...c.host, dht: node, dhtPort: node.address.port, dhtReady };
+    }
     return c;
   }
 
   get port(): number {
     return this.listener?.local.port ?? 0;
+  }
+
+  /** The DHT node peers are looked up on, if any. */
+  get dht(): DhtNode | undefined {
+    return this.dhtNode;
   }
 
   get torrents(): Torrent[] {
@@ -151,6 +198,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.listener?.close();
     await Promise.all(this.torrents.map((t) => t.stop()));
     this.torrentsByHash.clear();
+    if (this.ownsDht) await this.dhtNode?.close();
   }
 
   private onIncoming(stream: ByteStream): void {

@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Metainfo } from '../codec/metainfo.js';
 import { parseInfoDictionary, withTrackers } from '../codec/metainfo.js';
-import { TorrentCore, type PeerHandle, type PeerSnapshot, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
+import { TorrentCore, type PeerHandle, type PeerSnapshot, type PieceMap, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
 import type { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -18,6 +18,7 @@ import { IncrementalPieceHasher } from '../storage/piece-hasher.js';
 import { HashPool } from '../files/hash-pool.js';
 import { loadResume, planResume, resumePath, saveResume } from '../storage/resume.js';
 import { TrackerAnnouncer, type HttpGet, type TrackerStatus } from './tracker-announcer.js';
+import { DhtAnnouncer, type DhtAnnounceStatus, type DhtPeerFinder } from './dht-announcer.js';
 import { TypedEmitter } from './typed-emitter.js';
 
 export interface TorrentOptions {
@@ -38,6 +39,8 @@ export interface TorrentOptions {
   readonly pex?: boolean;
   /** Tracker timing (ms), for tests. */
   readonly trackerMinIntervalMs?: number;
+  /** Use the client's DHT node for this torrent (if it has one; never for private torrents). Default true. */
+  readonly dht?: boolean;
   readonly httpGet?: HttpGet;
 }
 
@@ -65,6 +68,11 @@ export interface TorrentHost {
   readonly uploadLimiter: TokenBucket;
   readonly downloadLimiter: TokenBucket;
   nextHandle(): PeerHandle;
+  /** The client's DHT node, if it runs one (BEP 5), and its UDP port. */
+  readonly dht?: (DhtPeerFinder & { ping(to: Endpoint): Promise<unknown> }) | undefined;
+  readonly dhtPort?: number | undefined;
+  /** Settles when the DHT node has bootstrapped (its first lookups wait for it). */
+  readonly dhtReady?: Promise<unknown> | undefined;
   /** Whether the global connection limit leaves room for one more. */
   reserveConnection(): boolean;
   releaseConnection(): void;
@@ -105,6 +113,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   private storage: FileStorage | undefined;
   private readonly hasher = new IncrementalPieceHasher();
   private announcer: TrackerAnnouncer | undefined;
+  private dhtAnnouncer: DhtAnnouncer | undefined;
   private readonly streams = new Map<PeerHandle, ByteStream>();
   private readonly congested = new Set<PeerHandle>();
   private readonly pendingWrites = new Map<number, Promise<void>[]>();
@@ -160,12 +169,27 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     return this.announcer?.trackers ?? [];
   }
 
+  /** The DHT side of peer discovery, when the client runs a DHT node and the torrent is public. */
+  get dht(): DhtAnnounceStatus | undefined {
+    return this.dhtAnnouncer?.status;
+  }
+
+  /** Whether start() has got as far as running the core (stats, peers and pieceMap need it). */
+  get isRunning(): boolean {
+    return this.core !== undefined;
+  }
+
   stats(): TorrentStats {
     return this.core.stats(this.host.runtime.clock.now());
   }
 
   peers(): PeerSnapshot[] {
     return this.core.peerSnapshots(this.host.runtime.clock.now());
+  }
+
+  /** Pieces held and their availability in at most `maxCells` cells (see TorrentCore.pieceMap). */
+  pieceMap(maxCells: number): PieceMap | undefined {
+    return this.core?.pieceMap(maxCells);
   }
 
   /** Checks existing data, then joins the swarm. */
@@ -201,6 +225,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       downloadLimiter: this.host.downloadLimiter,
       pex: this.options.pex,
       seedWhenDone: this.options.seed ?? true,
+      dhtPort: this.options.dht === false ? undefined : this.host.dhtPort,
     });
     const tiers = [...(m?.announceList ?? []), ...this.source.trackers, ...(this.options.trackers ?? [])];
     this.announcer = new TrackerAnnouncer({
@@ -227,6 +252,24 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     this.core.addPeers(now, [...this.source.peers, ...(this.options.peers ?? [])], 'user');
     this.announcer.start();
     if (this.core.isComplete) this.announcer.complete();
+    // BEP 5 for public torrents (BEP 27: never for private ones; a magnet's privacy shows with its metadata).
+    const dht = this.host.dht;
+    if (dht && this.options.dht !== false && !m?.private) {
+      this.dhtAnnouncer = new DhtAnnouncer({
+        runtime: rt,
+        dht,
+        infoHash: this.infoHash,
+        port: this.host.port,
+        onPeers: (peers) => {
+          if (this.stopped) return;
+          this.core.addPeers(rt.clock.now(), peers, 'dht');
+          this.pump();
+        },
+        onError: (message) => this.emit('warning', message),
+        after: this.host.dhtReady,
+      });
+      this.dhtAnnouncer.start();
+    }
     this.pump();
     this.emit('ready', have.length);
   }
@@ -334,8 +377,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       case 'send': {
         const s = this.streams.get(a.peer);
         if (!s) return;
-        const data = a.data.length === 1 ? a.data[0]! : Buffer.concat(a.data);
-        if (!s.write(data) && !this.congested.has(a.peer)) {
+        // Several buffers (a block's header and the block) are written one by one: the stream
+        // gathers the writes of a tick into one writev, so nothing is copied.
+        let ok = true;
+        for (const d of a.data) ok = s.write(d) && ok;
+        if (!ok && !this.congested.has(a.peer)) {
           this.congested.add(a.peer);
           this.core.setCongested(rt.clock.now(), a.peer, true);
         }
@@ -394,6 +440,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       case 'metadata': {
         this.metainfo = withTrackers(a.metainfo, this.source.trackers.map((t) => [...t]));
         this.storage = new FileStorage(this.options.dir, this.metainfo);
+        if (this.metainfo.private) {
+          // BEP 27: a private torrent's peers come from its trackers only.
+          this.dhtAnnouncer?.stop();
+          this.dhtAnnouncer = undefined;
+        }
         void this.saveInfo(a.metainfo.infoBytes);
         this.emit('metadata', this.metainfo);
         return;
@@ -418,8 +469,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         return;
       case 'want-peers':
         this.announcer?.reannounce();
+        this.dhtAnnouncer?.lookupSoon();
         return;
       case 'dht-port':
+        // A peer's DHT node (BEP 5 port message): ping it, so it can join our routing table.
+        this.host.dht?.ping({ host: a.endpoint.host, port: a.port }).catch(() => undefined);
         return;
     }
   }
@@ -616,6 +670,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     this.stopped = true;
     this.timer?.cancel();
     this.resumeTimer?.cancel();
+    this.dhtAnnouncer?.stop();
     if (this.core) {
       this.core.stop();
       for (let a = this.core.pollAction(); a; a = this.core.pollAction()) if (a.type === 'send' || a.type === 'close') this.act(a);

@@ -16,6 +16,8 @@
  *    become interested (the downloader with the worst rate is then choked at
  *    the next rechoke, which an interest change brings forward). When fewer
  *    than `regularSlots` peers are interested, every ranked peer is unchoked.
+ *    That is with `unchokeUninterested`; by default uninterested peers are
+ *    not ranked at all, and only interested ones are unchoked.
  *    Equal rates: interested first, then those already unchoked, then random.
  *  - Anti-snubbing. While downloading, a peer we are interested in that has
  *    not sent us a block for `snubTimeoutMs` (counted from when we became
@@ -49,6 +51,17 @@ export interface ChokerOptions {
   readonly optimisticIntervalMs?: number;
   /** Default 60 000. */
   readonly snubTimeoutMs?: number;
+  /**
+   * BEP 3's reference algorithm also unchokes uninterested peers that rank
+   * above the slowest downloader, so they can start the moment they become
+   * interested. Default false: only interested peers are unchoked, as
+   * libtorrent does. An unchoke sent before a peer is interested can be lost
+   * on it: WebTorrent 1.9.7 registers its unchoke handler only once the
+   * torrent is ready, so an early unchoke left it waiting forever. An
+   * interested peer is unchoked at the next rechoke, which its interest
+   * brings forward when a slot is free, so this costs one round trip.
+   */
+  readonly unchokeUninterested?: boolean;
 }
 
 export interface RechokeOptions {
@@ -89,6 +102,7 @@ interface Ranked<P> {
 
 export class Choker<P = string | number> {
   readonly regularSlots: number;
+  private readonly unchokeUninterested: boolean;
   readonly optimisticSlots: number;
   readonly rechokeIntervalMs: number;
   readonly optimisticIntervalMs: number;
@@ -103,6 +117,7 @@ export class Choker<P = string | number> {
   constructor(options: ChokerOptions) {
     this.random = options.random;
     this.regularSlots = options.regularSlots ?? 4;
+    this.unchokeUninterested = options.unchokeUninterested ?? false;
     this.optimisticSlots = options.optimisticSlots ?? 1;
     this.rechokeIntervalMs = options.rechokeIntervalMs ?? 10_000;
     this.optimisticIntervalMs = options.optimisticIntervalMs ?? 30_000;
@@ -229,6 +244,7 @@ export class Choker<P = string | number> {
     for (const [id, e] of this.peers) {
       if (Number.isNaN(e.addedAt)) e.addedAt = nowMs;
       if (!seeding && this.snubbed(e, nowMs)) continue;
+      if (!e.interested && !this.unchokeUninterested) continue;
       ranked.push({ id, e, rate: seeding ? e.up : e.down, tie: this.random.u32() });
     }
     ranked.sort(

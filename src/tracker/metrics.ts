@@ -5,6 +5,7 @@
  * metric per meaning with labels for the dimensions.
  */
 import type { FailureKind, TrackerStats } from '../core/tracker/tracker-core.js';
+import { renderPrometheus, type MetricFamily, type MetricType, type Sample } from '../metrics/prometheus.js';
 
 /** What the servers add to the core's figures. */
 export interface ServerStats {
@@ -17,22 +18,17 @@ export interface ServerStats {
 
 export type FullStats = TrackerStats & ServerStats;
 
-export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export { PROMETHEUS_CONTENT_TYPE } from '../metrics/prometheus.js';
 
-const label = (v: string): string => v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
-
-function metric(out: string[], name: string, type: 'counter' | 'gauge', help: string, samples: readonly (readonly [Record<string, string> | undefined, number])[]): void {
-  out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-  for (const [labels, value] of samples) {
-    const l = labels === undefined ? '' : `{${Object.entries(labels).map(([k, v]) => `${k}="${label(v)}"`).join(',')}}`;
-    out.push(`${name}${l} ${Number.isFinite(value) ? value : 0}`);
-  }
+function metric(out: MetricFamily[], name: string, type: MetricType, help: string, samples: readonly Sample[]): void {
+  out.push({ name, type, help, samples: samples.map(([l, v]) => [l, Number.isFinite(v) ? v : 0] as const) });
 }
 
 const FAILURE_KINDS: readonly FailureKind[] = ['bad-request', 'unregistered-torrent', 'bad-passkey', 'tracker-full', 'peer-id-in-use', 'rate-limited', 'full-scrape'];
 
-export function prometheusText(s: FullStats): string {
-  const out: string[] = [];
+/** The tracker's metric families (for merging into another exposition, like the dashboard's). */
+export function trackerMetricFamilies(s: FullStats): MetricFamily[] {
+  const out: MetricFamily[] = [];
   metric(out, 'peerkit_tracker_torrents', 'gauge', 'Torrents in the swarm registry.', [[undefined, s.torrents]]);
   metric(out, 'peerkit_tracker_seeders', 'gauge', 'Peers that have the whole torrent.', [[undefined, s.seeders]]);
   metric(out, 'peerkit_tracker_leechers', 'gauge', 'Peers still downloading.', [[undefined, s.leechers]]);
@@ -66,7 +62,11 @@ export function prometheusText(s: FullStats): string {
   metric(out, 'peerkit_tracker_peer_memory_bytes', 'gauge', 'Bytes allocated for peer records.', [[undefined, s.peerMemoryBytes]]);
   metric(out, 'peerkit_tracker_resident_memory_bytes', 'gauge', 'Resident set size of the tracker process.', [[undefined, s.residentMemoryBytes]]);
   metric(out, 'peerkit_tracker_uptime_seconds', 'gauge', 'Seconds since the tracker started.', [[undefined, s.uptimeSeconds]]);
-  return `${out.join('\n')}\n`;
+  return out;
+}
+
+export function prometheusText(s: FullStats): string {
+  return renderPrometheus(trackerMetricFamilies(s));
 }
 
 export function statsJson(s: FullStats): string {

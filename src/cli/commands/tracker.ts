@@ -8,8 +8,10 @@ import type { Command } from 'commander';
 import { startTracker, type StartTrackerOptions } from '../../tracker/index.js';
 import { parsePort, UsageError } from '../format.js';
 import type { CliIo } from '../main.js';
+import { TrackerSource } from '../../dashboard/tracker-source.js';
+import { addDashboardOptions, dashboardSettings, startCliDashboard, type DashboardCliOptions } from '../dashboard-option.js';
 
-interface TrackerCliOptions {
+interface TrackerCliOptions extends DashboardCliOptions {
   http?: string;
   udp?: string;
   host: string[];
@@ -50,7 +52,7 @@ export function readWhitelist(path: string): string[] {
 }
 
 export function registerTracker(program: Command, io: CliIo): void {
-  program
+  addDashboardOptions(program
     .command('tracker')
     .description('run a BitTorrent tracker (HTTP and UDP) until SIGINT or SIGTERM')
     .option('--http <port>', 'HTTP port, 0 for any free one (default 6969 when neither --http nor --udp is given)')
@@ -66,7 +68,7 @@ export function registerTracker(program: Command, io: CliIo): void {
     .option('--max-peers <n>', 'most peers stored in all (default 10000000)')
     .option('--max-numwant <n>', 'most peers sent in one answer (default 200)')
     .option('--rate-limit <n>', 'requests per second per address, bursts of 4x; 0 for no limit', '50')
-    .option('--full-scrape', 'allow a scrape without info hashes (lists every torrent)')
+    .option('--full-scrape', 'allow a scrape without info hashes (lists every torrent)'))
     .action(async (opts: TrackerCliOptions) => {
       const neither = opts.http === undefined && opts.udp === undefined;
       const http = neither ? 6969 : opts.http === undefined ? false : parsePort(opts.http, '--http');
@@ -75,6 +77,7 @@ export function registerTracker(program: Command, io: CliIo): void {
       if (opts.addUser.length > 0 && opts.private !== true) throw new UsageError('--add-user only makes sense with --private');
       const rate = positive(opts.rateLimit, '--rate-limit', true)!;
       const interval = positive(opts.interval, '--interval');
+      dashboardSettings(opts); // usage errors before anything starts
       const options: StartTrackerOptions = {
         host: opts.host.length > 0 ? opts.host : '127.0.0.1',
         http,
@@ -137,8 +140,14 @@ export function registerTracker(program: Command, io: CliIo): void {
         for (const url of [urls.http, urls.udp]) if (url !== undefined) out.push(`    ${url}`);
       }
       io.stdout.write(`${out.join('\n')}\n`);
+      const dashboard = await startCliDashboard(opts, [new TrackerSource('tracker', tracker)], (line) => io.stdout.write(`  ${line}\n`)).catch(async (e: unknown) => {
+        removeHandlers();
+        await tracker.close();
+        throw e;
+      });
 
       const signal = await stopped;
+      await dashboard?.close();
       await tracker.close();
       io.stdout.write(`peerkit tracker: stopped (${signal})\n`);
     });

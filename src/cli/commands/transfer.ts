@@ -10,10 +10,15 @@ import { Client } from '../../client/client.js';
 import type { Torrent, TorrentOptions } from '../../client/torrent.js';
 import { parsePeerAddress } from '../../codec/magnet.js';
 import type { Endpoint } from '../../runtime/contract.js';
+import { parseHostPort } from '../../dht/node.js';
+import { join } from 'node:path';
 import { formatBytes, formatRate, parsePort, parseSize, UsageError } from '../format.js';
 import type { CliIo } from '../main.js';
+import { ClientSource } from '../../dashboard/client-source.js';
+import type { DashboardHandle } from '../../dashboard/server.js';
+import { addDashboardOptions, dashboardSettings, startCliDashboard, type DashboardCliOptions } from '../dashboard-option.js';
 
-interface TransferOptions {
+interface TransferOptions extends DashboardCliOptions {
   port: string;
   host: string;
   maxPeers?: string;
@@ -24,6 +29,9 @@ interface TransferOptions {
   sequential?: boolean;
   recheck?: boolean;
   pex: boolean;
+  dht?: boolean;
+  dhtPort?: string;
+  bootstrap: string[];
   timeout?: string;
   quiet?: boolean;
 }
@@ -31,7 +39,7 @@ interface TransferOptions {
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 function common(cmd: Command): Command {
-  return cmd
+  return addDashboardOptions(cmd)
     .option('-p, --port <n>', 'TCP port to listen on for peers (0: any free port)', '6881')
     .option('--host <addr>', 'address to listen on', '0.0.0.0')
     .option('--max-peers <n>', 'most peers to connect to for this torrent', '50')
@@ -40,6 +48,9 @@ function common(cmd: Command): Command {
     .option('--upload-limit <rate>', 'upload limit in bytes per second (e.g. 500KiB)')
     .option('--download-limit <rate>', 'download limit in bytes per second (e.g. 2MiB)')
     .option('--no-pex', 'do not exchange peers with peers (BEP 11)')
+    .option('--dht', 'find peers on the Mainline DHT too (BEP 5; public torrents only)')
+    .option('--dht-port <n>', 'UDP port of the DHT node (default: the --port number)')
+    .option('--bootstrap <host:port>', 'join the DHT through this node; repeatable; implies --dht. Nothing is contacted unless named', collect, [])
     .option('--recheck', 'ignore resume data and hash what is on disk')
     .option('-q, --quiet', 'no progress output');
 }
@@ -139,11 +150,23 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   const peers = parsePeers(o.peer);
   const uploadLimit = o.uploadLimit ? parseSize(o.uploadLimit, '--upload-limit') : 0;
   const downloadLimit = o.downloadLimit ? parseSize(o.downloadLimit, '--download-limit') : 0;
+  dashboardSettings(o); // usage errors before anything starts
+  const useDht = o.dht === true || o.bootstrap.length > 0 || o.dhtPort !== undefined;
+  const dhtPort = o.dhtPort === undefined ? port : parsePort(o.dhtPort, '--dht-port');
+  for (const b of o.bootstrap) {
+    try {
+      parseHostPort(b);
+    } catch {
+      throw new UsageError(`--bootstrap: "${b}" is not host:port`);
+    }
+  }
   const client = await Client.create({
     port,
     host: o.host,
     uploadLimit,
     downloadLimit,
+    // The routing table is kept beside the resume data, so the next run rejoins without a bootstrap node.
+    dht: useDht ? { port: dhtPort, bootstrap: o.bootstrap, stateFile: join(dir, '.peerkit', 'dht.json') } : undefined,
   });
   const opts: TorrentOptions = {
     dir,
@@ -165,7 +188,9 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   let torrent: Torrent | undefined;
+  let dashboard: DashboardHandle | undefined;
   try {
+    dashboard = await startCliDashboard(o, [new ClientSource('client', client)], (line) => io.stderr.write(`${line}\n`));
     client.on('torrent', (t) => {
       t.on('checking', (done, total) => {
         if (!o.quiet && io.stderr.isTTY) io.stderr.write(`\rchecking existing data ${done}/${total}`);
@@ -205,6 +230,7 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await client.close();
+    await dashboard?.close();
   }
 }
 

@@ -54,6 +54,12 @@ export interface TorrentCoreOptions {
   /** Our TCP listen port, told to peers in the extension handshake. */
   readonly listenPort?: number;
   readonly clientName?: string;
+  /**
+   * Our DHT node's UDP port (BEP 5). When set, our handshake sets the DHT
+   * bit and a peer that sets it too is sent a `port` message (not for
+   * private torrents, which stay off the DHT).
+   */
+  readonly dhtPort?: number;
   readonly maxPeers?: number;
   /** Outgoing connection attempts in flight at once. */
   readonly maxConnecting?: number;
@@ -71,7 +77,12 @@ export interface TorrentCoreOptions {
   readonly pex?: boolean;
   /** Bad pieces a peer may share in before it is banned (sole sender: banned at once). */
   readonly maxStrikes?: number;
-  /** Most requests we queue from one peer (our `reqq`). */
+  /**
+   * Most requests we queue from one peer (our `reqq`). Default 2000, as
+   * libtorrent. It bounds a peer's pipeline: Transmission 3.00 tops up its
+   * requests only in a 500 ms pulse and never beyond our reqq, so 500 capped
+   * it at about 16 MB/s from us.
+   */
   readonly maxIncomingRequests?: number;
   /** Stay connected as a seed (false: the driver will stop after completing). */
   readonly seedWhenDone?: boolean;
@@ -114,6 +125,16 @@ export interface PeerSnapshot {
   readonly optimistic: boolean;
 }
 
+/** See TorrentCore.pieceMap. */
+export interface PieceMap {
+  readonly pieceCount: number;
+  readonly piecesPerCell: number;
+  /** Pieces we have, per cell. */
+  readonly have: readonly number[];
+  /** Connected peers holding the cell's rarest piece. */
+  readonly rarest: readonly number[];
+}
+
 export interface TorrentStats {
   readonly downloaded: number;
   readonly uploaded: number;
@@ -143,6 +164,10 @@ const TICK_MS = 1000;
 const KEEPALIVE_MS = 110_000;
 const IDLE_MS = 240_000;
 const PEX_INTERVAL_MS = 60_000;
+/** Reconnection to a known peer after its connection closed: first delay, growth x3, cap. */
+const RETRY_FIRST_MS = 2_000;
+const RETRY_MAX_MS = 60_000;
+const RETRY_RESET_SESSION_MS = 60_000;
 const METADATA_TIMEOUT_MS = 20_000;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
@@ -213,6 +238,8 @@ interface KnownPeer {
   nextAttemptAt: number;
   connected: boolean;
   source: string;
+  /** Connections to it that ended in a row without a long session: spaces out the retries. */
+  drops: number;
 }
 
 function blockKey(index: number, begin: number): number {
@@ -274,7 +301,7 @@ export class TorrentCore {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 20_000;
     this.maxStrikes = options.maxStrikes ?? 3;
-    this.maxIncoming = options.maxIncomingRequests ?? 500;
+    this.maxIncoming = options.maxIncomingRequests ?? 2000;
     this.upLimit = options.uploadLimiter ?? new TokenBucket(0);
     this.downLimit = options.downloadLimiter ?? new TokenBucket(0);
     this.pexEnabled = () => (options.pex ?? true) && !(this.layout?.private ?? false);
@@ -284,7 +311,8 @@ export class TorrentCore {
       optimisticIntervalMs: options.optimisticIntervalMs ?? 30_000,
       rechokeIntervalMs: options.rechokeIntervalMs ?? 10_000,
     });
-    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true } });
+    const dht = options.dhtPort !== undefined && options.dhtPort > 0 && options.dhtPort < 65536 && !options.layout?.private;
+    this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true, dht } });
     if (options.layout) this.setLayout(options.layout, options.have);
   }
 
@@ -305,6 +333,31 @@ export class TorrentCore {
     const bf = new Bitfield(this.layout.pieceCount);
     for (let i = 0; i < this.layout.pieceCount; i++) if (p.has(i)) bf.set(i);
     return bf;
+  }
+
+  /**
+   * A bounded picture of the pieces for a display: at most `maxCells` cells
+   * of `piecesPerCell` consecutive pieces each (the last cell may hold
+   * fewer). For each cell, how many of its pieces we have and the fewest
+   * connected peers that hold any of its pieces (its rarest piece).
+   * Undefined before the metadata.
+   */
+  pieceMap(maxCells: number): PieceMap | undefined {
+    const p = this.picker;
+    const n = this.layout?.pieceCount ?? 0;
+    if (!p || n === 0) return undefined;
+    const cells = Math.max(1, Math.min(n, Math.floor(maxCells)));
+    const per = Math.ceil(n / cells);
+    const count = Math.ceil(n / per);
+    const have: number[] = new Array<number>(count).fill(0);
+    const rarest: number[] = new Array<number>(count).fill(Infinity);
+    for (let i = 0; i < n; i++) {
+      const c = Math.floor(i / per);
+      if (p.has(i)) have[c]!++;
+      const a = p.availability(i);
+      if (a < rarest[c]!) rarest[c] = a;
+    }
+    return { pieceCount: n, piecesPerCell: per, have, rarest };
   }
 
   stats(now: number): TorrentStats {
@@ -372,7 +425,7 @@ export class TorrentCore {
       if (!(e.port > 0 && e.port < 65536) || this.bannedHosts.has(e.host)) continue;
       const key = endpointKey(e);
       if (this.known.has(key)) continue;
-      this.known.set(key, { endpoint: { host: e.host, port: e.port }, attempts: 0, nextAttemptAt: now, connected: false, source });
+      this.known.set(key, { endpoint: { host: e.host, port: e.port }, attempts: 0, nextAttemptAt: now, connected: false, source, drops: 0 });
     }
     this.connectMore(now);
   }
@@ -802,7 +855,7 @@ export class TorrentCore {
   private onItem(now: number, peer: Peer, item: ReaderItem): void {
     switch (item.type) {
       case 'handshake':
-        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast);
+        this.onHandshake(now, peer, item.infoHash, item.peerId, item.extended, item.fast, item.dht);
         return;
       case 'handshake-start':
       case 'handshake-peer-id':
@@ -812,7 +865,7 @@ export class TorrentCore {
     }
   }
 
-  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean): void {
+  private onHandshake(now: number, peer: Peer, infoHash: Buffer, peerId: Buffer, extended: boolean, fast: boolean, dht: boolean): void {
     if (!infoHash.equals(this.o.infoHash)) {
       this.close(peer, 'handshake for another torrent');
       return;
@@ -856,6 +909,8 @@ export class TorrentCore {
       });
     }
     this.sendHaves(peer);
+    const dhtPort = this.o.dhtPort;
+    if (dht && dhtPort !== undefined && dhtPort > 0 && dhtPort < 65536 && !this.layout?.private) this.send(peer, { type: 'port', port: dhtPort });
     this.queue.push({ type: 'peer-ready', peer: peer.handle, endpoint: peer.endpoint, client: peer.client });
   }
 
@@ -998,7 +1053,7 @@ export class TorrentCore {
         this.validIndex(peer, m.index);
         return; // a hint; rarest-first already serves the swarm better
       case 'port':
-        if (m.port > 0) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
+        if (m.port > 0 && !this.layout?.private) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
         return;
       case 'extended':
         this.onExtended(now, peer, m.id, m.payload);
@@ -1367,7 +1422,12 @@ export class TorrentCore {
     const k = this.known.get(endpointKey(peer.endpoint));
     if (k) {
       k.connected = false;
-      k.nextAttemptAt = now + 60_000;
+      // A peer that dropped us may take us back soon (Transmission drops its peers when a magnet's
+      // metadata arrives, for instance): retry after 2 s, then 6, 18, 54 and at most every 60 s.
+      // A long session (or any data) counts as a success and starts the series again.
+      if (peer.ready && (now - peer.createdAt >= RETRY_RESET_SESSION_MS || peer.down.total > 0)) k.drops = 0;
+      k.drops++;
+      k.nextAttemptAt = now + Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 3 ** (k.drops - 1));
     }
     this.connectMore(now);
   }

@@ -142,6 +142,15 @@ export interface TrackerStats {
   readonly peerMemoryBytes: number;
 }
 
+/** One swarm's counts, as in a scrape, with its info hash in hex. */
+export interface SwarmSummary {
+  readonly infoHash: string;
+  readonly seeders: number;
+  readonly leechers: number;
+  /** `completed` events seen. */
+  readonly downloaded: number;
+}
+
 export interface HttpReply {
   readonly status: number;
   readonly contentType: string;
@@ -915,6 +924,27 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
       peersExpired: swarm.expired,
       peerMemoryBytes: swarm.arena.reservedBytes,
     };
+  }
+
+  /**
+   * The `limit` swarms with the most peers, most first, ties by info hash
+   * (for dashboards). One pass over the torrents; the kept list is bounded.
+   */
+  topSwarms(limit: number): SwarmSummary[] {
+    const max = Math.max(0, Math.floor(limit));
+    const kept: Torrent[] = [];
+    const before = (a: Torrent, b: Torrent): boolean => a.count > b.count || (a.count === b.count && a.key < b.key);
+    if (max === 0) return [];
+    for (const t of this.swarm.torrents.values()) {
+      if (kept.length === max && !before(t, kept[max - 1]!)) continue;
+      let i = kept.length === max ? max - 1 : kept.length;
+      while (i > 0 && before(t, kept[i - 1]!)) {
+        kept[i] = kept[i - 1]!;
+        i--;
+      }
+      kept[i] = t;
+    }
+    return kept.map((t) => ({ infoHash: Buffer.from(t.key, 'latin1').toString('hex'), seeders: t.seeders, leechers: t.count - t.seeders, downloaded: t.downloaded }));
   }
 
   /** Counts of one torrent, as a scrape would give them. */

@@ -232,8 +232,23 @@ class RealByteStream implements ByteStream {
   write(data: Uint8Array): boolean {
     const socket = this.socket;
     if (this.closed || socket.destroyed || socket.writableEnded) return false;
+    // Writes made in one tick leave together: the socket is corked until the
+    // tick ends, then one writev sends them all (a seeder answering a batch of
+    // requests makes one system call, not one per 16 KiB block, and its
+    // header + block pairs need no copying into one buffer).
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(this.uncork);
+    }
     return socket.write(data);
   }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   onData(fn: (data: Uint8Array) => void): void {
     // Attaching the first 'data' listener switches the socket to flowing mode;

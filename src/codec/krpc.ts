@@ -1,0 +1,542 @@
+/**
+ * KRPC, the DHT's message format (BEP 5), over the strict bencode codec, with
+ * the extensions peerkit speaks: BEP 32 (`nodes6`, `want`), BEP 42 (the `ip`
+ * field), BEP 43 (`ro`), BEP 44 (`get`/`put`) and BEP 51
+ * (`sample_infohashes`).
+ *
+ * Decoding is strict: a message is one canonical bencoded dictionary of at
+ * most `MAX_KRPC_BYTES`, every key the method needs is present with the right
+ * type and length, compact node lists are whole multiples of their entry
+ * size, and every failure is a `KrpcError` (a CodecError) with a stable code.
+ * When the failure is in a query whose transaction id could be read, the
+ * error carries it (`transactionId`), so a node can answer with a KRPC error
+ * 203 instead of staying silent.
+ *
+ * Compact node lists are kept as validated raw bytes (`nodes`, `nodes6`):
+ * the DHT core slices them itself without building objects; `splitNodes`
+ * gives the entries as `CompactNode`s for everyone else. A BEP 44 value is
+ * kept as its exact bencoded bytes (`value`), because signatures and targets
+ * are computed over those; since the decoder only accepts canonical bencode,
+ * re-encoding a decoded value gives back the very bytes that were received.
+ */
+import type { Endpoint } from '../runtime/contract.js';
+import { BencodeError, decode, encode, isBytes, isDict, isList, type BencodeDict, type BencodeInput, type BencodeValue } from './bencode.js';
+import { decodeCompactNodes, type CompactNode } from './compact.js';
+import { CodecError } from './errors.js';
+import { formatIp, parseIp } from './ip.js';
+
+/** Largest KRPC datagram accepted. A BEP 44 put with a 1000-byte value and full node lists stays well below. */
+export const MAX_KRPC_BYTES = 4096;
+/** Longest transaction id accepted (clients use 2 to 4 bytes). */
+export const MAX_TRANSACTION_ID_BYTES = 32;
+/** BEP 44: the bencoded value of an item is at most 1000 bytes. */
+export const MAX_ITEM_VALUE_BYTES = 1000;
+/** BEP 44: a salt is at most 64 bytes. */
+export const MAX_SALT_BYTES = 64;
+/** Most peers accepted in one `values` list. */
+export const MAX_VALUES = 512;
+export const COMPACT_NODE_V4 = 26;
+export const COMPACT_NODE_V6 = 38;
+
+/** KRPC error codes (BEP 5, BEP 44). */
+export const KRPC_GENERIC_ERROR = 201;
+export const KRPC_SERVER_ERROR = 202;
+export const KRPC_PROTOCOL_ERROR = 203;
+export const KRPC_METHOD_UNKNOWN = 204;
+export const KRPC_MESSAGE_TOO_BIG = 205;
+export const KRPC_INVALID_SIGNATURE = 206;
+export const KRPC_SALT_TOO_BIG = 207;
+export const KRPC_CAS_MISMATCH = 301;
+export const KRPC_SEQ_TOO_LOW = 302;
+
+export type KrpcErrorCode =
+  | 'BENCODE'
+  | 'TOO_LARGE'
+  | 'NOT_A_DICT'
+  | 'MISSING_KEY'
+  | 'BAD_TYPE'
+  | 'BAD_LENGTH'
+  | 'BAD_VALUE'
+  | 'UNKNOWN_TYPE'
+  | 'UNENCODABLE';
+
+export class KrpcError extends CodecError {
+  declare readonly code: KrpcErrorCode;
+  /** The transaction id of a malformed *query*, when it could be read: answer it with error 203. */
+  readonly transactionId: Buffer | undefined;
+  constructor(code: KrpcErrorCode, message: string, transactionId?: Buffer, offset?: number) {
+    super('krpc', code, message, offset);
+    this.name = 'KrpcError';
+    this.transactionId = transactionId;
+  }
+}
+
+/** BEP 32 `want`: which address families of nodes the querier wants back. */
+export interface Want {
+  readonly n4: boolean;
+  readonly n6: boolean;
+}
+
+export type QueryBody =
+  | { readonly q: 'ping' }
+  | { readonly q: 'find_node'; readonly target: Buffer; readonly want?: Want }
+  | { readonly q: 'get_peers'; readonly infoHash: Buffer; readonly want?: Want }
+  | {
+      readonly q: 'announce_peer';
+      readonly infoHash: Buffer;
+      /** The `port` argument (may be 0 or absent when `impliedPort` is set). */
+      readonly port: number;
+      /** BEP 5 `implied_port`: use the UDP source port instead of `port`. */
+      readonly impliedPort: boolean;
+      readonly token: Buffer;
+    }
+  | { readonly q: 'get'; readonly target: Buffer; readonly seq?: number; readonly want?: Want }
+  | {
+      readonly q: 'put';
+      readonly token: Buffer;
+      /** The item's value, as its exact bencoded bytes. */
+      readonly value: Buffer;
+      readonly k?: Buffer;
+      readonly sig?: Buffer;
+      readonly seq?: number;
+      readonly salt?: Buffer;
+      readonly cas?: number;
+    }
+  | { readonly q: 'sample_infohashes'; readonly target: Buffer; readonly want?: Want }
+  /** A method this codec does not know; BEP 5 says to answer it with error 204. */
+  | { readonly q: 'unknown'; readonly method: string };
+
+export type QueryMethod = QueryBody['q'];
+
+interface Common {
+  /** Transaction id. */
+  readonly t: Buffer;
+  /** The sender's client version (`v` at the top level), if given. */
+  readonly version?: Buffer;
+  /** BEP 42: the address the sender sees us at (responses and errors), if given. */
+  readonly ip?: Endpoint;
+}
+
+export type KrpcQuery = Common & {
+  readonly y: 'q';
+  /** The querying node's id. */
+  readonly id: Buffer;
+  /** BEP 43 read-only node: do not add it to routing tables. */
+  readonly ro: boolean;
+} & QueryBody;
+
+export interface KrpcResponse extends Common {
+  readonly y: 'r';
+  readonly id: Buffer;
+  /** Compact IPv4 node infos, 26 bytes each, validated. */
+  readonly nodes?: Buffer;
+  /** Compact IPv6 node infos, 38 bytes each, validated. */
+  readonly nodes6?: Buffer;
+  /** Compact peers, 6 (IPv4) or 18 (IPv6) bytes each. */
+  readonly values?: readonly Buffer[];
+  readonly token?: Buffer;
+  /** BEP 44 item value, as its exact bencoded bytes. */
+  readonly value?: Buffer;
+  readonly k?: Buffer;
+  readonly sig?: Buffer;
+  readonly seq?: number;
+  /** BEP 51 */
+  readonly samples?: Buffer;
+  readonly interval?: number;
+  readonly num?: number;
+}
+
+export interface KrpcErrorMessage extends Common {
+  readonly y: 'e';
+  readonly code: number;
+  readonly message: string;
+}
+
+export type KrpcMessage = KrpcQuery | KrpcResponse | KrpcErrorMessage;
+
+// ---------------------------------------------------------------- decoding
+
+function fail(code: KrpcErrorCode, message: string, t?: Buffer): never {
+  throw new KrpcError(code, message, t);
+}
+
+class Reader {
+  constructor(readonly dict: BencodeDict, readonly where: string, readonly t: Buffer | undefined) {}
+
+  has(key: string): boolean {
+    return this.dict.has(key);
+  }
+
+  bytes(key: string, length?: number, max?: number): Buffer {
+    const v = this.dict.get(key);
+    if (v === undefined) fail('MISSING_KEY', `${this.where} has no "${key}"`, this.t);
+    return this.checkBytes(key, v, length, max);
+  }
+
+  optBytes(key: string, length?: number, max?: number): Buffer | undefined {
+    const v = this.dict.get(key);
+    return v === undefined ? undefined : this.checkBytes(key, v, length, max);
+  }
+
+  private checkBytes(key: string, v: BencodeValue, length: number | undefined, max: number | undefined): Buffer {
+    if (!isBytes(v)) fail('BAD_TYPE', `${this.where} "${key}" is not a byte string`, this.t);
+    if (length !== undefined && v.length !== length) fail('BAD_LENGTH', `${this.where} "${key}" has ${v.length} bytes, not ${length}`, this.t);
+    if (max !== undefined && v.length > max) fail('BAD_LENGTH', `${this.where} "${key}" has ${v.length} bytes, more than ${max}`, this.t);
+    return v;
+  }
+
+  int(key: string, min: number, max: number): number {
+    const v = this.dict.get(key);
+    if (v === undefined) fail('MISSING_KEY', `${this.where} has no "${key}"`, this.t);
+    return this.checkInt(key, v, min, max);
+  }
+
+  optInt(key: string, min: number, max: number): number | undefined {
+    const v = this.dict.get(key);
+    return v === undefined ? undefined : this.checkInt(key, v, min, max);
+  }
+
+  private checkInt(key: string, v: BencodeValue, min: number, max: number): number {
+    if (typeof v === 'bigint') fail('BAD_VALUE', `${this.where} "${key}" is out of range`, this.t);
+    if (typeof v !== 'number') fail('BAD_TYPE', `${this.where} "${key}" is not an integer`, this.t);
+    if (v < min || v > max) fail('BAD_VALUE', `${this.where} "${key}" = ${v} is out of range [${min}, ${max}]`, this.t);
+    return v;
+  }
+
+  /** A flag: absent or 0 is false, 1 is true; anything else is an error. */
+  flag(key: string): boolean {
+    const v = this.optInt(key, 0, 1);
+    return v === 1;
+  }
+
+  want(): Want | undefined {
+    const v = this.dict.get('want');
+    if (v === undefined) return undefined;
+    if (!isList(v)) fail('BAD_TYPE', `${this.where} "want" is not a list`, this.t);
+    if (v.length > 8) fail('BAD_LENGTH', `${this.where} "want" has ${v.length} entries`, this.t);
+    let n4 = false;
+    let n6 = false;
+    for (const w of v) {
+      if (!isBytes(w)) fail('BAD_TYPE', `${this.where} "want" holds a non-string`, this.t);
+      const s = w.toString('latin1');
+      if (s === 'n4') n4 = true;
+      else if (s === 'n6') n6 = true;
+    }
+    return { n4, n6 };
+  }
+
+  /** A BEP 44 value: any bencoded value, re-encoded (canonical input makes that the received bytes), at most 1000 bytes. */
+  itemValue(key: string, required: boolean): Buffer | undefined {
+    const v = this.dict.get(key);
+    if (v === undefined) {
+      if (required) fail('MISSING_KEY', `${this.where} has no "${key}"`, this.t);
+      return undefined;
+    }
+    const raw = encode(v);
+    if (raw.length > MAX_ITEM_VALUE_BYTES) fail('TOO_LARGE', `${this.where} item value of ${raw.length} bytes exceeds ${MAX_ITEM_VALUE_BYTES}`, this.t);
+    return raw;
+  }
+
+  nodes(key: string, entry: number): Buffer | undefined {
+    const v = this.optBytes(key);
+    if (v !== undefined && v.length % entry !== 0) fail('BAD_LENGTH', `${this.where} "${key}" of ${v.length} bytes is not a multiple of ${entry}`, this.t);
+    return v;
+  }
+}
+
+function decodeIpField(v: BencodeValue | undefined, t: Buffer): Endpoint | undefined {
+  if (v === undefined) return undefined;
+  if (!isBytes(v) || (v.length !== 6 && v.length !== 18)) fail('BAD_VALUE', '"ip" is not a compact address of 6 or 18 bytes', t);
+  return decodeCompactAddress(v);
+}
+
+/** A compact address (BEP 5/7/23: address bytes then a big-endian port) of 6 or 18 bytes. */
+export function decodeCompactAddress(b: Uint8Array): Endpoint {
+  if (b.length !== 6 && b.length !== 18) fail('BAD_LENGTH', `compact address of ${b.length} bytes`);
+  const a = b.length - 2;
+  return { host: formatIp(b.subarray(0, a)), port: (b[a]! << 8) | b[a + 1]! };
+}
+
+/** The compact form of an endpoint (6 or 18 bytes). */
+export function encodeCompactAddress(e: Endpoint): Buffer {
+  const ip = parseIp(e.host);
+  if (ip === undefined) fail('UNENCODABLE', `${e.host} is not an IP address`);
+  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) fail('UNENCODABLE', `port ${e.port} is out of range`);
+  const out = Buffer.allocUnsafe(ip.length + 2);
+  out.set(ip, 0);
+  out.writeUInt16BE(e.port, ip.length);
+  return out;
+}
+
+function decodeQuery(top: BencodeDict, t: Buffer, common: { version?: Buffer }): KrpcQuery {
+  const qv = top.get('q');
+  if (qv === undefined) fail('MISSING_KEY', 'query has no "q"', t);
+  if (!isBytes(qv) || qv.length === 0 || qv.length > 64) fail('BAD_TYPE', 'query method is not a short byte string', t);
+  const av = top.get('a');
+  if (av === undefined) fail('MISSING_KEY', 'query has no "a"', t);
+  if (!isDict(av)) fail('BAD_TYPE', 'query arguments are not a dictionary', t);
+  const method = qv.toString('latin1');
+  const a = new Reader(av, `${method} query`, t);
+  const id = a.bytes('id', 20);
+  const base = { y: 'q' as const, t, id, ro: new Reader(top, 'message', t).flag('ro'), ...common };
+  switch (method) {
+    case 'ping':
+      return { ...base, q: 'ping' };
+    case 'find_node':
+      return { ...base, q: 'find_node', target: a.bytes('target', 20), ...optWant(a) };
+    case 'get_peers':
+      return { ...base, q: 'get_peers', infoHash: a.bytes('info_hash', 20), ...optWant(a) };
+    case 'announce_peer': {
+      const impliedPort = a.flag('implied_port');
+      const port = impliedPort ? (a.optInt('port', 0, 65535) ?? 0) : a.int('port', 1, 65535);
+      return { ...base, q: 'announce_peer', infoHash: a.bytes('info_hash', 20), port, impliedPort, token: a.bytes('token', undefined, 64) };
+    }
+    case 'get': {
+      const seq = a.optInt('seq', 0, Number.MAX_SAFE_INTEGER);
+      return { ...base, q: 'get', target: a.bytes('target', 20), ...(seq === undefined ? {} : { seq }), ...optWant(a) };
+    }
+    case 'put': {
+      const token = a.bytes('token', undefined, 64);
+      const value = a.itemValue('v', true)!;
+      const k = a.optBytes('k', 32);
+      const out: { -readonly [K in keyof Extract<QueryBody, { q: 'put' }>]: Extract<QueryBody, { q: 'put' }>[K] } = { q: 'put', token, value };
+      if (k !== undefined) {
+        out.k = k;
+        out.sig = a.bytes('sig', 64);
+        out.seq = a.int('seq', 0, Number.MAX_SAFE_INTEGER);
+        const salt = a.optBytes('salt', undefined, MAX_SALT_BYTES);
+        if (salt !== undefined && salt.length > 0) out.salt = salt;
+        const cas = a.optInt('cas', 0, Number.MAX_SAFE_INTEGER);
+        if (cas !== undefined) out.cas = cas;
+      } else if (a.has('sig') || a.has('seq') || a.has('salt')) {
+        fail('BAD_VALUE', 'put query has "sig", "seq" or "salt" without "k"', t);
+      }
+      return { ...base, ...out };
+    }
+    case 'sample_infohashes':
+      return { ...base, q: 'sample_infohashes', target: a.bytes('target', 20), ...optWant(a) };
+    default:
+      return { ...base, q: 'unknown', method };
+  }
+}
+
+function optWant(a: Reader): { want?: Want } {
+  const want = a.want();
+  return want === undefined ? {} : { want };
+}
+
+function decodeResponse(top: BencodeDict, t: Buffer, common: { version?: Buffer; ip?: Endpoint }): KrpcResponse {
+  const rv = top.get('r');
+  if (rv === undefined) fail('MISSING_KEY', 'response has no "r"');
+  if (!isDict(rv)) fail('BAD_TYPE', 'response body is not a dictionary');
+  const r = new Reader(rv, 'response', undefined);
+  const out: { -readonly [K in keyof KrpcResponse]: KrpcResponse[K] } = { y: 'r', t, id: r.bytes('id', 20), ...common };
+  const nodes = r.nodes('nodes', COMPACT_NODE_V4);
+  if (nodes !== undefined) out.nodes = nodes;
+  const nodes6 = r.nodes('nodes6', COMPACT_NODE_V6);
+  if (nodes6 !== undefined) out.nodes6 = nodes6;
+  const values = rv.get('values');
+  if (values !== undefined) {
+    if (!isList(values)) fail('BAD_TYPE', 'response "values" is not a list');
+    if (values.length > MAX_VALUES) fail('BAD_LENGTH', `response "values" has ${values.length} entries, more than ${MAX_VALUES}`);
+    for (const p of values) {
+      if (!isBytes(p) || (p.length !== 6 && p.length !== 18)) fail('BAD_VALUE', 'response "values" holds an entry that is not a compact peer of 6 or 18 bytes');
+    }
+    out.values = values as Buffer[];
+  }
+  const token = r.optBytes('token', undefined, 64);
+  if (token !== undefined) out.token = token;
+  const value = r.itemValue('v', false);
+  if (value !== undefined) out.value = value;
+  const k = r.optBytes('k', 32);
+  if (k !== undefined) out.k = k;
+  const sig = r.optBytes('sig', 64);
+  if (sig !== undefined) out.sig = sig;
+  const seq = r.optInt('seq', 0, Number.MAX_SAFE_INTEGER);
+  if (seq !== undefined) out.seq = seq;
+  const samples = r.optBytes('samples');
+  if (samples !== undefined) {
+    if (samples.length % 20 !== 0) fail('BAD_LENGTH', `response "samples" of ${samples.length} bytes is not a multiple of 20`);
+    out.samples = samples;
+  }
+  const interval = r.optInt('interval', 0, 21600);
+  if (interval !== undefined) out.interval = interval;
+  const num = r.optInt('num', 0, Number.MAX_SAFE_INTEGER);
+  if (num !== undefined) out.num = num;
+  return out;
+}
+
+function decodeErrorMessage(top: BencodeDict, t: Buffer, common: { version?: Buffer; ip?: Endpoint }): KrpcErrorMessage {
+  const ev = top.get('e');
+  if (ev === undefined) fail('MISSING_KEY', 'error message has no "e"');
+  if (!isList(ev) || ev.length < 2) fail('BAD_TYPE', 'error "e" is not a list of a code and a message');
+  const [code, message] = ev;
+  if (typeof code !== 'number' || !Number.isInteger(code)) fail('BAD_TYPE', 'error code is not an integer');
+  if (!isBytes(message)) fail('BAD_TYPE', 'error message is not a byte string');
+  return { y: 'e', t, code, message: message.subarray(0, 256).toString('utf8'), ...common };
+}
+
+/** Decodes one KRPC datagram; throws `KrpcError` on anything malformed. */
+export function decodeKrpc(data: Uint8Array): KrpcMessage {
+  if (data.length > MAX_KRPC_BYTES) fail('TOO_LARGE', `datagram of ${data.length} bytes exceeds ${MAX_KRPC_BYTES}`);
+  let top: BencodeValue;
+  try {
+    top = decode(data, { maxInputBytes: MAX_KRPC_BYTES, maxDepth: 16 });
+  } catch (e) {
+    if (e instanceof BencodeError) throw new KrpcError('BENCODE', e.message, undefined, e.offset);
+    throw e;
+  }
+  if (!isDict(top)) fail('NOT_A_DICT', 'message is not a dictionary');
+  const tv = top.get('t');
+  if (tv === undefined) fail('MISSING_KEY', 'message has no transaction id "t"');
+  if (!isBytes(tv) || tv.length === 0 || tv.length > MAX_TRANSACTION_ID_BYTES) fail('BAD_TYPE', 'transaction id is not a byte string of 1 to 32 bytes');
+  const t = tv;
+  const yv = top.get('y');
+  // A query's id is known once "y" says it is one; before that, no answer is owed.
+  const y = isBytes(yv) && yv.length === 1 ? yv.toString('latin1') : undefined;
+  const tq = y === 'q' ? t : undefined;
+  const version = top.get('v');
+  if (version !== undefined && (!isBytes(version) || version.length > 16)) fail('BAD_TYPE', 'client version "v" is not a short byte string', tq);
+  const common: { version?: Buffer; ip?: Endpoint } = version === undefined ? {} : { version };
+  if (y === 'q') return decodeQuery(top, t, common);
+  const ip = decodeIpField(top.get('ip'), t);
+  if (ip !== undefined) common.ip = ip;
+  if (y === 'r') return decodeResponse(top, t, common);
+  if (y === 'e') return decodeErrorMessage(top, t, common);
+  if (yv === undefined) fail('MISSING_KEY', 'message has no type "y"');
+  return fail('UNKNOWN_TYPE', 'message type "y" is not q, r or e');
+}
+
+// ---------------------------------------------------------------- encoding
+
+type Dict = { [key: string]: BencodeInput | undefined };
+
+function wantList(w: Want | undefined): BencodeInput | undefined {
+  if (w === undefined) return undefined;
+  const out: string[] = [];
+  if (w.n4) out.push('n4');
+  if (w.n6) out.push('n6');
+  return out;
+}
+
+/** Reads a BEP 44 value back into a bencode value for embedding (it was validated as bencode when built). */
+function embedValue(raw: Buffer): BencodeInput {
+  if (raw.length > MAX_ITEM_VALUE_BYTES) fail('UNENCODABLE', `item value of ${raw.length} bytes exceeds ${MAX_ITEM_VALUE_BYTES}`);
+  try {
+    return decode(raw, { maxInputBytes: MAX_ITEM_VALUE_BYTES }) as BencodeInput;
+  } catch (e) {
+    if (e instanceof BencodeError) throw new KrpcError('UNENCODABLE', `item value is not canonical bencode: ${e.message}`);
+    throw e;
+  }
+}
+
+function checkLen(name: string, b: Uint8Array | undefined, len: number): void {
+  if (b !== undefined && b.length !== len) fail('UNENCODABLE', `${name} must have ${len} bytes, not ${b.length}`);
+}
+
+/** Encodes a KRPC message (any of the decoded shapes). */
+export function encodeKrpc(m: KrpcMessage): Buffer {
+  if (m.t.length === 0 || m.t.length > MAX_TRANSACTION_ID_BYTES) fail('UNENCODABLE', 'transaction id must have 1 to 32 bytes');
+  const top: Dict = { t: m.t, y: m.y, v: m.version };
+  if (m.y === 'q') {
+    checkLen('id', m.id, 20);
+    const a: Dict = { id: m.id };
+    let q: string = m.q;
+    switch (m.q) {
+      case 'ping':
+        break;
+      case 'find_node':
+        checkLen('target', m.target, 20);
+        a.target = m.target;
+        a.want = wantList(m.want);
+        break;
+      case 'get_peers':
+        checkLen('info_hash', m.infoHash, 20);
+        a.info_hash = m.infoHash;
+        a.want = wantList(m.want);
+        break;
+      case 'announce_peer':
+        checkLen('info_hash', m.infoHash, 20);
+        a.info_hash = m.infoHash;
+        a.port = m.port;
+        a.token = m.token;
+        if (m.impliedPort) a.implied_port = 1;
+        break;
+      case 'get':
+        checkLen('target', m.target, 20);
+        a.target = m.target;
+        a.seq = m.seq;
+        a.want = wantList(m.want);
+        break;
+      case 'put':
+        checkLen('k', m.k, 32);
+        checkLen('sig', m.sig, 64);
+        if (m.salt !== undefined && m.salt.length > MAX_SALT_BYTES) fail('UNENCODABLE', `salt of ${m.salt.length} bytes exceeds ${MAX_SALT_BYTES}`);
+        a.token = m.token;
+        a.v = embedValue(m.value);
+        a.k = m.k;
+        a.sig = m.sig;
+        a.seq = m.seq;
+        a.salt = m.salt;
+        a.cas = m.cas;
+        break;
+      case 'sample_infohashes':
+        checkLen('target', m.target, 20);
+        a.target = m.target;
+        a.want = wantList(m.want);
+        break;
+      case 'unknown':
+        q = m.method;
+        break;
+    }
+    top.q = Buffer.from(q, 'latin1');
+    top.a = a;
+    if (m.ro) top.ro = 1;
+  } else {
+    if (m.ip !== undefined) top.ip = encodeCompactAddress(m.ip);
+    if (m.y === 'r') {
+      checkLen('id', m.id, 20);
+      if (m.nodes !== undefined && m.nodes.length % COMPACT_NODE_V4 !== 0) fail('UNENCODABLE', 'nodes is not a multiple of 26 bytes');
+      if (m.nodes6 !== undefined && m.nodes6.length % COMPACT_NODE_V6 !== 0) fail('UNENCODABLE', 'nodes6 is not a multiple of 38 bytes');
+      top.r = {
+        id: m.id,
+        nodes: m.nodes,
+        nodes6: m.nodes6,
+        values: m.values,
+        token: m.token,
+        v: m.value === undefined ? undefined : embedValue(m.value),
+        k: m.k,
+        sig: m.sig,
+        seq: m.seq,
+        samples: m.samples,
+        interval: m.interval,
+        num: m.num,
+      };
+    } else {
+      top.e = [m.code, m.message];
+    }
+  }
+  try {
+    const out = encode(top);
+    if (out.length > MAX_KRPC_BYTES) fail('UNENCODABLE', `message of ${out.length} bytes exceeds ${MAX_KRPC_BYTES}`);
+    return out;
+  } catch (e) {
+    if (e instanceof BencodeError) throw new KrpcError('UNENCODABLE', e.message);
+    throw e;
+  }
+}
+
+/** The entries of a validated `nodes` (family 4) or `nodes6` (family 6) list. */
+export function splitNodes(bytes: Uint8Array, family: 4 | 6): CompactNode[] {
+  try {
+    return decodeCompactNodes(bytes, family);
+  } catch (e) {
+    if (e instanceof CodecError) throw new KrpcError('BAD_LENGTH', e.message);
+    throw e;
+  }
+}
+
+/** Decodes a `values` entry. */
+export function decodePeer(b: Uint8Array): Endpoint {
+  return decodeCompactAddress(b);
+}

@@ -1,0 +1,390 @@
+/**
+ * The Kademlia routing table (BEP 5), sans-I/O and small.
+ *
+ * Buckets are indexed by the number of leading bits a node id shares with our
+ * own id; the last bucket holds everything at least that close, and it is the
+ * only one that splits (along our own id) when it fills. Each bucket holds at
+ * most `k` nodes plus a bounded replacement cache.
+ *
+ * A node is *good* if it answered one of our queries and was heard from
+ * within `goodMs` (15 minutes), *bad* after `maxFails` unanswered queries in
+ * a row, and *questionable* otherwise. Only nodes that answered one of our
+ * queries are ever inserted: a node that merely sends us queries, or appears
+ * in someone's node list, must first answer a ping. That, and the address
+ * checks, keep forged node lists and spoofed queries out of the table.
+ *
+ * BEP 42 and Sybil limits: at most `prefixLimit` nodes of one /24 (IPv4) or
+ * /48 (IPv6) in a bucket (local-network addresses are exempt), and a node
+ * whose id does not match its address is *deprioritised*: a node with a
+ * matching id takes its slot when the bucket is full, and replacements with
+ * matching ids are promoted first.
+ *
+ * Entries are small objects holding binary strings (see id.ts), no Buffers.
+ */
+import type { Random } from '../../runtime/contract.js';
+import { addrPrefix, commonPrefixBits, compareDistance, idMatchesAddr, isLocalAddr, randomIdWithPrefix, type Addr, type Id } from './id.js';
+
+export interface RoutingTableOptions {
+  /** Bucket size (default 8). */
+  k?: number;
+  /** Replacement cache per bucket (default 8). */
+  replacements?: number;
+  /** Unanswered queries in a row that make a node bad (default 2). */
+  maxFails?: number;
+  /** How long a node stays good after it was last heard from, in ms (default 15 minutes). */
+  goodMs?: number;
+  /** Most nodes of one /24 or /48 per bucket, 0 for no limit (default 2; local addresses are exempt). */
+  prefixLimit?: number;
+  /** Deprioritise nodes whose id does not match their address (BEP 42; default true). */
+  enforceBep42?: boolean;
+}
+
+export class NodeEntry {
+  /** Last time we heard anything from it (a response or a query). */
+  lastSeen: number;
+  /** Last time it answered one of our queries (-Infinity: never). */
+  lastResponse = -Infinity;
+  /** Last time we sent it a liveness ping. */
+  lastPing = -Infinity;
+  /** Unanswered queries in a row. */
+  fails = 0;
+  /** BEP 42: its id matches its address (or the address is local). */
+  readonly secure: boolean;
+
+  constructor(
+    readonly id: Id,
+    public addr: Addr,
+    now: number,
+  ) {
+    this.lastSeen = now;
+    this.secure = idMatchesAddr(id, addr);
+  }
+}
+
+export type NodeState = 'good' | 'questionable' | 'bad';
+
+class Bucket {
+  nodes: NodeEntry[] = [];
+  replacements: NodeEntry[] = [];
+  constructor(public changed: number) {}
+}
+
+export type InsertResult =
+  /** Known node, refreshed. */
+  | 'updated'
+  | 'added'
+  /** Bucket full: kept in the replacement cache. */
+  | 'replacement'
+  /** Not taken (our own id, an address conflict with a good node, the prefix limit, or it never answered us). */
+  | 'rejected';
+
+/** A node as saved to disk: binary strings are not JSON-friendly, so hex and text. */
+export interface SavedNode {
+  id: string;
+  host: string;
+  port: number;
+}
+
+export class RoutingTable {
+  readonly k: number;
+  readonly maxReplacements: number;
+  readonly maxFails: number;
+  readonly goodMs: number;
+  readonly prefixLimit: number;
+  readonly enforceBep42: boolean;
+  private readonly buckets: Bucket[];
+  private count = 0;
+
+  constructor(
+    readonly self: Id,
+    now: number,
+    options: RoutingTableOptions = {},
+  ) {
+    this.k = options.k ?? 8;
+    this.maxReplacements = options.replacements ?? 8;
+    this.maxFails = options.maxFails ?? 2;
+    this.goodMs = options.goodMs ?? 15 * 60_000;
+    this.prefixLimit = options.prefixLimit ?? 2;
+    this.enforceBep42 = options.enforceBep42 ?? true;
+    if (!(this.k >= 1)) throw new RangeError('k must be >= 1');
+    this.buckets = [new Bucket(now)];
+  }
+
+  /** Nodes in the table (not counting replacements). */
+  get size(): number {
+    return this.count;
+  }
+
+  get bucketCount(): number {
+    return this.buckets.length;
+  }
+
+  state(n: NodeEntry, now: number): NodeState {
+    if (n.fails >= this.maxFails) return 'bad';
+    if (n.lastResponse > -Infinity && now - n.lastSeen < this.goodMs && n.fails === 0) return 'good';
+    return 'questionable';
+  }
+
+  private indexOf(id: Id): number {
+    return Math.min(commonPrefixBits(this.self, id), this.buckets.length - 1);
+  }
+
+  /** The node with this id, in the table or in a replacement cache. */
+  get(id: Id): NodeEntry | undefined {
+    const b = this.buckets[this.indexOf(id)]!;
+    for (const n of b.nodes) if (n.id === id) return n;
+    for (const n of b.replacements) if (n.id === id) return n;
+    return undefined;
+  }
+
+  /** Whether `id` is in the table proper (not only a replacement). */
+  has(id: Id): boolean {
+    const b = this.buckets[this.indexOf(id)]!;
+    return b.nodes.some((n) => n.id === id);
+  }
+
+  private prefixCount(b: Bucket, addr: Addr): number {
+    const p = addrPrefix(addr);
+    let c = 0;
+    for (const n of b.nodes) if (addrPrefix(n.addr) === p) c++;
+    return c;
+  }
+
+  private prefixAllowed(b: Bucket, addr: Addr): boolean {
+    return this.prefixLimit <= 0 || isLocalAddr(addr) || this.prefixCount(b, addr) < this.prefixLimit;
+  }
+
+  /**
+   * Whether a node we have not verified yet could get a slot (so it is
+   * worth a ping): the bucket has room, a bad node, or can split.
+   */
+  wouldAccept(id: Id, addr: Addr, now: number): boolean {
+    if (id === this.self) return false;
+    const i = this.indexOf(id);
+    const b = this.buckets[i]!;
+    if (b.nodes.some((n) => n.id === id)) return false;
+    if (!this.prefixAllowed(b, addr)) return false;
+    if (b.nodes.length < this.k) return true;
+    if (i === this.buckets.length - 1 && this.buckets.length < 160) return true;
+    return b.nodes.some((n) => this.state(n, now) !== 'good');
+  }
+
+  /**
+   * Records that we heard from a node. `responded` means it answered one of
+   * our queries (only such nodes are inserted); otherwise only a known
+   * node's `lastSeen` moves. Returns what happened, and fills `toPing` with
+   * questionable nodes of a full bucket that should be pinged (if they fail,
+   * a replacement takes their slot).
+   */
+  seen(now: number, id: Id, addr: Addr, responded: boolean, toPing?: NodeEntry[]): InsertResult {
+    if (id === this.self) return 'rejected';
+    let i = this.indexOf(id);
+    let b = this.buckets[i]!;
+    const known = b.nodes.find((n) => n.id === id) ?? b.replacements.find((n) => n.id === id);
+    if (known !== undefined) {
+      if (known.addr !== addr) {
+        // Same id, another address: a good node keeps its address (no hijacking by spoofed ids).
+        if (this.state(known, now) === 'good' || !responded) return 'rejected';
+        known.addr = addr;
+      }
+      known.lastSeen = now;
+      if (responded) {
+        known.lastResponse = now;
+        known.fails = 0;
+      }
+      if (b.nodes.includes(known)) b.changed = now;
+      return 'updated';
+    }
+    if (!responded) return 'rejected';
+    for (;;) {
+      if (!this.prefixAllowed(b, addr)) return 'rejected';
+      const entry = new NodeEntry(id, addr, now);
+      entry.lastResponse = now;
+      if (b.nodes.length < this.k) {
+        b.nodes.push(entry);
+        b.changed = now;
+        this.count++;
+        return 'added';
+      }
+      const bad = b.nodes.findIndex((n) => this.state(n, now) === 'bad');
+      if (bad >= 0) {
+        b.nodes[bad] = entry;
+        b.changed = now;
+        return 'added';
+      }
+      if (i === this.buckets.length - 1 && this.buckets.length < 160) {
+        this.split();
+        i = this.indexOf(id);
+        b = this.buckets[i]!;
+        continue;
+      }
+      if (this.enforceBep42 && entry.secure) {
+        const insecure = b.nodes.findIndex((n) => !n.secure);
+        if (insecure >= 0) {
+          this.addReplacement(b, b.nodes[insecure]!);
+          b.nodes[insecure] = entry;
+          b.changed = now;
+          return 'added';
+        }
+      }
+      this.addReplacement(b, entry);
+      if (toPing !== undefined) {
+        for (const n of b.nodes) if (this.state(n, now) === 'questionable') toPing.push(n);
+      }
+      return 'replacement';
+    }
+  }
+
+  private addReplacement(b: Bucket, entry: NodeEntry): void {
+    if (this.maxReplacements <= 0) return;
+    if (b.replacements.length >= this.maxReplacements) {
+      // Drop the oldest insecure one first, else the oldest.
+      let drop = this.enforceBep42 ? b.replacements.findIndex((n) => !n.secure) : -1;
+      if (drop < 0 || (!entry.secure && this.enforceBep42)) drop = 0;
+      b.replacements.splice(drop, 1);
+    }
+    b.replacements.push(entry);
+  }
+
+  private split(): void {
+    const last = this.buckets.length - 1;
+    const old = this.buckets[last]!;
+    const next = new Bucket(old.changed);
+    const stay: NodeEntry[] = [];
+    for (const n of old.nodes) (commonPrefixBits(this.self, n.id) > last ? next.nodes : stay).push(n);
+    old.nodes = stay;
+    const stayR: NodeEntry[] = [];
+    for (const n of old.replacements) (commonPrefixBits(this.self, n.id) > last ? next.replacements : stayR).push(n);
+    old.replacements = stayR;
+    this.buckets.push(next);
+  }
+
+  /**
+   * A query to the node went unanswered. Once it is bad, the best
+   * replacement (answered most recently, BEP 42-matching first) takes its slot.
+   */
+  failed(now: number, id: Id): void {
+    const b = this.buckets[this.indexOf(id)]!;
+    const ri = b.replacements.findIndex((n) => n.id === id);
+    if (ri >= 0) {
+      b.replacements.splice(ri, 1);
+      return;
+    }
+    const i = b.nodes.findIndex((n) => n.id === id);
+    if (i < 0) return;
+    const n = b.nodes[i]!;
+    n.fails++;
+    if (this.state(n, now) !== 'bad') return;
+    const r = this.bestReplacement(b);
+    if (r >= 0) {
+      b.nodes[i] = b.replacements[r]!;
+      b.replacements.splice(r, 1);
+      b.changed = now;
+    }
+  }
+
+  private bestReplacement(b: Bucket): number {
+    let best = -1;
+    for (let j = 0; j < b.replacements.length; j++) {
+      const r = b.replacements[j]!;
+      if (r.fails > 0 || !this.prefixAllowed(b, r.addr)) continue;
+      if (best < 0) {
+        best = j;
+        continue;
+      }
+      const cur = b.replacements[best]!;
+      if (this.enforceBep42 && r.secure !== cur.secure) {
+        if (r.secure) best = j;
+      } else if (r.lastSeen >= cur.lastSeen) best = j;
+    }
+    return best;
+  }
+
+  /** Removes a node outright (for example one that turned out to be us). */
+  remove(id: Id): void {
+    const b = this.buckets[this.indexOf(id)]!;
+    const i = b.nodes.findIndex((n) => n.id === id);
+    if (i >= 0) {
+      b.nodes.splice(i, 1);
+      this.count--;
+    }
+    const r = b.replacements.findIndex((n) => n.id === id);
+    if (r >= 0) b.replacements.splice(r, 1);
+  }
+
+  /**
+   * Up to `n` non-bad nodes closest to `target` in XOR distance, closest
+   * first, optionally of one address family. Buckets are visited in
+   * distance order, so only a few are sorted.
+   */
+  closest(target: Id, n: number, now: number, family?: 4 | 6): NodeEntry[] {
+    const out: NodeEntry[] = [];
+    const last = this.buckets.length - 1;
+    const p = Math.min(commonPrefixBits(this.self, target), last);
+    const take = (group: NodeEntry[]): void => {
+      const ok = group.filter((e) => this.state(e, now) !== 'bad' && (family === undefined || (family === 4) === (e.addr.length === 6)));
+      ok.sort((a, b) => compareDistance(target, a.id, b.id));
+      for (const e of ok) {
+        if (out.length >= n) return;
+        out.push(e);
+      }
+    };
+    take(this.buckets[p]!.nodes);
+    if (out.length < n && p < last) {
+      const deeper: NodeEntry[] = [];
+      for (let i = p + 1; i <= last; i++) deeper.push(...this.buckets[i]!.nodes);
+      take(deeper);
+    }
+    for (let i = p - 1; i >= 0 && out.length < n; i--) take(this.buckets[i]!.nodes);
+    return out;
+  }
+
+  /** Every node in the table, bucket by bucket. */
+  *entries(): IterableIterator<NodeEntry> {
+    for (const b of this.buckets) yield* b.nodes;
+  }
+
+  /** Nodes due a liveness ping: questionable, and not pinged in the last `intervalMs`. */
+  questionable(now: number, max: number, intervalMs: number): NodeEntry[] {
+    const out: NodeEntry[] = [];
+    for (const b of this.buckets) {
+      for (const n of b.nodes) {
+        if (out.length >= max) return out;
+        if (this.state(n, now) === 'questionable' && now - n.lastPing >= intervalMs) out.push(n);
+      }
+    }
+    return out;
+  }
+
+  /** A random id in the range of the stalest bucket not changed for `refreshMs`, if any. */
+  staleBucketTarget(now: number, refreshMs: number, random: Random): Id | undefined {
+    let oldest = -1;
+    for (let i = 0; i < this.buckets.length; i++) {
+      const b = this.buckets[i]!;
+      if (now - b.changed >= refreshMs && (oldest < 0 || b.changed < this.buckets[oldest]!.changed)) oldest = i;
+    }
+    if (oldest < 0) return undefined;
+    this.buckets[oldest]!.changed = now; // refreshed (a lookup is about to touch it)
+    const last = this.buckets.length - 1;
+    // The last bucket covers every id sharing >= `last` bits: any id below it, ours with random low bits.
+    return randomIdWithPrefix(this.self, oldest === last ? last + random.below(161 - last) : oldest, random);
+  }
+
+  /** Summary for stats and tests. */
+  stats(now: number): { nodes: number; good: number; questionable: number; bad: number; replacements: number; buckets: number } {
+    let good = 0;
+    let questionable = 0;
+    let bad = 0;
+    let replacements = 0;
+    for (const b of this.buckets) {
+      replacements += b.replacements.length;
+      for (const n of b.nodes) {
+        const s = this.state(n, now);
+        if (s === 'good') good++;
+        else if (s === 'bad') bad++;
+        else questionable++;
+      }
+    }
+    return { nodes: this.count, good, questionable, bad, replacements, buckets: this.buckets.length };
+  }
+}

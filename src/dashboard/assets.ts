@@ -1,0 +1,457 @@
+/**
+ * The dashboard page: HTML, CSS and the browser script, served by the
+ * process itself (no CDN; uPlot comes from the installed package).
+ *
+ * The script builds every element with createElement and sets text with
+ * textContent, never innerHTML: names in the page (peer client names,
+ * torrent names) come from the network. The Content-Security-Policy the
+ * server sends allows scripts and styles from the dashboard only.
+ *
+ * Panels are chosen by a source's `kind` (see source.ts): `client` fills
+ * the torrents and peers tables, `tracker` the tracker panel. A new kind
+ * adds a function to RENDERERS below and, for its charts, an entry to
+ * CHARTS.
+ */
+
+/** The page; asset URLs carry the token when there is one (already checked to be URL-safe). */
+export function pageHtml(token: string | undefined): string {
+  const q = token === undefined ? '' : `?token=${encodeURIComponent(token)}`;
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>peerkit dashboard</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="uPlot.min.css${q}">
+<link rel="stylesheet" href="app.css${q}">
+</head>
+<body>
+<header>
+  <h1>peerkit <span>dashboard</span></h1>
+  <span id="status" class="status">connecting</span>
+  <nav id="links"></nav>
+</header>
+<main>
+  <section id="summary" class="cards"></section>
+  <section id="charts" class="charts"></section>
+  <section class="panel" id="torrents-panel">
+    <h2>Torrents</h2>
+    <div class="scroll"><table id="torrents">
+      <thead><tr><th>Client</th><th>Torrent</th><th>State</th><th class="w-progress">Progress</th><th class="num">Down</th><th class="num">Up</th><th class="num">Downloaded</th><th class="num">Uploaded</th><th class="num" title="uploaded / downloaded (uploaded / size when nothing was downloaded)">Ratio</th><th class="num">Peers</th><th title="Each cell is a run of pieces. Green: held. Blue: missing, darker = more connected peers hold it. Red: missing and no connected peer has it.">Pieces</th></tr></thead>
+      <tbody></tbody>
+    </table></div>
+    <p class="empty" id="torrents-empty">No torrents yet.</p>
+    <p class="legend">Pieces: <i class="sw held"></i>held <i class="sw part"></i>partly held (cell of several pieces) <i class="sw avail"></i>missing, darker = more connected peers have it <i class="sw none"></i>missing, no connected peer has it</p>
+  </section>
+  <section class="panel" id="peers-panel">
+    <h2>Peers <small id="peers-count"></small></h2>
+    <div class="scroll"><table id="peers">
+      <thead><tr><th>Client</th><th>Torrent</th><th>Address</th><th>Software</th><th title="out: we connected; in: they did">Dir</th><th title="Our side: do we choke them, are we interested in them">We</th><th title="Their side: do they choke us, are they interested in us">They</th><th class="num">Down</th><th class="num">Up</th><th class="num">Downloaded</th><th class="num">Uploaded</th><th class="num" title="uploaded to the peer / downloaded from it">Ratio</th><th class="w-progress">Has</th></tr></thead>
+      <tbody></tbody>
+    </table></div>
+    <p class="empty" id="peers-empty">No peers connected.</p>
+  </section>
+  <section class="panel" id="tracker-panel" hidden>
+    <h2>Tracker</h2>
+    <div id="tracker-info" class="kv"></div>
+    <div class="scroll"><table id="swarms">
+      <thead><tr><th>Tracker</th><th>Info hash</th><th>Torrent</th><th class="num">Seeders</th><th class="num">Leechers</th><th class="num">Completed</th></tr></thead>
+      <tbody></tbody>
+    </table></div>
+  </section>
+</main>
+<footer>peerkit &middot; live over Server-Sent Events &middot; <span id="clock"></span></footer>
+<script src="uPlot.iife.min.js${q}"></script>
+<script src="app.js${q}"></script>
+</body>
+</html>
+`;
+}
+
+export const APP_CSS = `
+:root {
+  --bg: #f4f6f8; --card: #ffffff; --ink: #1d2530; --muted: #66717e; --line: #e2e6eb;
+  --head: #17202b; --accent: #1c7ed6; --good: #2f9e44; --warn: #e8590c; --bad: #e03131;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  font-size: 14px; color: var(--ink); background: var(--bg);
+}
+* { box-sizing: border-box; }
+body { margin: 0; }
+header { display: flex; align-items: center; gap: 16px; padding: 10px 20px; background: var(--head); color: #fff; position: sticky; top: 0; z-index: 10; }
+header h1 { font-size: 18px; margin: 0; font-weight: 650; letter-spacing: .2px; }
+header h1 span { font-weight: 400; color: #aeb8c4; }
+header nav { margin-left: auto; display: flex; gap: 12px; flex-wrap: wrap; }
+header nav a { color: #cfe3ff; text-decoration: none; font-size: 13px; }
+header nav a:hover { text-decoration: underline; }
+.status { font-size: 12px; padding: 2px 10px; border-radius: 10px; background: #495057; }
+.status.live { background: var(--good); }
+.status.down { background: var(--bad); }
+main { padding: 16px 20px; display: grid; gap: 16px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(175px, 1fr)); gap: 12px; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
+.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.card .value { font-size: 21px; white-space: nowrap; font-weight: 600; margin-top: 2px; font-variant-numeric: tabular-nums; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 12px; }
+.chart { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px; min-width: 0; overflow: hidden; }
+.chart .u-title { font-size: 14px; font-weight: 600; }
+.chart .u-legend { font-size: 12px; }
+.panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; min-width: 0; }
+.panel h2 { font-size: 15px; margin: 0 0 10px; }
+.panel h2 small { color: var(--muted); font-weight: 400; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .3px; }
+tbody tr:hover { background: #f8fafc; }
+.num { text-align: right; }
+td.name { max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
+td.software { max-width: 190px; overflow: hidden; text-overflow: ellipsis; }
+td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
+.w-progress { width: 150px; }
+.bar { position: relative; height: 16px; background: #e9ecef; border-radius: 4px; overflow: hidden; width: 110px; }
+.bar > i { position: absolute; inset: 0 auto 0 0; background: var(--accent); }
+.bar.done > i { background: var(--good); }
+.bar.small { width: 76px; }
+.bar > b { position: relative; display: block; text-align: center; font-size: 11px; line-height: 16px; font-weight: 600; color: #1d2530; }
+.pill { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px; margin-right: 3px; line-height: 17px; border: 1px solid transparent; }
+.pill.on { background: #d3f9d8; color: #1b5e20; }
+.pill.off { background: #f1f3f5; color: #868e96; }
+.pill.int { background: #d0ebff; color: #1864ab; }
+.pill.noint { background: transparent; color: #adb5bd; border-color: #dee2e6; }
+.state { font-size: 12px; padding: 1px 8px; border-radius: 8px; background: #e9ecef; }
+.state.seeding, .state.complete { background: #d3f9d8; color: #1b5e20; }
+.state.downloading { background: #d0ebff; color: #1864ab; }
+.state.error { background: #ffe3e3; color: #c92a2a; }
+canvas.pieces { display: block; width: 240px; height: 14px; border-radius: 3px; background: #e9ecef; }
+.empty { color: var(--muted); margin: 8px 0 0; }
+.legend { color: var(--muted); font-size: 12px; margin: 8px 0 0; }
+.legend .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px; vertical-align: -1px; }
+.legend .sw:first-child { margin-left: 4px; }
+.sw.held { background: #2f9e44; } .sw.part { background: #8ce99a; } .sw.avail { background: hsl(210, 80%, 55%); } .sw.none { background: #e03131; }
+.kv { display: flex; flex-wrap: wrap; gap: 6px 22px; margin-bottom: 10px; color: var(--muted); }
+.kv b { color: var(--ink); font-weight: 600; }
+footer { color: var(--muted); font-size: 12px; padding: 0 20px 20px; }
+.muted { color: var(--muted); }
+`;
+
+export const APP_JS = String.raw`(function () {
+  'use strict';
+  var token = new URLSearchParams(location.search).get('token');
+  function withToken(path) {
+    return token === null ? path : path + (path.indexOf('?') >= 0 ? '&' : '?') + 'token=' + encodeURIComponent(token);
+  }
+
+  // ------------------------------------------------------------ formatting
+  var UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  function bytes(n) {
+    if (typeof n !== 'number' || !isFinite(n)) return '\u2014';
+    if (n < 1024) return Math.round(n) + ' B';
+    var v = n / 1024, i = 0;
+    while (v >= 1024 && i < UNITS.length - 1) { v /= 1024; i++; }
+    return v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0) + ' ' + UNITS[i];
+  }
+  function rate(n) { return typeof n === 'number' && n >= 1 ? bytes(n) + '/s' : '\u2013'; }
+  function pct(x) { return (Math.floor(x * 1000) / 10).toFixed(1) + ' %'; }
+  function ratio(r) { return typeof r === 'number' && isFinite(r) ? r.toFixed(2) : '\u2014'; }
+  function count(n) { return typeof n === 'number' ? n.toLocaleString('en-US') : '\u2014'; }
+
+  // ------------------------------------------------------------ DOM (text only, never innerHTML)
+  function h(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function td(text, cls) { return h('td', cls, text); }
+  function bar(fraction, small) {
+    var f = Math.max(0, Math.min(1, fraction || 0));
+    var d = h('div', (f >= 1 ? 'bar done' : 'bar') + (small ? ' small' : ''));
+    var fill = h('i');
+    fill.style.width = (f * 100).toFixed(2) + '%';
+    d.append(fill, h('b', null, pct(f)));
+    return d;
+  }
+  function pill(on, yes, no, clsYes, clsNo) { return h('span', 'pill ' + (on ? clsYes : clsNo), on ? yes : no); }
+
+  // ------------------------------------------------------------ piece map
+  function drawPieces(canvas, map) {
+    var dpr = window.devicePixelRatio || 1;
+    var w = 240, hgt = 14;
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(hgt * dpr);
+    var ctx = canvas.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, hgt);
+    if (!map) return;
+    var n = map.have.length;
+    var cw = w / n;
+    var maxAvail = 1;
+    for (var k = 0; k < n; k++) if (map.rarest[k] > maxAvail && map.rarest[k] !== null) maxAvail = map.rarest[k];
+    for (var i = 0; i < n; i++) {
+      var have = map.have[i], avail = map.rarest[i];
+      var color;
+      if (have >= map.piecesPerCell || (i === n - 1 && have > 0 && have === lastCellSize(map))) color = '#2f9e44';
+      else if (have > 0) color = '#8ce99a';
+      else if (!avail) color = '#e03131';
+      else {
+        var t = Math.min(1, avail / Math.max(maxAvail, 1));
+        var light = Math.round(85 - 45 * t);
+        color = 'hsl(210, 80%, ' + light + '%)';
+      }
+      ctx.fillStyle = color;
+      ctx.fillRect(i * cw, 0, Math.max(cw - (cw > 3 ? 0.5 : 0), 0.5), hgt);
+    }
+  }
+  function lastCellSize(map) {
+    var total = map.pieceCount || (map.have.length * map.piecesPerCell);
+    return total - (map.have.length - 1) * map.piecesPerCell;
+  }
+
+  // ------------------------------------------------------------ charts (uPlot)
+  var CHARTS = {
+    download: { title: 'Download rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
+    upload: { title: 'Upload rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
+    announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
+  };
+  var COLORS = ['#1c7ed6', '#e8590c', '#2f9e44', '#ae3ec9', '#f08c00', '#0ca678', '#d6336c', '#4263eb', '#74b816', '#868e96'];
+  var hist = { t: [], charts: {} };
+  var historyLength = 600;
+  var plots = {};
+
+  function chartDef(name) { return CHARTS[name] || { title: name, fmt: function (v) { return v == null ? '\u2013' : String(v); } }; }
+
+  function applySample(s) {
+    hist.t.push(s.t);
+    var n = hist.t.length;
+    Object.keys(s.charts).forEach(function (chart) {
+      var c = hist.charts[chart] || (hist.charts[chart] = {});
+      Object.keys(s.charts[chart]).forEach(function (src) {
+        if (!c[src]) { c[src] = []; for (var i = 0; i < n - 1; i++) c[src].push(null); }
+      });
+    });
+    Object.keys(hist.charts).forEach(function (chart) {
+      var c = hist.charts[chart];
+      var got = s.charts[chart] || {};
+      Object.keys(c).forEach(function (src) { c[src].push(Object.prototype.hasOwnProperty.call(got, src) ? got[src] : null); });
+    });
+    while (hist.t.length > historyLength) {
+      hist.t.shift();
+      Object.keys(hist.charts).forEach(function (chart) {
+        var c = hist.charts[chart];
+        Object.keys(c).forEach(function (src) { c[src].shift(); });
+      });
+    }
+  }
+
+  function chartWidth(el) { return Math.max(240, el.clientWidth - 18); }
+
+  function renderCharts() {
+    if (typeof uPlot === 'undefined') return;
+    var host = document.getElementById('charts');
+    var created = false;
+    var order = Object.keys(CHARTS);
+    Object.keys(hist.charts).sort(function (a, b) {
+      var i = order.indexOf(a), j = order.indexOf(b);
+      return (i < 0 ? 99 : i) - (j < 0 ? 99 : j) || (a < b ? -1 : a > b ? 1 : 0);
+    }).forEach(function (name) {
+      var c = hist.charts[name];
+      var ids = Object.keys(c).sort(function (a, b) { return a.localeCompare(b, 'en', { numeric: true }); });
+      var key = ids.join('\u0000');
+      var p = plots[name];
+      var data = [hist.t.slice()].concat(ids.map(function (id) { return c[id].slice(); }));
+      if (p && p.key === key) { p.plot.setData(data); return; }
+      created = true;
+      var def = chartDef(name);
+      var el = h('div', 'chart');
+      el.dataset.chart = name;
+      if (p) { p.plot.destroy(); p.el.replaceWith(el); } else host.append(el);
+      var opts = {
+        title: def.title,
+        width: 300,
+        height: 220,
+        legend: { live: true },
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        series: [{}].concat(ids.map(function (id, i) {
+          return { label: id, stroke: COLORS[i % COLORS.length], width: 2, points: { show: false }, value: function (u, v) { return def.fmt(v); } };
+        })),
+        axes: [{ stroke: '#66717e', grid: { stroke: '#eef1f4' } }, { stroke: '#66717e', size: 78, grid: { stroke: '#eef1f4' }, values: function (u, vals) { return vals.map(function (v) { return def.fmt(v); }); } }],
+      };
+      plots[name] = { key: key, el: el, width: 300, plot: new uPlot(opts, data, el) };
+    });
+    Object.keys(plots).forEach(function (name) {
+      if (!hist.charts[name]) { plots[name].plot.destroy(); plots[name].el.remove(); delete plots[name]; }
+    });
+    if (created) {
+      // Keep the charts in CHARTS order, whenever they appeared.
+      Object.keys(plots).sort(function (a, b) {
+        var i = order.indexOf(a), j = order.indexOf(b);
+        return (i < 0 ? 99 : i) - (j < 0 ? 99 : j) || (a < b ? -1 : a > b ? 1 : 0);
+      }).forEach(function (name) { host.append(plots[name].el); });
+      resizeCharts();
+    }
+  }
+  // Sized once every chart is in the grid, and again when the window changes.
+  function resizeCharts() {
+    Object.keys(plots).forEach(function (name) {
+      var p = plots[name];
+      var w = chartWidth(p.el);
+      if (w !== p.width) { p.width = w; p.plot.setSize({ width: w, height: 220 }); }
+    });
+  }
+  window.addEventListener('resize', resizeCharts);
+
+  // ------------------------------------------------------------ panels, by source kind
+  function card(label, value, id, raw) {
+    var c = h('div', 'card');
+    var v = h('div', 'value', value);
+    v.id = id;
+    if (raw !== undefined) v.dataset.value = String(raw);
+    c.append(h('div', 'label', label), v);
+    return c;
+  }
+
+  var RENDERERS = {
+    client: function (src, acc) {
+      var s = src.state;
+      if (!s || !s.totals) return;
+      acc.down += s.totals.downloadRate;
+      acc.up += s.totals.uploadRate;
+      acc.peers += s.totals.peers;
+      acc.torrents += s.totals.torrents;
+      acc.omitted += s.peersOmitted || 0;
+      s.torrents.forEach(function (t) {
+        acc.names[t.infoHash] = t.name;
+        var tr = h('tr');
+        tr.dataset.source = src.id;
+        tr.dataset.infohash = t.infoHash;
+        tr.dataset.progress = String(t.progress);
+        var name = td(t.name, 'name');
+        name.title = t.name + '\n' + t.infoHash + (t.size !== null ? '\n' + bytes(t.size) : '') + (t.error ? '\n' + t.error : '');
+        var state = h('td'); state.append(h('span', 'state ' + t.state, t.state));
+        var prog = h('td', 'progress'); prog.append(bar(t.progress));
+        var down = td(rate(t.downloadRate), 'num rate-down'); down.dataset.value = String(t.downloadRate);
+        var up = td(rate(t.uploadRate), 'num rate-up'); up.dataset.value = String(t.uploadRate);
+        var pieces = h('td');
+        var canvas = h('canvas', 'pieces');
+        canvas.title = t.pieceMap ? t.piecesDone + ' of ' + t.pieceCount + ' pieces; ' + t.pieceMap.piecesPerCell + ' piece(s) per cell' : 'no metadata yet';
+        drawPieces(canvas, t.pieceMap ? { have: t.pieceMap.have, rarest: t.pieceMap.rarest, piecesPerCell: t.pieceMap.piecesPerCell, pieceCount: t.pieceCount } : null);
+        pieces.append(canvas);
+        tr.append(td(src.id), name, state, prog, down, up, td(bytes(t.downloaded), 'num'), td(bytes(t.uploaded), 'num'), td(ratio(t.ratio), 'num'), td(count(t.peers), 'num'), pieces);
+        acc.torrentRows.push(tr);
+      });
+      s.peers.forEach(function (p) {
+        var tr = h('tr');
+        tr.dataset.source = src.id;
+        tr.dataset.address = p.address;
+        var tname = td(p.torrentName, 'name'); tname.title = p.torrent;
+        var soft = td(p.client, 'software'); soft.title = p.client;
+        var we = h('td'); we.append(pill(!p.amChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.amInterested, 'interested', 'not int.', 'int', 'noint'));
+        var they = h('td'); they.append(pill(!p.peerChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.peerInterested, 'interested', 'not int.', 'int', 'noint'));
+        var down = td(rate(p.downloadRate), 'num rate-down'); down.dataset.value = String(p.downloadRate);
+        var up = td(rate(p.uploadRate), 'num rate-up'); up.dataset.value = String(p.uploadRate);
+        var has = h('td'); has.append(bar(p.progress, true));
+        tr.append(td(src.id), tname, td(p.address, 'mono'), soft, td(p.direction, 'muted'), we, they, down, up, td(bytes(p.downloaded), 'num'), td(bytes(p.uploaded), 'num'), td(ratio(p.ratio), 'num'), has);
+        acc.peerRows.push(tr);
+      });
+    },
+    tracker: function (src, acc) {
+      var s = src.state;
+      if (!s || typeof s.torrents !== 'number') return;
+      acc.trackers.push(src);
+    },
+  };
+
+  function renderTracker(trackers, names) {
+    var panel = document.getElementById('tracker-panel');
+    panel.hidden = trackers.length === 0;
+    if (trackers.length === 0) return;
+    var info = document.getElementById('tracker-info');
+    var items = [];
+    trackers.forEach(function (src) {
+      var s = src.state;
+      [['tracker', src.id], ['torrents', count(s.torrents)], ['peers', count(s.peers)], ['seeders', count(s.seeders)], ['leechers', count(s.leechers)],
+        ['announces/s', s.announcesPerSecond.toFixed(1)], ['announces', count(s.announces)], ['scrapes', count(s.scrapes)]].forEach(function (kv) {
+        var span = h('span', null, kv[0] + ' ');
+        span.append(h('b', null, kv[1]));
+        items.push(span);
+      });
+      [s.httpUrl, s.udpUrl].forEach(function (u) { if (u) items.push(h('span', 'mono', u)); });
+    });
+    info.replaceChildren.apply(info, items);
+    var rows = [];
+    trackers.forEach(function (src) {
+      src.state.swarms.forEach(function (w) {
+        var tr = h('tr');
+        tr.dataset.infohash = w.infoHash;
+        tr.append(td(src.id), td(w.infoHash, 'mono'), td(names[w.infoHash] || '', 'name'), td(count(w.seeders), 'num'), td(count(w.leechers), 'num'), td(count(w.downloaded), 'num'));
+        rows.push(tr);
+      });
+    });
+    var body = document.querySelector('#swarms tbody');
+    body.replaceChildren.apply(body, rows);
+  }
+
+  var lastState = 0;
+  function render(msg) {
+    lastState = Date.now();
+    var acc = { down: 0, up: 0, peers: 0, torrents: 0, omitted: 0, torrentRows: [], peerRows: [], trackers: [], names: {} };
+    (msg.sources || []).forEach(function (src) {
+      var r = RENDERERS[src.kind];
+      if (r) r(src, acc);
+    });
+    var tb = document.querySelector('#torrents tbody');
+    tb.replaceChildren.apply(tb, acc.torrentRows);
+    document.getElementById('torrents-empty').hidden = acc.torrentRows.length > 0;
+    var pb = document.querySelector('#peers tbody');
+    pb.replaceChildren.apply(pb, acc.peerRows);
+    document.getElementById('peers-empty').hidden = acc.peerRows.length > 0;
+    document.getElementById('peers-count').textContent = acc.peerRows.length + ' connection' + (acc.peerRows.length === 1 ? '' : 's') + (acc.omitted ? ' (' + acc.omitted + ' quieter ones not listed)' : '');
+    renderTracker(acc.trackers, acc.names);
+    var cards = [card('Download', rate(acc.down), 'total-down', acc.down), card('Upload', rate(acc.up), 'total-up', acc.up), card('Connections', count(acc.peers), 'total-peers', acc.peers), card('Torrents', count(acc.torrents), 'total-torrents', acc.torrents)];
+    acc.trackers.forEach(function (src) {
+      var pre = src.id === 'tracker' ? 'Tracker ' : src.id + ' ';
+      cards.push(card(pre + 'swarms', count(src.state.torrents), 'tracker-swarms'));
+      cards.push(card(pre + 'seeders', count(src.state.seeders), 'tracker-seeders'));
+      cards.push(card(pre + 'leechers', count(src.state.leechers), 'tracker-leechers'));
+    });
+    var summary = document.getElementById('summary');
+    summary.replaceChildren.apply(summary, cards);
+    if (msg.sample) { applySample(msg.sample); renderCharts(); }
+    document.getElementById('clock').textContent = new Date(msg.t * 1000).toLocaleTimeString();
+  }
+
+  function renderLinks(tables) {
+    var nav = document.getElementById('links');
+    var links = tables.map(function (t) { return [t + '.csv', t + '.csv']; }).concat([['JSON', 'api/state'], ['metrics', 'metrics']]);
+    nav.replaceChildren.apply(nav, links.map(function (l) {
+      var a = h('a', null, l[0]);
+      a.href = withToken(l[1]);
+      if (/\.csv$/.test(l[1])) a.setAttribute('download', 'peerkit-' + l[1]);
+      a.dataset.link = l[0];
+      return a;
+    }));
+  }
+
+  // ------------------------------------------------------------ the event stream
+  var status = document.getElementById('status');
+  function setStatus(text, cls) { status.textContent = text; status.className = 'status ' + cls; }
+  var es = new EventSource(withToken('events'));
+  es.addEventListener('hello', function (ev) {
+    var hello = JSON.parse(ev.data);
+    historyLength = hello.historyLength || historyLength;
+    hist = { t: hello.history.t.slice(), charts: hello.history.charts };
+    renderLinks(hello.tables || []);
+    renderCharts();
+  });
+  es.addEventListener('state', function (ev) {
+    setStatus('live', 'live');
+    render(JSON.parse(ev.data));
+  });
+  es.addEventListener('error', function () {
+    setStatus(es.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting', 'down');
+  });
+  setInterval(function () { if (lastState && Date.now() - lastState > 5000) setStatus('stale', 'down'); }, 1000);
+})();
+`;

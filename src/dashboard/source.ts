@@ -1,0 +1,36 @@
+/**
+ * What the dashboard shows comes from sources: one per thing being watched
+ * (a BitTorrent client, a tracker; later a DHT node or a simulation). The
+ * server knows nothing about BitTorrent: it asks each source for its state
+ * (JSON for the page and the API), its table rows (CSV), its metric
+ * families (Prometheus) and its chart values (sampled once a tick), and
+ * labels everything with the source's id. A new kind of source is a class
+ * implementing this interface plus, for the page, a panel renderer keyed by
+ * `kind` in assets.ts.
+ */
+import type { MetricFamily } from '../metrics/prometheus.js';
+
+export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue | undefined };
+
+export type Cell = string | number | boolean | null | undefined;
+
+/** Rows for a CSV export; several sources may fill the same table (the server adds a `source` column). */
+export interface Table {
+  readonly columns: readonly string[];
+  readonly rows: readonly (readonly Cell[])[];
+}
+
+export interface DashboardSource {
+  /** Unique within one dashboard, shown to the user: 'seeder', 'leecher 1', 'tracker'. */
+  readonly id: string;
+  /** How the page renders `state()`: 'client', 'tracker' (and later 'dht'). */
+  readonly kind: string;
+  /** The source's state for the page and `/api/state`; must be bounded in size. */
+  state(): JsonValue;
+  /** Tables by name ('peers', 'torrents', 'swarms'), served as `/<name>.csv`. */
+  tables?(): Readonly<Record<string, Table>>;
+  /** Prometheus families; the server adds a `source` label to every sample. */
+  metrics?(): readonly MetricFamily[];
+  /** This tick's values for the charts, by chart name ('download', 'upload', 'announces'). */
+  series?(): Readonly<Record<string, number>>;
+}

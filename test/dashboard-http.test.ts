@@ -1,0 +1,328 @@
+/**
+ * The dashboard over HTTP, on 127.0.0.1: a real swarm (tracker, seeder,
+ * leechers) behind it; the page and its assets, the event stream, the JSON
+ * API, CSV exports, Prometheus metrics, status codes, security headers, the
+ * token on every endpoint, the Host check; and the --dashboard flag of
+ * `peerkit tracker` and `peerkit seed` as a user runs them.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { request, type IncomingHttpHeaders } from 'node:http';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseCsv } from '../src/dashboard/csv.js';
+import { PEER_COLUMNS, TORRENT_COLUMNS } from '../src/dashboard/client-source.js';
+import { startDashboard } from '../src/dashboard/server.js';
+import { TrackerSource } from '../src/dashboard/tracker-source.js';
+import { startTracker } from '../src/tracker/index.js';
+import { completes, startSwarm } from './dashboard-swarm.js';
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'peerkit.js');
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+function http(url: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: o.method ?? 'GET', headers: o.headers, agent: false, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The first `n` events of an event stream. */
+function events(url: string, n: number): Promise<{ event: string; data: unknown }[]> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      assert.equal(res.statusCode, 200);
+      assert.match(res.headers['content-type'] ?? '', /^text\/event-stream/);
+      let buf = '';
+      const got: { event: string; data: unknown }[] = [];
+      res.on('data', (c: Buffer) => {
+        buf += c.toString('utf8');
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const ev = /^event: (.+)$/m.exec(block)?.[1];
+          const data = /^data: (.+)$/m.exec(block)?.[1];
+          if (ev !== undefined && data !== undefined) got.push({ event: ev, data: JSON.parse(data) });
+          if (got.length >= n) {
+            req.destroy();
+            resolve(got);
+            return;
+          }
+        }
+      });
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('event stream timeout')));
+    req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(e)));
+    req.end();
+  });
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface StateJson {
+  sources: { id: string; kind: string; state: { torrents: unknown; peers?: { client: string; address: string }[]; swarms?: { infoHash: string; seeders: number; leechers: number }[] } & Record<string, unknown> }[];
+}
+
+/** Every line is HELP, TYPE or a sample of the family announced above it; each family once. */
+function checkExposition(text: string): Map<string, string[]> {
+  const families = new Map<string, string[]>();
+  let current = '';
+  for (const line of text.trimEnd().split('\n')) {
+    const help = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$/.exec(line);
+    if (help) {
+      assert.ok(!families.has(help[1]!), `family ${help[1]} twice`);
+      current = help[1]!;
+      families.set(current, []);
+      continue;
+    }
+    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+    if (type) {
+      assert.equal(type[1], current);
+      if (type[2] === 'counter') assert.match(current, /_total$/, 'counters end in _total');
+      continue;
+    }
+    assert.match(line, new RegExp(`^${current}(\\{[a-zA-Z_][a-zA-Z0-9_]*="(\\\\.|[^"\\\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\\\.|[^"\\\\])*")*\\})? (-?[0-9.e+]+|NaN|[+-]Inf)$`), line);
+    families.get(current)!.push(line);
+  }
+  return families;
+}
+
+test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of a live swarm', { timeout: 90_000 }, async () => {
+  const swarm = await startSwarm({ bytes: 3 * 1024 * 1024 - 777, seederUploadLimit: 512 * 1024 });
+  try {
+    const base = swarm.dashboard.baseUrl;
+    assert.match(base, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.equal(swarm.dashboard.url, base, 'no token, no query');
+    const a = await swarm.addLeecher();
+    const b = await swarm.addLeecher();
+
+    // While they download: peers in the JSON and the CSV.
+    const state = await until('peers in /api/state', async () => {
+      const s = JSON.parse((await http(`${base}api/state`)).body) as StateJson;
+      const l1 = s.sources.find((x) => x.id === 'leecher 1');
+      return l1?.state.peers && l1.state.peers.length > 0 ? s : undefined;
+    });
+    assert.deepEqual(state.sources.map((s) => [s.id, s.kind]), [['tracker', 'tracker'], ['seeder', 'client'], ['leecher 1', 'client'], ['leecher 2', 'client']]);
+    const peersCsv = await http(`${base}peers.csv`);
+    assert.equal(peersCsv.status, 200);
+    assert.match(peersCsv.headers['content-type']!, /^text\/csv; charset=utf-8/);
+    assert.match(peersCsv.headers['content-disposition']!, /attachment; filename="peerkit-peers.csv"/);
+    const peerRows = parseCsv(peersCsv.body);
+    assert.deepEqual(peerRows[0], ['source', ...PEER_COLUMNS]);
+    assert.ok(peerRows.length > 1, 'peers listed');
+    for (const r of peerRows.slice(1)) {
+      assert.equal(r.length, peerRows[0]!.length);
+      assert.match(r[3]!, /^127\.0\.0\.1:\d+$/);
+      assert.equal(r[2], swarm.metainfo.name);
+    }
+
+    const [hello, first] = await events(`${base}events`, 2);
+    assert.equal(hello!.event, 'hello');
+    const h = hello!.data as { intervalMs: number; historyLength: number; tables: string[]; history: { t: number[]; charts: Record<string, Record<string, unknown[]>> } };
+    assert.equal(h.intervalMs, 250);
+    assert.deepEqual(h.tables.sort(), ['peers', 'swarms', 'torrents']);
+    assert.ok(h.history.t.length >= 1);
+    assert.ok(h.history.charts.download && 'seeder' in h.history.charts.upload!);
+    assert.equal(first!.event, 'state');
+    assert.equal((first!.data as StateJson).sources.length, 4);
+
+    await Promise.all([completes(a), completes(b)]);
+    const done = JSON.parse((await http(`${base}api/state`)).body) as StateJson;
+    for (const id of ['seeder', 'leecher 1', 'leecher 2']) {
+      const t = (done.sources.find((s) => s.id === id)!.state.torrents as { progress: number; state: string; size: number }[])[0]!;
+      assert.equal(t.progress, 1, id);
+      assert.equal(t.state, 'seeding');
+      assert.equal(t.size, swarm.metainfo.length);
+    }
+    const torrents = parseCsv((await http(`${base}torrents.csv`)).body);
+    assert.deepEqual(torrents[0], ['source', ...TORRENT_COLUMNS]);
+    assert.deepEqual(torrents.slice(1).map((r) => [r[0], r[1], r[5]]), [['seeder', swarm.metainfo.infoHash.toString('hex'), '1'], ['leecher 1', swarm.metainfo.infoHash.toString('hex'), '1'], ['leecher 2', swarm.metainfo.infoHash.toString('hex'), '1']]);
+    const uploadedTotal = torrents.slice(1).reduce((n, r) => n + Number(r[torrents[0]!.indexOf('uploaded_bytes')]), 0);
+    const downloadedTotal = torrents.slice(1).reduce((n, r) => n + Number(r[torrents[0]!.indexOf('downloaded_bytes')]), 0);
+    assert.ok(downloadedTotal >= 2 * swarm.metainfo.length, 'both leechers got the whole file');
+    assert.ok(uploadedTotal >= 2 * swarm.metainfo.length, 'and someone in the swarm sent it');
+
+    const swarms = parseCsv((await http(`${base}swarms.csv`)).body);
+    assert.deepEqual(swarms[0], ['source', 'info_hash', 'seeders', 'leechers', 'completed']);
+    assert.equal(swarms[1]![1], swarm.metainfo.infoHash.toString('hex'));
+
+    const metrics = await http(`${base}metrics`);
+    assert.equal(metrics.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+    const fams = checkExposition(metrics.body);
+    const ih = swarm.metainfo.infoHash.toString('hex');
+    const up = fams.get('peerkit_client_uploaded_bytes_total')!;
+    assert.equal(up.length, 3);
+    assert.ok(up.some((l) => new RegExp(`^peerkit_client_uploaded_bytes_total\\{source="seeder",torrent="${ih}"\\} [1-9]`).test(l)));
+    assert.ok(fams.get('peerkit_client_verified_pieces')!.every((l) => l.endsWith(` ${swarm.metainfo.pieceCount}`)));
+    assert.ok(fams.get('peerkit_tracker_announces_total')!.some((l) => /\{source="tracker",protocol="http"\} [1-9]/.test(l)));
+    assert.deepEqual(fams.get('peerkit_client_torrent_info')!.length, 3);
+
+    // The page and its assets, with the security headers.
+    const page = await http(base);
+    assert.equal(page.status, 200);
+    assert.match(page.headers['content-type']!, /^text\/html/);
+    assert.match(String(page.headers['content-security-policy']), /default-src 'none'; script-src 'self'/);
+    assert.equal(page.headers['x-content-type-options'], 'nosniff');
+    assert.equal(page.headers['referrer-policy'], 'no-referrer');
+    assert.match(page.body, /<script src="app\.js"><\/script>/);
+    assert.doesNotMatch(page.body, /https?:\/\//, 'no external URL in the page');
+    for (const [path, type, marker] of [['app.js', 'text/javascript', 'EventSource'], ['app.css', 'text/css', '.bar'], ['uPlot.iife.min.js', 'text/javascript', 'uPlot'], ['uPlot.min.css', 'text/css', '.uplot']] as const) {
+      const r = await http(base + path);
+      assert.equal(r.status, 200, path);
+      assert.match(r.headers['content-type']!, new RegExp(`^${type}`));
+      assert.ok(r.body.includes(marker), path);
+    }
+    const head = await http(base, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '');
+    assert.equal((await http(base, { method: 'POST' })).status, 405);
+    assert.equal((await http(`${base}nothing`)).status, 404);
+    assert.equal((await http(`${base}nothing.csv`)).status, 404);
+    const rebound = await http(base, { headers: { host: 'evil.example:80' } });
+    assert.equal(rebound.status, 403, 'a token-less dashboard answers only to loopback Host names');
+    assert.equal((await http(base, { headers: { host: 'localhost' } })).status, 200);
+  } finally {
+    await swarm.close();
+  }
+});
+
+test('a token-protected dashboard refuses every request without the right token', { timeout: 30_000 }, async () => {
+  const token = 'tok-0123456789abcdef';
+  const tracker = await startTracker({ host: '127.0.0.1', http: 0, udp: false });
+  const d = await startDashboard({ token, sources: [new TrackerSource('tracker', tracker)] });
+  try {
+    assert.equal(d.url, `${d.baseUrl}?token=${token}`);
+    for (const path of ['', 'index.html', 'app.js', 'app.css', 'uPlot.iife.min.js', 'events', 'api/state', 'api/history', 'metrics', 'swarms.csv', 'nothing']) {
+      const none = await http(d.baseUrl + path);
+      assert.equal(none.status, 401, `/${path} without a token`);
+      assert.match(String(none.headers['www-authenticate']), /^Bearer/);
+      assert.doesNotMatch(none.body, /peerkit_|swarms|<html/, 'nothing leaks');
+      assert.equal((await http(`${d.baseUrl}${path}?token=tok-0123456789abcdeX`)).status, 401, `/${path} with a wrong token`);
+      assert.equal((await http(d.baseUrl + path, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status, 401);
+    }
+    const ok = await http(`${d.baseUrl}metrics?token=${token}`);
+    assert.equal(ok.status, 200);
+    assert.match(ok.body, /peerkit_tracker_torrents\{source="tracker"\} 0/);
+    assert.equal((await http(`${d.baseUrl}swarms.csv`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+    const page = await http(d.url);
+    assert.equal(page.status, 200);
+    assert.ok(page.body.includes(`src="app.js?token=${token}"`), 'the page asks for its assets with the token');
+    // With a token, the Host check is not needed (the token is the guard).
+    assert.equal((await http(d.url, { headers: { host: 'dashboard.example' } })).status, 200);
+    const [hello] = await events(`${d.baseUrl}events?token=${token}`, 1);
+    assert.equal(hello!.event, 'hello');
+  } finally {
+    await d.close();
+    await tracker.close();
+  }
+});
+
+test('startDashboard: a non-loopback bind without a token, a bad token, too many event streams', { timeout: 30_000 }, async () => {
+  await assert.rejects(startDashboard({ host: '0.0.0.0' }), /without an access token/);
+  await assert.rejects(startDashboard({ host: '::' }), /without an access token/);
+  await assert.rejects(startDashboard({ token: 'short' }), /16 to 256/);
+  const d = await startDashboard({ maxStreams: 1 });
+  try {
+    const open = request(`${d.baseUrl}events`, { agent: false });
+    const opened = new Promise<void>((resolve) => open.on('response', () => resolve()));
+    open.on('error', () => undefined);
+    open.end();
+    await opened;
+    const second = await http(`${d.baseUrl}events`);
+    assert.equal(second.status, 503);
+    open.destroy();
+    const s = JSON.parse((await http(`${d.baseUrl}api/state`)).body) as StateJson;
+    assert.deepEqual(s.sources, []);
+  } finally {
+    await d.close();
+  }
+});
+
+test('--dashboard on peerkit tracker and peerkit seed; refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
+  const r = spawnSync(process.execPath, [bin, 'tracker', '--http', '0', '--dashboard', '0.0.0.0:0'], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^peerkit: --dashboard: refusing to serve the dashboard on 0\.0\.0\.0 without an access token/);
+  const r2 = spawnSync(process.execPath, [bin, 'tracker', '--http', '0', '--dashboard-token', 'abcdefghijklmnopq'], { encoding: 'utf8', timeout: 10_000 });
+  assert.match(r2.stderr, /--dashboard-token needs --dashboard/);
+
+  const runUntilUrl = async (args: string[], stream: 'stdout' | 'stderr', env: NodeJS.ProcessEnv = process.env): Promise<{ url: string; stop: () => Promise<number | null> }> => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no dashboard URL from ${args.join(' ')}`)), 15_000);
+      createInterface({ input: child[stream]! }).on('line', (l) => {
+        const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/\S*)/.exec(l);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+      child.once('exit', () => reject(new Error(`${args.join(' ')} exited before printing its dashboard`)));
+    }).catch((e: unknown) => {
+      child.kill('SIGKILL');
+      throw e;
+    });
+    return {
+      url,
+      stop: async () => {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        const code = await exit;
+        clearTimeout(t);
+        return code;
+      },
+    };
+  };
+
+  const token = 'env-token-0123456789';
+  const tr = await runUntilUrl(['tracker', '--http', '0', '--udp', '0', '--dashboard', '127.0.0.1:0'], 'stdout', { ...process.env, PEERKIT_DASHBOARD_TOKEN: token });
+  try {
+    assert.ok(tr.url.endsWith(`?token=${token}`), 'the token from the environment is required and shown in the URL');
+    assert.equal((await http(tr.url.replace(/\?.*/, ''))).status, 401);
+    const s = JSON.parse((await http(tr.url.replace('/?', '/api/state?'))).body) as StateJson;
+    assert.deepEqual(s.sources.map((x) => x.kind), ['tracker']);
+  } finally {
+    assert.equal(await tr.stop(), 0);
+  }
+
+  const swarm = await startSwarm({ bytes: 100_000 });
+  try {
+    const torrentFile = join(swarm.work, 'dash.torrent');
+    await writeFile(torrentFile, swarm.torrent);
+    const seed = await runUntilUrl(['seed', torrentFile, '-d', join(swarm.work, 'seeder'), '-p', '0', '--host', '127.0.0.1', '-q', '--dashboard', '0'], 'stderr');
+    try {
+      const s = await until('the seeding torrent', async () => {
+        const j = JSON.parse((await http(`${seed.url}api/state`)).body) as StateJson;
+        const t = (j.sources[0]?.state.torrents as { state: string; progress: number }[] | undefined)?.[0];
+        return t?.state === 'seeding' ? j : undefined;
+      });
+      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['client', 'client']]);
+    } finally {
+      assert.equal(await seed.stop(), 0);
+    }
+  } finally {
+    await swarm.close();
+  }
+});

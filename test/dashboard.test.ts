@@ -1,0 +1,202 @@
+/**
+ * The dashboard's pure parts: CSV rendering and parsing, the Prometheus
+ * text format and the merging of families across sources, the access
+ * rules (listen addresses, loopback, tokens, Host headers) and the charts'
+ * bounded history.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { CsvError, parseCsv, toCsv } from '../src/dashboard/csv.js';
+import { checkBind, checkTokenFormat, DashboardConfigError, isLoopback, isLoopbackHostHeader, parseListenAddress, requestToken, tokenMatches } from '../src/dashboard/access.js';
+import { History } from '../src/dashboard/history.js';
+import { escapeLabelValue, mergeFamilies, renderPrometheus, type MetricFamily } from '../src/metrics/prometheus.js';
+import { prometheusText } from '../src/tracker/metrics.js';
+
+// ---------------------------------------------------------------- CSV
+
+test('CSV: header row, CRLF, quoting of comma, quote, CR and LF; numbers, booleans and empty cells', () => {
+  const csv = toCsv(
+    ['name', 'n', 'ok', 'note'],
+    [
+      ['plain', 1.5, true, null],
+      ['a,b', 0, false, 'say "hi"'],
+      ['two\nlines', -3, true, 'cr\rhere'],
+      ['', Infinity, false, undefined],
+    ],
+  );
+  assert.equal(csv, 'name,n,ok,note\r\nplain,1.5,true,\r\n"a,b",0,false,"say ""hi"""\r\n"two\nlines",-3,true,"cr\rhere"\r\n,,false,\r\n');
+});
+
+test('CSV: text a spreadsheet would run as a formula gets a leading apostrophe (peer names come from the network)', () => {
+  const csv = toCsv(['client'], [['=HYPERLINK("http://x","y")'], ['+1'], ['-cmd'], ['@SUM(A1)'], ['\tx'], ['ok=1']]);
+  assert.deepEqual(parseCsv(csv).slice(1).map((r) => r[0]), ['\'=HYPERLINK("http://x","y")', "'+1", "'-cmd", "'@SUM(A1)", "'\tx", 'ok=1']);
+  assert.equal(parseCsv(toCsv(['n'], [[-5]]))[1]![0], '-5', 'numbers are numbers, not text');
+});
+
+test('CSV: parse(toCsv(rows)) gives the rows back (text not starting like a formula)', () => {
+  const text = fc.string({ unit: fc.constantFrom('a', 'b', ',', '"', '\n', '\r', ' ', 'é', '1'), maxLength: 12 }).filter((s) => !/^[=+\-@\t\r]/.test(s));
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 5 }), fc.array(fc.array(text, { minLength: 5, maxLength: 5 }), { maxLength: 8 }), (width, rows) => {
+      const columns = Array.from({ length: width }, (_x, i) => `c${i}`);
+      const cut = rows.map((r) => r.slice(0, width));
+      assert.deepEqual(parseCsv(toCsv(columns, cut)), [columns, ...cut]);
+    }),
+  );
+});
+
+test('CSV parser: malformed input is a CsvError', () => {
+  for (const bad of ['"open', 'a"b,c', '"x"y', 'a\rb']) assert.throws(() => parseCsv(bad), CsvError, JSON.stringify(bad));
+  assert.deepEqual(parseCsv(''), []);
+  assert.deepEqual(parseCsv('a,b\n1,2'), [['a', 'b'], ['1', '2']]);
+});
+
+// ---------------------------------------------------------------- Prometheus
+
+test('Prometheus: HELP and TYPE once per family, labels escaped, special values', () => {
+  const text = renderPrometheus([
+    { name: 'peerkit_x_bytes_total', type: 'counter', help: 'Bytes.\nMore \\ help.', samples: [[{ torrent: 'a"b\\c\nd' }, 12], [undefined, 3]] },
+    { name: 'peerkit_y', type: 'gauge', help: 'Y.', samples: [[undefined, NaN], [{ k: 'v' }, Infinity], [{}, -Infinity]] },
+  ]);
+  assert.equal(
+    text,
+    '# HELP peerkit_x_bytes_total Bytes.\\nMore \\\\ help.\n# TYPE peerkit_x_bytes_total counter\npeerkit_x_bytes_total{torrent="a\\"b\\\\c\\nd"} 12\npeerkit_x_bytes_total 3\n' +
+      '# HELP peerkit_y Y.\n# TYPE peerkit_y gauge\npeerkit_y NaN\npeerkit_y{k="v"} +Inf\npeerkit_y -Inf\n',
+  );
+  assert.equal(renderPrometheus([]), '');
+  assert.equal(escapeLabelValue('plain'), 'plain');
+});
+
+test('Prometheus: invalid metric or label names are refused', () => {
+  assert.throws(() => renderPrometheus([{ name: 'bad-name', type: 'gauge', help: '', samples: [] }]), RangeError);
+  assert.throws(() => renderPrometheus([{ name: 'ok', type: 'gauge', help: '', samples: [[{ 'bad-label': 'x' }, 1]] }]), RangeError);
+  assert.throws(() => renderPrometheus([{ name: 'ok', type: 'gauge', help: '', samples: [[{ __reserved: 'x' }, 1]] }]), RangeError);
+});
+
+test('Prometheus: families from several sources merge into one per name, each sample labelled by its source', () => {
+  const fam = (v: number): MetricFamily[] => [
+    { name: 'peerkit_client_uploaded_bytes_total', type: 'counter', help: 'Up.', samples: [[{ torrent: 'aa' }, v]] },
+    { name: 'peerkit_client_torrents', type: 'gauge', help: 'T.', samples: [[undefined, 1]] },
+  ];
+  const merged = mergeFamilies([
+    { labels: { source: 'seeder' }, families: fam(10) },
+    { labels: { source: 'leecher 1' }, families: fam(20) },
+    { labels: { source: 'odd' }, families: [{ name: 'peerkit_client_torrents', type: 'counter', help: 'wrong type', samples: [[undefined, 9]] }] },
+  ]);
+  const text = renderPrometheus(merged);
+  assert.equal((text.match(/# TYPE peerkit_client_uploaded_bytes_total counter/g) ?? []).length, 1);
+  assert.match(text, /peerkit_client_uploaded_bytes_total\{source="seeder",torrent="aa"\} 10\npeerkit_client_uploaded_bytes_total\{source="leecher 1",torrent="aa"\} 20\n/);
+  assert.match(text, /peerkit_client_torrents\{source="seeder"\} 1\npeerkit_client_torrents\{source="leecher 1"\} 1\n/);
+  assert.doesNotMatch(text, /source="odd"/, 'a family of another type is dropped, not rendered invalid');
+});
+
+test('Prometheus: every line of the tracker\'s exposition is HELP, TYPE or a sample of the family above it', () => {
+  const stats = {
+    torrents: 1, peers: 2, seeders: 1, leechers: 1, users: 0, announcesPerSecond: 0.5, announces: { http: 3, udp: 4 }, scrapes: { http: 0, udp: 1 }, udpConnects: 2,
+    failures: { 'bad-request': 1, 'unregistered-torrent': 0, 'bad-passkey': 0, 'tracker-full': 0, 'peer-id-in-use': 0, 'rate-limited': 0, 'full-scrape': 0 },
+    dropped: { malformed: 0, forgedConnectionId: 0, rateLimited: 0 }, peersRefused: 0, peersExpired: 0, peerMemoryBytes: 4096, httpRequests: 5, internalErrors: 0, residentMemoryBytes: 1e8, uptimeSeconds: 9,
+  };
+  let family = '';
+  const seen = new Set<string>();
+  for (const line of prometheusText(stats).trimEnd().split('\n')) {
+    const help = /^# HELP (\S+) \S/.exec(line);
+    if (help) {
+      family = help[1]!;
+      assert.ok(!seen.has(family), `${family} twice`);
+      seen.add(family);
+      assert.match(family, /^peerkit_tracker_[a-z_]+$/);
+      continue;
+    }
+    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+    if (type) {
+      assert.equal(type[1], family);
+      if (type[2] === 'counter') assert.match(family, /_total$/);
+      continue;
+    }
+    assert.match(line, new RegExp(`^${family}(\\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\\})? -?[0-9.e+]+$`), line);
+  }
+  assert.ok(seen.has('peerkit_tracker_announces_total'));
+});
+
+// ---------------------------------------------------------------- access
+
+test('listen addresses: PORT, HOST:PORT, [IPv6]:PORT; the default host is loopback', () => {
+  assert.deepEqual(parseListenAddress('8080'), { host: '127.0.0.1', port: 8080 });
+  assert.deepEqual(parseListenAddress('0'), { host: '127.0.0.1', port: 0 });
+  assert.deepEqual(parseListenAddress('0.0.0.0:9000'), { host: '0.0.0.0', port: 9000 });
+  assert.deepEqual(parseListenAddress('[::1]:9000'), { host: '::1', port: 9000 });
+  assert.deepEqual(parseListenAddress('localhost:1'), { host: 'localhost', port: 1 });
+  for (const bad of ['', 'x', '65536', 'example.com:80', '::1:80', '[127.0.0.1]:80', '1.2.3.4:', ':80', '80:1.2.3.4', '[::1]']) {
+    assert.throws(() => parseListenAddress(bad), DashboardConfigError, bad);
+  }
+});
+
+test('loopback: 127/8, ::1, mapped 127/8 and localhost; nothing else', () => {
+  for (const h of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST']) assert.ok(isLoopback(h), h);
+  for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '::ffff:10.0.0.1', 'example.com', '1127.0.0.1']) assert.ok(!isLoopback(h), h);
+});
+
+test('a non-loopback bind is refused without a token; tokens must be long and URL-safe', () => {
+  assert.doesNotThrow(() => checkBind('127.0.0.1', undefined));
+  assert.doesNotThrow(() => checkBind('::1', undefined));
+  assert.throws(() => checkBind('0.0.0.0', undefined), /without an access token/);
+  assert.throws(() => checkBind('::', undefined), /without an access token/);
+  assert.throws(() => checkBind('192.168.1.5', undefined), /without an access token/);
+  assert.doesNotThrow(() => checkBind('0.0.0.0', 'a-long-enough-token'));
+  assert.throws(() => checkBind('0.0.0.0', 'short'), /16 to 256/);
+  assert.throws(() => checkTokenFormat('has spaces in it, sixteen+'), /16 to 256/);
+  assert.throws(() => checkTokenFormat('quote"injection<tag>x'), /16 to 256/);
+  assert.throws(() => checkTokenFormat('x'.repeat(257)), /16 to 256/);
+});
+
+test('token checks: exact match only, from the bearer header or the query', () => {
+  const t = 'correct-horse-battery';
+  assert.ok(tokenMatches(t, t));
+  for (const other of [undefined, '', 'correct-horse-batter', 'correct-horse-battery ', 'CORRECT-HORSE-BATTERY', `${t}x`]) assert.ok(!tokenMatches(t, other), String(other));
+  const url = (q: string): URL => new URL(`http://127.0.0.1/x${q}`);
+  assert.equal(requestToken('Bearer abc', url('')), 'abc');
+  assert.equal(requestToken('bearer   abc ', url('?token=zzz')), 'abc', 'the header wins');
+  assert.equal(requestToken(undefined, url('?token=q%2Dq')), 'q-q');
+  assert.equal(requestToken('Basic abc', url('?token=qq')), 'qq');
+  assert.equal(requestToken(undefined, url('')), undefined);
+});
+
+test('Host header: only loopback names pass (no DNS rebinding to a token-less dashboard)', () => {
+  for (const h of ['127.0.0.1:8080', '127.0.0.1', 'localhost:1', '[::1]:80', '[::1]']) assert.ok(isLoopbackHostHeader(h), h);
+  for (const h of [undefined, '', 'evil.example', 'evil.example:8080', '127.0.0.1.evil.example', '10.0.0.1:80', '[::]:80', 'localhost.evil:80']) assert.ok(!isLoopbackHostHeader(h), String(h));
+});
+
+// ---------------------------------------------------------------- history
+
+test('history: bounded, aligned, new series padded with nulls, vanished ones dropped after a full window', () => {
+  const h = new History(3);
+  h.push({ t: 1, charts: { download: { a: 10 } } });
+  h.push({ t: 2, charts: { download: { a: 11, b: 5 } } });
+  assert.deepEqual(h.toJSON(), { t: [1, 2], charts: { download: { a: [10, 11], b: [null, 5] } } });
+  h.push({ t: 3, charts: { download: { b: 6 }, announces: { tracker: 0.5 } } });
+  h.push({ t: 4, charts: { download: { b: 7 } } });
+  assert.deepEqual(h.toJSON(), { t: [2, 3, 4], charts: { download: { a: [11, null, null], b: [5, 6, 7] }, announces: { tracker: [null, 0.5, null] } } });
+  h.push({ t: 5, charts: { download: { b: NaN } } });
+  assert.deepEqual(h.toJSON(), { t: [3, 4, 5], charts: { download: { b: [6, 7, null] }, announces: { tracker: [0.5, null, null] } } });
+  h.push({ t: 6, charts: {} });
+  h.push({ t: 7, charts: {} });
+  assert.deepEqual(h.toJSON(), { t: [5, 6, 7], charts: {} }, 'series and charts gone for a whole window are dropped');
+  assert.equal(h.length, 3);
+  assert.throws(() => new History(1), RangeError);
+});
+
+test('history: every series always has one value per time, whatever is reported', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 2, max: 6 }),
+      fc.array(fc.dictionary(fc.constantFrom('download', 'upload'), fc.dictionary(fc.constantFrom('a', 'b', 'c'), fc.double({ min: 0, max: 1e9, noNaN: true }))), { maxLength: 20 }),
+      (cap, ticks) => {
+        const h = new History(cap);
+        ticks.forEach((charts, i) => h.push({ t: i, charts }));
+        const j = h.toJSON();
+        assert.ok(j.t.length <= cap);
+        for (const series of Object.values(j.charts)) for (const values of Object.values(series)) assert.equal(values.length, j.t.length);
+      },
+    ),
+  );
+});

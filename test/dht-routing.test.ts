@@ -1,0 +1,130 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { RoutingTable } from '../src/core/dht/routing-table.js';
+import { addrOf, bep42Id, commonPrefixBits, compareDistance, crc32c, idOf, isBep42Id, randomIdWithPrefix, type Addr, type Id } from '../src/core/dht/id.js';
+import { parseIp } from '../src/codec/ip.js';
+import { seededRandom } from '../src/runtime/sim/index.js';
+
+const hexId = (h: string): Id => Buffer.from(h, 'hex').toString('latin1');
+const addr = (host: string, port = 6881): Addr => addrOf({ host, port })!;
+
+test('CRC32-C and the BEP 42 test vectors', () => {
+  assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+  // BEP 42's table: IP, rand, expected id prefix (first 21 bits checked) and last byte.
+  const vectors: [string, number, string][] = [
+    ['124.31.75.21', 1, '5fbfbf'],
+    ['21.75.31.124', 86, '5a3ce9'],
+    ['65.23.51.170', 22, 'a5d432'],
+    ['84.124.73.14', 65, '1b0321'],
+    ['43.213.53.83', 90, 'e56f6c'],
+  ];
+  const random = seededRandom(1);
+  for (const [ip, rand, prefix] of vectors) {
+    const bytes = parseIp(ip)!;
+    const id = bep42Id(bytes, random, rand & 7);
+    const b = Buffer.from(id, 'latin1');
+    assert.equal(b.subarray(0, 2).toString('hex'), prefix.slice(0, 4), ip);
+    assert.equal(b[2]! & 0xf8, Buffer.from(prefix, 'hex')[2]! & 0xf8, ip);
+    assert.equal(b[19], rand & 7);
+    assert.ok(isBep42Id(id, bytes));
+    // The official vectors, with their real last byte, verify too.
+    const official = Buffer.from(id, 'latin1');
+    official[19] = rand;
+    assert.ok(isBep42Id(official.toString('latin1'), bytes), `${ip} official`);
+    assert.ok(!isBep42Id(id, parseIp('1.1.1.1')!));
+  }
+});
+
+test('id helpers: prefix bits, distance order, ids within a bucket', () => {
+  const a = hexId('ff'.repeat(20));
+  assert.equal(commonPrefixBits(a, a), 160);
+  assert.equal(commonPrefixBits(a, hexId('7f' + 'ff'.repeat(19))), 0);
+  assert.equal(commonPrefixBits(a, hexId('ff' + 'fe' + 'ff'.repeat(18))), 15);
+  const random = seededRandom(2);
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 159 }), fc.uint8Array({ minLength: 20, maxLength: 20 }), (bits, base) => {
+      const id = randomIdWithPrefix(idOf(base), bits, random);
+      assert.equal(commonPrefixBits(idOf(base), id), bits);
+    }),
+  );
+  const t = hexId('00'.repeat(20));
+  assert.ok(compareDistance(t, hexId('01' + '00'.repeat(19)), hexId('02' + '00'.repeat(19))) < 0);
+});
+
+test('buckets split along our own id; a full far bucket keeps newcomers as replacements', () => {
+  const random = seededRandom(3);
+  const self = hexId('00'.repeat(20));
+  const table = new RoutingTable(self, 0, { k: 4, replacements: 2 });
+  // Far nodes (first bit 1): one bucket of 4 once split off.
+  const far = Array.from({ length: 7 }, (_, i) => hexId('80' + i.toString(16).padStart(2, '0') + '00'.repeat(18)));
+  far.forEach((id, i) => table.seen(0, id, addr(`10.0.0.${i + 1}`), true));
+  assert.equal(table.size, 4);
+  assert.equal(table.stats(0).replacements, 2);
+  // Near nodes make the own bucket split further.
+  for (let i = 0; i < 20; i++) table.seen(0, randomIdWithPrefix(self, 1 + (i % 10), random), addr(`10.0.1.${i + 1}`), true);
+  assert.ok(table.bucketCount > 2);
+  for (const e of table.entries()) assert.notEqual(e.id, self);
+  // A node that only queried us is not added; our own id never is.
+  assert.equal(table.seen(0, hexId('c0' + '00'.repeat(19)), addr('10.0.2.1'), false), 'rejected');
+  assert.equal(table.seen(0, self, addr('10.0.2.2'), true), 'rejected');
+});
+
+test('good, questionable and bad; a bad node is replaced by the best replacement', () => {
+  const self = hexId('00'.repeat(20));
+  const table = new RoutingTable(self, 0, { k: 2, replacements: 2, maxFails: 2, goodMs: 1000 });
+  const ids = ['80', '81', '82'].map((p) => hexId(p + '00'.repeat(19)));
+  table.seen(0, ids[0]!, addr('10.0.0.1'), true);
+  table.seen(0, ids[1]!, addr('10.0.0.2'), true);
+  // Force the far bucket to exist and be full (own bucket split first).
+  const toPing: import('../src/core/dht/routing-table.js').NodeEntry[] = [];
+  assert.equal(table.seen(2000, ids[2]!, addr('10.0.0.3'), true, toPing), 'replacement');
+  assert.deepEqual(toPing.map((n) => n.id), [ids[0], ids[1]]); // both questionable by now
+  assert.equal(table.state(table.get(ids[0]!)!, 2000), 'questionable');
+  table.failed(2000, ids[0]!);
+  assert.equal(table.has(ids[0]!), true); // one failure: questionable still
+  table.failed(2000, ids[0]!);
+  assert.equal(table.has(ids[0]!), false); // bad: replaced
+  assert.equal(table.has(ids[2]!), true);
+  // A node heard from again is good; a good node keeps its address against a spoofed one.
+  table.seen(2100, ids[1]!, addr('10.0.0.2'), true);
+  assert.equal(table.state(table.get(ids[1]!)!, 2100), 'good');
+  assert.equal(table.seen(2100, ids[1]!, addr('10.9.9.9'), true), 'rejected');
+  assert.equal(table.get(ids[1]!)!.addr, addr('10.0.0.2'));
+});
+
+test('BEP 42: per-prefix limit for public addresses; a matching id takes the slot of a non-matching one', () => {
+  const random = seededRandom(4);
+  const self = hexId('00'.repeat(20));
+  const table = new RoutingTable(self, 0, { k: 3, prefixLimit: 1 });
+  const far = (i: number): Id => hexId('8' + i.toString(16) + '00'.repeat(19));
+  assert.equal(table.seen(0, far(1), addr('8.8.8.1'), true), 'added');
+  assert.equal(table.seen(0, far(2), addr('8.8.8.2'), true), 'rejected'); // same /24
+  assert.equal(table.seen(0, far(3), addr('10.0.0.1'), true), 'added'); // local: exempt
+  assert.equal(table.seen(0, far(4), addr('10.0.0.2'), true), 'added');
+  // Bucket of 3 is full; split the own bucket away first by adding near nodes.
+  for (let i = 0; i < 3; i++) table.seen(0, randomIdWithPrefix(self, 3 + i, random), addr(`10.1.0.${i + 1}`), true);
+  // A secure id for a public address, in the same far bucket: it evicts the insecure 8.8.8.1 node.
+  const ip = parseIp('9.9.9.9')!;
+  let secure: Id;
+  do secure = bep42Id(ip, random);
+  while ((secure.charCodeAt(0) & 0x80) === 0);
+  assert.equal(table.seen(0, secure, addr('9.9.9.9'), true), 'added');
+  assert.equal(table.has(far(1)), false);
+  assert.equal(table.has(secure), true);
+});
+
+test('property: closest() returns the n closest non-bad nodes in distance order', () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ minLength: 20, maxLength: 20 }), { minLength: 1, maxLength: 120 }), fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.uint8Array({ minLength: 20, maxLength: 20 }), (ids, selfB, targetB) => {
+      const self = idOf(selfB);
+      const target = idOf(targetB);
+      const table = new RoutingTable(self, 0, { k: 8, prefixLimit: 0 });
+      ids.forEach((b, i) => table.seen(0, idOf(b), addr(`10.${(i >> 8) & 255}.${i & 255}.1`), true));
+      const all = [...table.entries()].map((e) => e.id).sort((a, b) => compareDistance(target, a, b));
+      const got = table.closest(target, 8, 0).map((e) => e.id);
+      assert.deepEqual(got, all.slice(0, 8));
+    }),
+    { numRuns: 300 },
+  );
+});
