@@ -4,6 +4,7 @@
  * kinds.
  */
 import './kinds/flash-crowd.js';
+import './kinds/kademlia.js';
 
 export { ScenarioRun, parseScenario, parseScenarioText, registerKind, scenarioKinds, scenarioJsonSchema } from './scenario.js';
 export type { Scenario, ScenarioKind, KindRun, KindContext, KindSummary, RunOptions as ScenarioRunOptions, RunResult as ScenarioRunResult } from './scenario.js';
@@ -16,4 +17,6 @@ export { sample, resolveDistribution, cdf, mean } from './distributions.js';
 export type { Distribution, DistributionSpec } from './distributions.js';
 export { flashCrowd, fluidLowerBoundMs } from './kinds/flash-crowd.js';
 export type { FlashCrowdParams } from './kinds/flash-crowd.js';
+export { kademlia } from './kinds/kademlia.js';
+export type { KademliaParams } from './kinds/kademlia.js';
 export { TorrentNode } from './torrent-node.js';
