@@ -34,6 +34,8 @@ export type { RealRuntimeOptions } from './runtime/real/runtime.js';
 export { driveDatagramCore } from './runtime/drive.js';
 export type { DriveOptions, DriveHandle } from './runtime/drive.js';
 export * as sim from './runtime/sim/index.js';
+/** Simulator scenarios: files, kinds (flash-crowd), runner, churn, metrics. */
+export * as simulation from './sim/index.js';
 
 // Files and storage.
 export { createTorrent, listSource, hashSource, CreateTorrentError } from './files/create-torrent.js';

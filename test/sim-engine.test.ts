@@ -280,3 +280,63 @@ test('property: below(n) stays in range for any n', () => {
     }),
   );
 });
+
+test('posted events interleave with pushed ones in (time, insertion) order; take() reports their time', () => {
+  const q = new EventQueue<string>();
+  q.post(5, 'p5');
+  const h = q.push(5, 'h5');
+  q.post(1, 'p1');
+  q.push(9, 'h9');
+  q.post(5, 'p5b');
+  h.cancel();
+  assert.equal(q.size, 4);
+  const out: string[] = [];
+  const times: number[] = [];
+  for (let v = q.take(); v !== undefined; v = q.take()) {
+    out.push(v);
+    times.push(q.lastTime);
+  }
+  assert.deepEqual(out, ['p1', 'p5', 'p5b', 'h9']);
+  assert.deepEqual(times, [1, 5, 5, 9]);
+  // pop() of a posted value still hands out an entry.
+  q.post(3, 'x');
+  const e = q.pop()!;
+  assert.equal(e.value, 'x');
+  assert.equal(e.time, 3);
+  assert.equal(e.pending, false);
+});
+
+test('property: a mix of post, push, cancel and take matches a stable sort by time', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.constantFrom('post', 'push', 'take', 'cancel'), fc.integer({ min: 0, max: 10 }), fc.nat()), { maxLength: 500 }),
+      (ops) => {
+        const q = new EventQueue<number>();
+        let model: { time: number; seq: number }[] = [];
+        const handles: { seq: number; h: ReturnType<EventQueue<number>['push']> }[] = [];
+        let seq = 0;
+        for (const [kind, time, pick] of ops) {
+          if (kind === 'post') {
+            q.post(time, seq);
+            model.push({ time, seq: seq++ });
+          } else if (kind === 'push') {
+            handles.push({ seq, h: q.push(time, seq) });
+            model.push({ time, seq: seq++ });
+          } else if (kind === 'take') {
+            model.sort((a, b) => a.time - b.time || a.seq - b.seq);
+            const m = model.shift();
+            const v = q.take();
+            assert.equal(v, m?.seq);
+            if (m) assert.equal(q.lastTime, m.time);
+          } else if (handles.length > 0) {
+            const { seq: s, h } = handles[pick % handles.length]!;
+            h.cancel();
+            model = model.filter((m) => m.seq !== s);
+          }
+          assert.equal(q.size, model.length);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

@@ -10,6 +10,7 @@ import { registerCreate } from './commands/create.js';
 import { registerDht } from './commands/dht.js';
 import { registerInfo } from './commands/info.js';
 import { registerScrape } from './commands/scrape.js';
+import { registerSim } from './commands/sim.js';
 import { registerTracker } from './commands/tracker.js';
 import { registerTransfer } from './commands/transfer.js';
 import { UsageError } from './format.js';
@@ -54,6 +55,7 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
   registerCreate(program, io);
   registerInfo(program, io);
   registerScrape(program, io);
+  registerSim(program, io);
   registerTracker(program, io);
   registerTransfer(program, io);
   registerDht(program, io);

@@ -97,6 +97,21 @@ export class SimEngine {
     return this.queue.push(at < this.time ? this.time : at, fn);
   }
 
+  /**
+   * Runs `fn` at time `at` like `schedule`, but returns no handle: it cannot
+   * be cancelled, and nothing is allocated for it. For deliveries that always
+   * happen (the network's messages).
+   */
+  post(at: number, fn: () => void): void {
+    if (!Number.isFinite(at)) throw new RangeError(`event time must be finite, got ${at}`);
+    this.queue.post(at < this.time ? this.time : at, fn);
+  }
+
+  /** `post` after `delayMs`. */
+  postAfter(delayMs: number, fn: () => void): void {
+    this.post(this.time + delayMs, fn);
+  }
+
   /** Runs `fn` `delayMs` from now. */
   after(delayMs: number, fn: () => void): TimerHandle {
     return this.schedule(this.time + delayMs, fn);
@@ -216,11 +231,11 @@ export class SimEngine {
   }
 
   private runOne(): boolean {
-    const entry = this.queue.pop();
-    if (entry === undefined) return false;
-    this.time = entry.time;
+    const fn = this.queue.take();
+    if (fn === undefined) return false;
+    this.time = this.queue.lastTime;
     this.processed++;
-    entry.value();
+    fn();
     return true;
   }
 }

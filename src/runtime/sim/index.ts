@@ -15,3 +15,17 @@ export { SimEngine, SimLimitError } from './engine.js';
 export type { RunOptions, RunResult, RunStopReason, SimEngineOptions } from './engine.js';
 export { SimNetwork, SimHost, SimNetError } from './network.js';
 export type { AddHostOptions, LinkFunction, SimNetworkOptions, SimNetworkStats } from './network.js';
+export { Flow, FlowScheduler, maxMinFair } from './bandwidth.js';
+export type { LinkEnds } from './bandwidth.js';
+export {
+  constantLatency,
+  uniformLatency,
+  geographicLatency,
+  matrixLatency,
+  parseLatencyMatrix,
+  checkMatrix,
+  hash32,
+  hashUnit,
+  LatencyMatrixError,
+} from './latency.js';
+export type { GeoRegion, GeoOptions, GeoModel, GeoPlacement, LatencyMatrix } from './latency.js';

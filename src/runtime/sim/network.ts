@@ -31,9 +31,21 @@
  * bounds a stream to one high-water mark per one-way latency, and a reader
  * that is paused (or has no data handler yet) pushes back on the writer.
  *
- * Bandwidth is not modelled yet: every transfer goes through
- * `SimNetwork.transitTime(from, to, bytes)`, the single place where a
- * serialisation delay and link queues will be added.
+ * Bandwidth: a host may have an upload and a download capacity (bytes/s,
+ * unlimited by default). A stream direction between hosts of which one has a
+ * finite capacity is a flow of the network's FlowScheduler (bandwidth.ts):
+ * its bytes are transmitted at a max-min fair share of the sender's upload
+ * and the receiver's download, recomputed when flows start and end, and each
+ * write arrives one latency after its last byte is transmitted. Datagrams are
+ * small and are not rate limited; they take the latency only.
+ *
+ * Reachability: a host added with `nat: true` accepts no unsolicited inbound
+ * traffic. A SYN to it is dropped (the connect gets no answer), and a
+ * datagram reaches one of its sockets only from an address that socket has
+ * sent to within `natMappingMs` (an address-restricted cone NAT).
+ *
+ * Latency models are in latency.ts; hosts carry placement hints (`region`,
+ * `site`) for them.
  *
  * Everything is deterministic: the same seed and the same calls give the same
  * event order and the same outputs.
@@ -50,6 +62,7 @@ import type {
   Timers,
 } from '../contract.js';
 import { SimEngine } from './engine.js';
+import { Flow, FlowScheduler } from './bandwidth.js';
 import { seededRandom, type Seed, type SeededRandom } from './prng.js';
 
 /** A per-link quantity: (sender, receiver) -> value. */
@@ -68,6 +81,12 @@ export interface SimNetworkOptions {
   streamHighWaterMark?: number;
   /** Larger datagrams are dropped at the sender. Default 65507 (the IPv4 UDP limit). */
   maxDatagramSize?: number;
+  /** How long a NATed socket keeps accepting datagrams from an address it sent to. Default 120 000 ms. */
+  natMappingMs?: number;
+  /** Over a rate-limited link, writes are carried in segments of at most this many bytes. Default 16 KiB. */
+  segmentBytes?: number;
+  /** Writes up to this size on an idle flow skip the fair share (see FlowSchedulerOptions). Default 0. */
+  smallMessageBytes?: number;
 }
 
 export interface AddHostOptions {
@@ -75,6 +94,16 @@ export interface AddHostOptions {
   address?: string;
   /** A label for traces; the address by default. */
   name?: string;
+  /** Upload capacity in bytes per second (default Infinity). */
+  uploadBps?: number;
+  /** Download capacity in bytes per second (default Infinity). */
+  downloadBps?: number;
+  /** Behind a NAT: no unsolicited inbound connections or datagrams. */
+  nat?: boolean;
+  /** Placement hint for latency models: a region (geographic) or site name (matrix). */
+  region?: string;
+  /** Placement hint for the matrix model: a site number. */
+  site?: number;
 }
 
 export interface SimNetworkStats {
@@ -86,10 +115,14 @@ export interface SimNetworkStats {
   datagramsUnroutable: number;
   /** Arrived at a port nobody had bound. */
   datagramsNoListener: number;
+  /** Unsolicited, dropped by the receiver's NAT. */
+  datagramsFiltered: number;
   /** Bigger than maxDatagramSize. */
   datagramsOversize: number;
   streamsOpened: number;
   connectionsRefused: number;
+  /** SYNs dropped by the receiver's NAT. */
+  connectionsFiltered: number;
   /** Stream bytes that reached the receiving host (consumed or waiting). */
   streamBytesDelivered: number;
 }
@@ -112,6 +145,12 @@ function checkProbability(p: number): number {
   return p;
 }
 
+function checkCapacity(name: string, bps: number | undefined): number {
+  if (bps === undefined) return Infinity;
+  if (!(bps > 0)) throw new RangeError(`${name} must be > 0 bytes/s (or Infinity), got ${bps}`);
+  return bps;
+}
+
 function checkLatency(ms: number): number {
   if (!(ms >= 0 && ms < Infinity)) throw new RangeError(`latency must be a finite number >= 0, got ${ms}`);
   return ms;
@@ -127,15 +166,23 @@ export class SimNetwork {
     datagramsLost: 0,
     datagramsUnroutable: 0,
     datagramsNoListener: 0,
+    datagramsFiltered: 0,
     datagramsOversize: 0,
     streamsOpened: 0,
     connectionsRefused: 0,
+    connectionsFiltered: 0,
     streamBytesDelivered: 0,
   };
   /** @internal */
   readonly streamHighWaterMark: number;
   /** @internal */
   readonly maxDatagramSize: number;
+  /** @internal */
+  readonly natMappingMs: number;
+  /** @internal */
+  readonly segmentBytes: number;
+  /** Shares host capacities among stream flows. */
+  readonly flows: FlowScheduler;
 
   private readonly root: SeededRandom;
   private readonly latencyFn: LinkFunction;
@@ -143,6 +190,7 @@ export class SimNetwork {
   private readonly byAddress = new Map<string, SimHost>();
   private readonly incarnations = new Map<string, number>();
   private nextAuto = 1;
+  private nextUid = 1;
 
   constructor(options: SimNetworkOptions = {}) {
     this.engine = options.engine ?? new SimEngine();
@@ -165,6 +213,11 @@ export class SimNetwork {
     this.streamHighWaterMark = options.streamHighWaterMark ?? 64 * 1024;
     if (!(this.streamHighWaterMark > 0)) throw new RangeError('streamHighWaterMark must be > 0');
     this.maxDatagramSize = options.maxDatagramSize ?? 65507;
+    this.natMappingMs = options.natMappingMs ?? 120_000;
+    this.segmentBytes = options.segmentBytes ?? 16 * 1024;
+    if (!(this.segmentBytes >= 1)) throw new RangeError('segmentBytes must be >= 1');
+    checkLatency(this.natMappingMs);
+    this.flows = new FlowScheduler(this.engine, { smallMessageBytes: options.smallMessageBytes ?? 0 });
   }
 
   /** The current simulated time. */
@@ -185,7 +238,7 @@ export class SimNetwork {
     const incarnation = (this.incarnations.get(address) ?? 0) + 1;
     this.incarnations.set(address, incarnation);
     const label = incarnation === 1 ? `host:${address}` : `host:${address}#${incarnation}`;
-    const host = new SimHost(this, address, options.name ?? address, this.root.fork(label));
+    const host = new SimHost(this, address, options.name ?? address, this.root.fork(label), this.nextUid++, options);
     this.byAddress.set(address, host);
     return host;
   }
@@ -252,6 +305,16 @@ export class SimHost {
   readonly random: SeededRandom;
   /** The runtime for code running on this host. */
   readonly runtime: Runtime;
+  /** A number unique in the network (never reused, unlike addresses). */
+  readonly uid: number;
+  /** Capacities in bytes per second (Infinity: unlimited). */
+  readonly uploadBps: number;
+  readonly downloadBps: number;
+  /** Behind a NAT: no unsolicited inbound traffic. */
+  readonly nat: boolean;
+  /** Placement hints for latency models. */
+  readonly region: string | undefined;
+  readonly site: number | undefined;
 
   private up = true;
   /** @internal */
@@ -263,12 +326,52 @@ export class SimHost {
   private udpCursor = 0;
   private tcpCursor = 0;
 
-  constructor(network: SimNetwork, address: string, name: string, random: SeededRandom) {
+  constructor(network: SimNetwork, address: string, name: string, random: SeededRandom, uid: number, options: AddHostOptions = {}) {
     this.network = network;
     this.address = address;
     this.name = name;
     this.random = random;
+    this.uid = uid;
+    this.uploadBps = checkCapacity('uploadBps', options.uploadBps);
+    this.downloadBps = checkCapacity('downloadBps', options.downloadBps);
+    this.nat = options.nat ?? false;
+    this.region = options.region;
+    this.site = options.site;
     this.runtime = new SimRuntime(this);
+  }
+
+  /**
+   * Binds a datagram socket, synchronously (the runtime's `bindDatagram` is
+   * this behind a promise). Throws SimNetError on a taken port or a down host.
+   */
+  bind(options: BindOptions = {}): DatagramSocket {
+    this.checkBindHost(options.host);
+    const port = this.allocatePort('udp', options.port);
+    const socket = new SimDatagramSocket(this, { host: this.address, port });
+    this.udpPorts.set(port, socket);
+    return socket;
+  }
+
+  /**
+   * Listens for streams, synchronously (the runtime's `listenStream` is this
+   * behind a promise). Throws SimNetError on a taken port or a down host.
+   */
+  listen(options: BindOptions, onConnection: (stream: ByteStream) => void): StreamListener {
+    this.checkBindHost(options.host);
+    const port = this.allocatePort('tcp', options.port);
+    const listener = new SimListener(this, { host: this.address, port }, onConnection);
+    this.tcpPorts.set(port, listener);
+    return listener;
+  }
+
+  /**
+   * Connects a stream with a callback instead of a promise, so that code run
+   * by the synchronous `engine.run` sees the result at the simulated time it
+   * happens (a promise continuation would wait for the run to return).
+   * `done` is never called once this host is down.
+   */
+  connect(to: Endpoint, options: { timeoutMs?: number }, done: (error: Error | undefined, stream?: ByteStream) => void): void {
+    connectStream(this, to, options, done);
   }
 
   get alive(): boolean {
@@ -335,6 +438,10 @@ export class SimHost {
       stats.datagramsNoListener++;
       return;
     }
+    if (this.nat && !socket.accepts(from.host)) {
+      stats.datagramsFiltered++;
+      return;
+    }
     stats.datagramsDelivered++;
     socket.receive(from, data);
   }
@@ -361,12 +468,7 @@ class SimRuntime implements Runtime {
 
   bindDatagram(options: BindOptions = {}): Promise<DatagramSocket> {
     try {
-      const host = this.host;
-      host.checkBindHost(options.host);
-      const port = host.allocatePort('udp', options.port);
-      const socket = new SimDatagramSocket(host, { host: host.address, port });
-      host.udpPorts.set(port, socket);
-      return Promise.resolve(socket);
+      return Promise.resolve(this.host.bind(options));
     } catch (error) {
       return Promise.reject(error as Error);
     }
@@ -374,87 +476,97 @@ class SimRuntime implements Runtime {
 
   listenStream(options: BindOptions, onConnection: (stream: ByteStream) => void): Promise<StreamListener> {
     try {
-      const host = this.host;
-      host.checkBindHost(options.host);
-      const port = host.allocatePort('tcp', options.port);
-      const listener = new SimListener(host, { host: host.address, port }, onConnection);
-      host.tcpPorts.set(port, listener);
-      return Promise.resolve(listener);
+      return Promise.resolve(this.host.listen(options, onConnection));
     } catch (error) {
       return Promise.reject(error as Error);
     }
   }
 
   connectStream(to: Endpoint, options: { timeoutMs?: number } = {}): Promise<ByteStream> {
-    const src = this.host;
-    const network = src.network;
-    const engine = network.engine;
-    let port: number;
-    try {
-      if (!src.alive) throw new SimNetError('EHOSTDOWN', `host ${src.address} is down`);
-      port = src.allocatePort('tcp', undefined);
-    } catch (error) {
-      return Promise.reject(error as Error);
-    }
-    src.tcpPorts.set(port, 'connecting');
-    const local: Endpoint = { host: src.address, port };
     return new Promise<ByteStream>((resolve, reject) => {
-      let settled = false;
-      let timer: TimerHandle | undefined;
-      const fail = (error: Error): void => {
-        settled = true;
-        timer?.cancel();
-        if (src.tcpPorts.get(port) === 'connecting') src.tcpPorts.delete(port);
-        if (src.alive) reject(error);
-      };
-      if (options.timeoutMs !== undefined) {
-        timer = engine.after(checkLatency(options.timeoutMs), () => {
-          if (!settled) fail(new SimNetError('ETIMEDOUT', `connect to ${to.host}:${to.port} timed out`));
-        });
-      }
-      const dest = network.host(to.host);
-      if (dest === undefined) return; // no such host: the SYN goes nowhere
-      engine.after(network.transitTime(src, dest, 0), () => {
-        // The SYN arrives at `dest`.
-        if (!dest.alive || settled) return;
-        const listener = dest.tcpPorts.get(to.port);
-        if (!(listener instanceof SimListener) || listener.closed) {
-          network.stats.connectionsRefused++;
-          engine.after(network.transitTime(dest, src, 0), () => {
-            if (!settled) fail(new SimNetError('ECONNREFUSED', `connection to ${to.host}:${to.port} refused`));
-          });
-          return;
-        }
-        const server = new SimStreamEnd(dest, { host: dest.address, port: to.port }, local, false);
-        const client = new SimStreamEnd(src, local, server.local, true);
-        server.peer = client;
-        client.peer = server;
-        src.tcpPorts.set(port, client);
-        src.streams.add(client);
-        dest.streams.add(server);
-        network.stats.streamsOpened++;
-        engine.after(network.transitTime(dest, src, 0), () => {
-          // The SYN-ACK arrives back at `src`.
-          if (!src.alive || client.closed) return;
-          if (settled) {
-            client.abort(); // we gave up meanwhile
-            return;
-          }
-          settled = true;
-          timer?.cancel();
-          resolve(client);
-        });
-        listener.onConnection(server);
-      });
+      connectStream(this.host, to, options, (error, stream) => (error === undefined ? resolve(stream!) : reject(error)));
     });
   }
 }
+
+/** The stream connect of `src` (see SimHost.connect). */
+function connectStream(src: SimHost, to: Endpoint, options: { timeoutMs?: number }, done: (error: Error | undefined, stream?: ByteStream) => void): void {
+  const network = src.network;
+  const engine = network.engine;
+  let port: number;
+  try {
+    if (!src.alive) throw new SimNetError('EHOSTDOWN', `host ${src.address} is down`);
+    port = src.allocatePort('tcp', undefined);
+  } catch (error) {
+    const e = error as Error;
+    engine.postAfter(0, () => done(e));
+    return;
+  }
+  src.tcpPorts.set(port, 'connecting');
+  const local: Endpoint = { host: src.address, port };
+  let settled = false;
+  let timer: TimerHandle | undefined;
+  const fail = (error: Error): void => {
+    settled = true;
+    timer?.cancel();
+    if (src.tcpPorts.get(port) === 'connecting') src.tcpPorts.delete(port);
+    if (src.alive) done(error);
+  };
+  if (options.timeoutMs !== undefined) {
+    timer = engine.after(checkLatency(options.timeoutMs), () => {
+      if (!settled) fail(new SimNetError('ETIMEDOUT', `connect to ${to.host}:${to.port} timed out`));
+    });
+  }
+  const dest = network.host(to.host);
+  if (dest === undefined) return; // no such host: the SYN goes nowhere
+  engine.postAfter(network.transitTime(src, dest, 0), () => {
+    // The SYN arrives at `dest`.
+    if (!dest.alive || settled) return;
+    if (dest.nat) {
+      network.stats.connectionsFiltered++;
+      return; // unsolicited: the NAT drops it
+    }
+    const listener = dest.tcpPorts.get(to.port);
+    if (!(listener instanceof SimListener) || listener.closed) {
+      network.stats.connectionsRefused++;
+      engine.postAfter(network.transitTime(dest, src, 0), () => {
+        if (!settled) fail(new SimNetError('ECONNREFUSED', `connection to ${to.host}:${to.port} refused`));
+      });
+      return;
+    }
+    const server = new SimStreamEnd(dest, { host: dest.address, port: to.port }, local, false);
+    const client = new SimStreamEnd(src, local, server.local, true);
+    server.peer = client;
+    client.peer = server;
+    src.tcpPorts.set(port, client);
+    src.streams.add(client);
+    dest.streams.add(server);
+    network.stats.streamsOpened++;
+    engine.postAfter(network.transitTime(dest, src, 0), () => {
+      // The SYN-ACK arrives back at `src`.
+      if (!src.alive || client.closed) return;
+      if (settled) {
+        client.abort(); // we gave up meanwhile
+        return;
+      }
+      settled = true;
+      timer?.cancel();
+      done(undefined, client);
+    });
+    listener.onConnection(server);
+  });
+}
+
+/** NAT mappings kept per socket before expired ones are swept (and, if still over, the oldest dropped). */
+const MAX_PINHOLES = 4096;
 
 class SimDatagramSocket implements DatagramSocket {
   readonly local: Endpoint;
   /** @internal */
   closed = false;
   private readonly host: SimHost;
+  /** Behind a NAT: remote address -> when the mapping expires. In refresh order. */
+  private pinholes: Map<string, number> | undefined;
   private readonly handlers: ((from: Endpoint, data: Uint8Array) => void)[] = [];
 
   constructor(host: SimHost, local: Endpoint) {
@@ -472,6 +584,7 @@ class SimDatagramSocket implements DatagramSocket {
       stats.datagramsOversize++;
       return;
     }
+    if (host.nat) this.openPinhole(to.host);
     const dest = network.host(to.host);
     if (dest === undefined) {
       stats.datagramsUnroutable++;
@@ -484,11 +597,33 @@ class SimDatagramSocket implements DatagramSocket {
     const copy = new Uint8Array(data);
     const from = this.local;
     const port = to.port;
-    network.engine.after(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
+    network.engine.postAfter(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
   }
 
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
     this.handlers.push(fn);
+  }
+
+  /** @internal Whether the NAT lets a datagram from `remote` through to this socket. */
+  accepts(remote: string): boolean {
+    const expires = this.pinholes?.get(remote);
+    return expires !== undefined && expires >= this.host.network.now;
+  }
+
+  private openPinhole(remote: string): void {
+    const network = this.host.network;
+    const now = network.now;
+    this.pinholes ??= new Map();
+    const pinholes = this.pinholes;
+    pinholes.delete(remote); // re-insert: the map stays in refresh order
+    pinholes.set(remote, now + network.natMappingMs);
+    if (pinholes.size > MAX_PINHOLES) {
+      for (const [k, t] of pinholes) if (t < now) pinholes.delete(k);
+      for (const k of pinholes.keys()) {
+        if (pinholes.size <= MAX_PINHOLES) break;
+        pinholes.delete(k);
+      }
+    }
   }
 
   close(): void {
@@ -555,6 +690,8 @@ class SimStreamEnd implements ByteStream {
   private needDrain = false;
   /** Arrival time of the last segment sent by this side, to keep the direction ordered. */
   private lastArrival = -Infinity;
+  /** This direction's flow, when bandwidth applies to it. */
+  private flow: Flow | undefined;
 
   constructor(host: SimHost, local: Endpoint, remote: Endpoint, ownsPort: boolean) {
     this.host = host;
@@ -569,7 +706,16 @@ class SimStreamEnd implements ByteStream {
     if (data.length === 0) return this.outstanding < hwm;
     const chunk = new Uint8Array(data);
     this.outstanding += chunk.length;
-    this.sendSegment(chunk.length, (peer) => peer.receiveData(this, chunk));
+    const seg = this.host.network.segmentBytes;
+    if (chunk.length <= seg || !this.rateLimited()) {
+      this.sendSegment(chunk.length, (peer) => peer.receiveData(this, chunk));
+    } else {
+      // Through a rate-limited link a big write arrives piece by piece, as TCP segments would.
+      for (let at = 0; at < chunk.length; at += seg) {
+        const part = chunk.subarray(at, Math.min(at + seg, chunk.length));
+        this.sendSegment(part.length, (peer) => peer.receiveData(this, part));
+      }
+    }
     if (this.outstanding >= hwm) {
       this.needDrain = true;
       return false;
@@ -600,7 +746,7 @@ class SimStreamEnd implements ByteStream {
     if (this.closed) {
       const error = this.closeError;
       const host = this.host;
-      host.network.engine.after(0, () => {
+      host.network.engine.postAfter(0, () => {
         if (host.alive) fn(error);
       });
       return;
@@ -617,6 +763,7 @@ class SimStreamEnd implements ByteStream {
 
   destroy(): void {
     if (this.closed) return;
+    this.dropFlow();
     this.discardInbox();
     if (!this.writeEnded) {
       this.writeEnded = true;
@@ -628,6 +775,7 @@ class SimStreamEnd implements ByteStream {
   /** @internal Closes without callbacks and without FIN, resetting the peer (a timed-out connect). */
   abort(): void {
     if (this.closed) return;
+    this.dropFlow();
     this.sendSegment(0, (peer) => peer.receiveReset());
     this.closed = true;
     this.release();
@@ -637,11 +785,12 @@ class SimStreamEnd implements ByteStream {
   crash(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropFlow();
     this.discardInbox();
     const peer = this.peer;
     if (peer !== undefined && !peer.closed) {
       const network = this.host.network;
-      network.engine.after(network.transitTime(this.host, peer.host, 0), () => peer.receiveReset());
+      network.engine.postAfter(network.transitTime(this.host, peer.host, 0), () => peer.receiveReset());
     }
   }
 
@@ -650,9 +799,27 @@ class SimStreamEnd implements ByteStream {
     if (peer === undefined) return;
     const network = this.host.network;
     const engine = network.engine;
-    const at = Math.max(engine.now + network.transitTime(this.host, peer.host, bytes), this.lastArrival);
-    this.lastArrival = at;
-    engine.schedule(at, () => arrive(peer));
+    const propagate = (): void => {
+      const at = Math.max(engine.now + network.transitTime(this.host, peer.host, bytes), this.lastArrival);
+      this.lastArrival = at;
+      engine.post(at, () => arrive(peer));
+    };
+    if (this.flow === undefined && this.rateLimited()) {
+      this.flow = new Flow(this.host, peer.host);
+    }
+    if (this.flow === undefined) propagate();
+    else network.flows.send(this.flow, bytes, propagate);
+  }
+
+  /** Whether bandwidth applies to this direction. */
+  private rateLimited(): boolean {
+    const peer = this.peer;
+    return peer !== undefined && (this.host.uploadBps < Infinity || peer.host.downloadBps < Infinity);
+  }
+
+  /** Discards bytes not yet transmitted. */
+  private dropFlow(): void {
+    if (this.flow !== undefined) this.host.network.flows.clear(this.flow);
   }
 
   private receiveData(sender: SimStreamEnd, chunk: Uint8Array): void {
@@ -677,6 +844,7 @@ class SimStreamEnd implements ByteStream {
 
   private receiveReset(): void {
     if (this.closed || !this.host.alive) return;
+    this.dropFlow();
     this.discardInbox();
     this.writeEnded = true;
     const error = new SimNetError('ECONNRESET', `connection ${this.local.host}:${this.local.port} reset by peer`);
@@ -709,7 +877,7 @@ class SimStreamEnd implements ByteStream {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.host.network.engine.after(0, () => {
+    this.host.network.engine.postAfter(0, () => {
       this.flushScheduled = false;
       if (this.closed || !this.host.alive) return;
       while (this.inbox.length > 0 && this.dataHandlers.length > 0 && !this.paused) {

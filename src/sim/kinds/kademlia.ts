@@ -1,0 +1,302 @@
+/**
+ * The "kademlia" scenario kind: N nodes of peerkit's Mainline DHT core
+ * (DhtCore, BEP 5) on the simulated network, each wired by the generic
+ * datagram driver (src/runtime/drive.ts) exactly as on the real runtime.
+ * Nodes join over `joinOverMs` through the bootstrap nodes and look up their
+ * own id again `refreshAfterMs` later (what a real node's bucket refresh
+ * does, so early joiners learn of later ones); then `lookups` find_node
+ * lookups run from random online nodes, spread over `lookupsOverMs`, each
+ * for the id of another random online node. A lookup succeeds when that
+ * node is among the k closest it returns.
+ *
+ * Operations recorded: `lookup` (hops, queries as messages, success) and
+ * `bootstrap`. Groups: "bootstrap" (the first `bootstrapNodes`), "nodes"
+ * (the others), "*". Hostile behaviour: "silent" (the node stops answering:
+ * a black hole that lookups must route around).
+ */
+import { DhtCore, type DhtEvent, type OperationResult } from '../../core/dht/index.js';
+import type { DatagramSocket, Endpoint } from '../../runtime/contract.js';
+import { driveDatagramCore, type DriveHandle } from '../../runtime/drive.js';
+import type { SimHost } from '../../runtime/sim/network.js';
+import type { Departure, Lifecycle } from '../lifecycle.js';
+import { num, quantile } from '../metrics.js';
+import { registerKind, type KindContext, type KindRun, type KindSummary, type ScenarioKind } from '../scenario.js';
+import { ScenarioError, type ObjectSchema } from '../schema.js';
+import { lineChart } from '../svg.js';
+
+export interface KademliaParams {
+  readonly nodes: number;
+  readonly bootstrapNodes: number;
+  readonly joinOverMs: number;
+  readonly refreshAfterMs: number;
+  readonly lookups: number;
+  readonly lookupsStartMs: number;
+  readonly lookupsOverMs: number;
+  readonly k: number;
+  readonly alpha: number;
+  readonly timeoutMs: number;
+}
+
+export const kademliaParams: ObjectSchema = {
+  type: 'object',
+  properties: {
+    nodes: { schema: { type: 'number', integer: true, min: 2, max: 1_000_000, description: 'N' } },
+    bootstrapNodes: { schema: { type: 'number', integer: true, min: 1, max: 1000 }, default: 1 },
+    joinOverMs: { schema: { type: 'number', min: 0 }, default: 60_000 },
+    refreshAfterMs: { schema: { type: 'number', min: 0, description: 'a node looks up its own id again this long after joining (0: never)' }, default: 30_000 },
+    lookups: { schema: { type: 'number', integer: true, min: 0, max: 10_000_000, description: 'M' } },
+    lookupsStartMs: { schema: { type: 'number', min: 0 }, optional: true },
+    lookupsOverMs: { schema: { type: 'number', min: 0 }, default: 60_000 },
+    k: { schema: { type: 'number', integer: true, min: 1, max: 64 }, default: 8 },
+    alpha: { schema: { type: 'number', integer: true, min: 1, max: 64 }, default: 3 },
+    timeoutMs: { schema: { type: 'number', above: 0 }, default: 2000 },
+  },
+};
+
+const PORT = 6881;
+
+interface NodeState {
+  readonly index: number;
+  readonly address: string;
+  readonly id: Uint8Array;
+  host: SimHost | undefined;
+  socket: DatagramSocket | undefined;
+  core: DhtCore | undefined;
+  drive: DriveHandle | undefined;
+  hostile: boolean;
+  /** Operations of this node's core that we record: op id -> what and since when. */
+  readonly ops: Map<number, { kind: 'lookup' | 'bootstrap'; startMs: number; target?: Uint8Array }>;
+}
+
+function nodeAddress(i: number): string {
+  const n = i + 1;
+  return `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+}
+
+class KademliaRun implements KindRun {
+  readonly size: number;
+  private readonly ctx: KindContext;
+  private readonly p: KademliaParams;
+  private readonly nodes: NodeState[] = [];
+  private readonly groups: Map<string, number[]>;
+  private readonly online: number[] = [];
+  private readonly where = new Map<number, number>();
+  private readonly lookupsStart: number;
+  private issued = 0;
+  private finished = 0;
+  private succeeded = 0;
+  private inFlight = 0;
+
+  constructor(ctx: KindContext, p: KademliaParams) {
+    this.ctx = ctx;
+    this.p = p;
+    this.size = p.nodes;
+    for (let i = 0; i < p.nodes; i++) {
+      this.nodes.push({ index: i, address: nodeAddress(i), id: ctx.random.bytes(20), host: undefined, socket: undefined, core: undefined, drive: undefined, hostile: false, ops: new Map() });
+    }
+    const all = this.nodes.map((n) => n.index);
+    this.groups = new Map([
+      ['*', all],
+      ['bootstrap', all.slice(0, p.bootstrapNodes)],
+      ['nodes', all.slice(p.bootstrapNodes)],
+    ]);
+    this.lookupsStart = p.lookupsStartMs ?? p.joinOverMs + p.refreshAfterMs + 30_000;
+  }
+
+  begin(lifecycle: Lifecycle): void {
+    const { engine, random } = this.ctx;
+    for (const n of this.nodes) {
+      const at = n.index < this.p.bootstrapNodes ? 0 : random.float() * this.p.joinOverMs;
+      engine.schedule(at, () => lifecycle.join(n.index));
+    }
+    for (let j = 0; j < this.p.lookups; j++) {
+      const at = this.lookupsStart + random.float() * this.p.lookupsOverMs;
+      engine.schedule(at, () => this.issueLookup());
+    }
+  }
+
+  group(name: string): readonly number[] | undefined {
+    return this.groups.get(name);
+  }
+
+  start(i: number): void {
+    const n = this.nodes[i]!;
+    const { network, engine } = this.ctx;
+    if (n.host?.alive) network.removeHost(n.host);
+    const host = network.addHost({ address: n.address });
+    const socket = host.bind({ port: PORT });
+    const core = new DhtCore({ id: n.id, random: host.random, now: engine.now, options: { k: this.p.k, alpha: this.p.alpha, timeoutMs: this.p.timeoutMs } });
+    n.host = host;
+    n.socket = socket;
+    n.core = core;
+    n.ops.clear();
+    n.drive = driveDatagramCore(host.runtime, socket, core, (e: DhtEvent) => this.onEvent(n, e));
+    if (n.hostile) this.silence(n);
+    this.where.set(i, this.online.length);
+    this.online.push(i);
+    // Join through the bootstrap nodes (the first one starts alone).
+    const seeds: Endpoint[] = [];
+    for (let b = 0; b < this.p.bootstrapNodes; b++) if (b !== i) seeds.push({ host: this.nodes[b]!.address, port: PORT });
+    if (seeds.length > 0) this.track(n, 'bootstrap', core.bootstrap(engine.now, seeds));
+    n.drive.poke();
+    if (this.p.refreshAfterMs > 0) {
+      host.runtime.timers.at(engine.now + this.p.refreshAfterMs, () => {
+        if (n.core !== core || n.drive === undefined) return;
+        core.bootstrap(engine.now, []);
+        n.drive.poke();
+      });
+    }
+  }
+
+  stop(i: number, how: Departure): void {
+    const n = this.nodes[i]!;
+    const at = this.where.get(i);
+    if (at !== undefined) {
+      const last = this.online.pop()!;
+      if (last !== i) {
+        this.online[at] = last;
+        this.where.set(last, at);
+      }
+      this.where.delete(i);
+    }
+    // Lookups the node had running die with it: they count as failed.
+    for (const op of n.ops.values()) {
+      if (op.kind !== 'lookup') continue;
+      this.inFlight--;
+      this.finished++;
+      this.ctx.metrics.record({ kind: 'lookup', node: i, startMs: op.startMs, endMs: this.ctx.engine.now, ok: false });
+    }
+    n.ops.clear();
+    n.drive?.stop();
+    if (how === 'graceful') n.socket?.close();
+    if (n.host) this.ctx.network.removeHost(n.host);
+    n.host = undefined;
+    n.socket = undefined;
+    n.core = undefined;
+    n.drive = undefined;
+  }
+
+  makeHostile(i: number, behaviour: string): boolean {
+    if (behaviour !== 'silent') return false;
+    const n = this.nodes[i]!;
+    n.hostile = true;
+    this.silence(n);
+    return true;
+  }
+
+  /** A silent node's socket goes away: queries to it are lost, it sends nothing. */
+  private silence(n: NodeState): void {
+    n.drive?.stop();
+    n.socket?.close();
+  }
+
+  private track(n: NodeState, kind: 'lookup' | 'bootstrap', op: number, target?: Uint8Array): void {
+    n.ops.set(op, { kind, startMs: this.ctx.engine.now, target });
+  }
+
+  /** A random online node that is not hostile (O(1) expected; undefined if none turns up). */
+  private pickOnline(not?: NodeState): NodeState | undefined {
+    const { random } = this.ctx;
+    for (let tries = 0; tries < 64 && this.online.length > 0; tries++) {
+      const n = this.nodes[this.online[random.below(this.online.length)]!]!;
+      if (!n.hostile && n !== not) return n;
+    }
+    return undefined;
+  }
+
+  private issueLookup(): void {
+    const from = this.pickOnline();
+    const to = from && this.pickOnline(from);
+    if (from === undefined || to === undefined) return;
+    this.issued++;
+    this.inFlight++;
+    this.track(from, 'lookup', from.core!.findNode(this.ctx.engine.now, to.id), to.id);
+    from.drive!.poke();
+  }
+
+  private onEvent(n: NodeState, e: DhtEvent): void {
+    if (e.type !== 'done') return;
+    const op = n.ops.get(e.op);
+    if (op === undefined) return;
+    n.ops.delete(e.op);
+    const r: OperationResult = e.result;
+    const now = this.ctx.engine.now;
+    if (op.kind === 'bootstrap') {
+      this.ctx.metrics.record({ kind: 'bootstrap', node: n.index, startMs: op.startMs, endMs: now, ok: r.ok, hops: r.hops, messages: r.queries });
+      return;
+    }
+    const target = Buffer.from(op.target!);
+    const ok = r.nodes.some((x) => x.id.equals(target));
+    this.inFlight--;
+    this.finished++;
+    if (ok) this.succeeded++;
+    this.ctx.metrics.record({ kind: 'lookup', node: n.index, startMs: op.startMs, endMs: now, ok, hops: r.hops, messages: r.queries });
+  }
+
+  done(now: number): boolean {
+    // Every lookup is issued before lookupsStart + lookupsOverMs.
+    return now >= this.lookupsStart + this.p.lookupsOverMs && this.inFlight === 0;
+  }
+
+  sample(now: number): Record<string, number> {
+    // Mean routing table size over at most 200 online nodes, picked evenly (stats() walks a table).
+    const step = Math.max(1, Math.ceil(this.online.length / 200));
+    let sum = 0;
+    let count = 0;
+    for (let j = 0; j < this.online.length; j += step) {
+      const core = this.nodes[this.online[j]!]!.core;
+      if (!core) continue;
+      sum += core.stats(now).nodes;
+      count++;
+    }
+    return {
+      lookups_in_flight: this.inFlight,
+      lookups_done: this.finished,
+      lookup_success_rate: this.finished === 0 ? 0 : this.succeeded / this.finished,
+      mean_table_size: count === 0 ? 0 : sum / count,
+    };
+  }
+
+  finish(now: number): void {
+    for (const n of this.nodes) {
+      for (const op of n.ops.values()) {
+        if (op.kind !== 'lookup') continue;
+        this.ctx.metrics.record({ kind: 'lookup', node: n.index, startMs: op.startMs, endMs: now, ok: false });
+      }
+      n.ops.clear();
+    }
+  }
+
+  summary(): KindSummary {
+    const lookups = this.ctx.metrics.operations.filter((o) => o.kind === 'lookup');
+    const hops = lookups.filter((o) => o.ok && o.hops !== undefined).map((o) => o.hops!).sort((a, b) => a - b);
+    const rate = lookups.length === 0 ? 0 : lookups.filter((o) => o.ok).length / lookups.length;
+    return {
+      rows: [
+        ['network', `${this.p.nodes} nodes (${this.p.bootstrapNodes} bootstrap), k=${this.p.k}, alpha=${this.p.alpha}`],
+        ['lookups', `${lookups.length} of ${this.p.lookups} issued; success ${num(rate)}; hops p50 ${num(quantile(hops, 0.5))}, p90 ${num(quantile(hops, 0.9))}`],
+      ],
+      json: { nodes: this.p.nodes, lookups: lookups.length, successRate: rate, hopsMedian: quantile(hops, 0.5), log2Nodes: Math.log2(this.p.nodes) },
+    };
+  }
+
+  plots(): Record<string, string> {
+    const m = this.ctx.metrics;
+    const secs = (col: string): [number, number][] => m.series(col).map(([t, v]) => [t / 1000, v]);
+    return {
+      'routing-tables.svg': lineChart({ title: 'Mean routing table size', xLabel: 'simulated time (s)', yLabel: 'nodes', series: [{ name: 'mean table size', points: secs('mean_table_size') }] }),
+    };
+  }
+}
+
+export const kademlia: ScenarioKind<KademliaParams> = {
+  name: 'kademlia',
+  description: 'N Mainline DHT nodes (the real DhtCore) bootstrap, then M lookups, under churn if the scenario says so',
+  params: kademliaParams,
+  check(p) {
+    if (p.bootstrapNodes >= p.nodes) throw new ScenarioError('scenario.params.bootstrapNodes', `must be less than nodes (${p.nodes})`);
+  },
+  create: (ctx, p) => new KademliaRun(ctx, p),
+};
+
+registerKind(kademlia);

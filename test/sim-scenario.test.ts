@@ -1,0 +1,257 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { ScenarioError, ScenarioRun, parseScenario, parseScenarioText, scenarioJsonSchema, fluidLowerBoundMs, type FlashCrowdParams } from '../src/sim/index.js';
+import { cdf, mean, resolveDistribution, sample, type Distribution, type DistributionSpec } from '../src/sim/distributions.js';
+import { Lifecycle, type NodeControl } from '../src/sim/lifecycle.js';
+import { SimEngine } from '../src/runtime/sim/engine.js';
+import { seededRandom } from '../src/runtime/sim/prng.js';
+import { lineChart, cdfPoints, niceTicks } from '../src/sim/svg.js';
+
+const scenarioFile = (name: string): string => readFileSync(new URL(`../../scenarios/${name}`, import.meta.url), 'utf8');
+
+function flash(params: Partial<FlashCrowdParams> = {}, extra: Record<string, unknown> = {}): unknown {
+  return {
+    kind: 'flash-crowd',
+    name: 'test',
+    seed: 3,
+    durationMs: 600_000,
+    network: { latency: { model: 'constant', ms: 20 } },
+    params: { fileBytes: 1 << 20, pieceBytes: 32768, leechers: 4, seeder: { uploadBps: 1_000_000 }, leecher: { uploadBps: 500_000, downloadBps: 2_000_000 }, ...params },
+    ...extra,
+  };
+}
+
+function errorOf(raw: unknown): ScenarioError {
+  try {
+    parseScenario(raw);
+  } catch (e) {
+    assert.ok(e instanceof ScenarioError, `not a ScenarioError: ${String(e)}`);
+    return e;
+  }
+  assert.fail('accepted');
+}
+
+test('scenario validation: a wrong field gets an error naming its path', () => {
+  const base = flash() as Record<string, unknown>;
+  const params = base['params'] as Record<string, unknown>;
+  const cases: [unknown, string, RegExp][] = [
+    [{ ...base, kind: 'nope' }, 'scenario.kind', /must be one of "flash-crowd"/],
+    [{ ...base, durationMs: -1 }, 'scenario.durationMs', /must be a number > 0, got -1/],
+    [{ ...base, dureationMs: 5 }, 'scenario.dureationMs', /unknown field \(expected one of: .*durationMs/],
+    [{ ...base, params: { ...params, leechers: 2.5 } }, 'scenario.params.leechers', /must be an integer/],
+    [{ ...base, params: { ...params, leecher: { uploadBps: 1 } } }, 'scenario.params.leecher.downloadBps', /is required/],
+    [{ ...base, params: { ...params, pieceBytes: 20000 } }, 'scenario.params.pieceBytes', /power of two/],
+    [{ ...base, network: { latency: { model: 'uniform', minMs: 50, maxMs: 10 } } }, 'scenario.network.latency.maxMs', /must be >= minMs/],
+    [{ ...base, network: { latency: { model: 'warp' } } }, 'scenario.network.latency.model', /"constant", "uniform", "geographic", "matrix"/],
+    [{ ...base, network: { latency: { model: 'geographic', regions: [{ name: 'a', center: [0], accessMs: [1, 2] }] } } }, 'scenario.network.latency.regions[0].center', /at least 2/],
+    [{ ...base, churn: { session: { type: 'weibull', shape: 0.5, dropFraction: 0.2 } } }, 'scenario.churn.session.withinMs', /required with dropFraction/],
+    [{ ...base, churn: { session: { type: 'pareto', shape: 2, minMs: 5, dropFraction: 0.2, withinMs: 9 } } }, 'scenario.churn.session', /exactly one of "minMs", "dropFraction"/],
+    [{ ...base, events: [{ atMs: 1, type: 'crash' }] }, 'scenario.events[0]', /exactly one of "count", "fraction"/],
+    [{ ...base, events: [{ atMs: 1, type: 'hostile', count: 1 }] }, 'scenario.events[0].behaviour', /required/],
+    [{ ...base, events: [{ atMs: 1, type: 'crash', fraction: 1.5 }] }, 'scenario.events[0].fraction', /<= 1/],
+  ];
+  for (const [raw, path, message] of cases) {
+    const e = errorOf(raw);
+    assert.equal(e.path, path, e.message);
+    assert.match(e.message, message);
+    assert.ok(e.message.startsWith(`${path}: `));
+  }
+  assert.throws(() => parseScenarioText('{"kind":'), (e: unknown) => e instanceof ScenarioError && /not valid JSON/.test(e.message));
+});
+
+test('property: the validator never throws anything but ScenarioError on arbitrary JSON', () => {
+  fc.assert(
+    fc.property(fc.jsonValue(), (v) => {
+      try {
+        parseScenario(v);
+      } catch (e) {
+        assert.ok(e instanceof ScenarioError, String(e));
+      }
+    }),
+    { numRuns: 300 },
+  );
+  // Mutating one field of a valid scenario gives a ScenarioError or a valid scenario, nothing else.
+  fc.assert(
+    fc.property(fc.constantFrom('durationMs', 'seed', 'sampleIntervalMs', 'network', 'events', 'params', 'churn'), fc.jsonValue(), (field, v) => {
+      const raw = { ...(flash() as Record<string, unknown>), [field]: v };
+      try {
+        parseScenario(raw);
+      } catch (e) {
+        assert.ok(e instanceof ScenarioError, String(e));
+        assert.ok(e.path.startsWith(`scenario.${field}`), e.path);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('the ready-made scenarios are valid, defaults are filled in, and the JSON Schema lists the kinds', () => {
+  const shippedScenarios = readdirSync(new URL('../../scenarios/', import.meta.url)).filter((f) => f.endsWith('.json') && f !== 'schema.json');
+  assert.ok(shippedScenarios.length >= 4);
+  for (const f of shippedScenarios) {
+    const s = parseScenarioText(scenarioFile(f));
+    assert.ok(['flash-crowd', 'kademlia'].includes(s.kind), `${f}: ${s.kind}`);
+    // Files a scenario names are there and valid (the matrix one).
+    if (s.network.latency.model === 'matrix') new ScenarioRun(s, { loadFile: (p) => scenarioFile(p) });
+  }
+  const s = parseScenario(flash());
+  assert.equal(s.sampleIntervalMs, 1000);
+  assert.deepEqual(s.events, []);
+  assert.equal((s.params as FlashCrowdParams).unchokeSlots, 4);
+  const schema = scenarioJsonSchema();
+  const shipped = JSON.parse(scenarioFile('schema.json')) as unknown;
+  assert.deepEqual(shipped, schema, 'scenarios/schema.json is out of date: regenerate it with `peerkit sim --schema`');
+});
+
+test('flash crowd: the real TorrentCore swarm completes within 1.3x the fluid-model lower bound', () => {
+  const s = parseScenarioText(scenarioFile('flash-crowd-small.json'));
+  const p = s.params as FlashCrowdParams;
+  assert.ok(p.leechers >= 8 && p.leechers <= 20);
+  const run = new ScenarioRun(s);
+  const r = run.runToEnd();
+  const res = r.summary['results'] as { lastCompletionMs: number; fluidLowerBoundMs: number; ratioToBound: number; completed: number; boundApplies: boolean };
+  assert.equal(res.boundApplies, true);
+  assert.equal(res.completed, p.leechers);
+  // The bound, computed by hand for this file: max(F/u_s, F/d_min, P*F/(u_s + sum u_i)).
+  const F = p.fileBytes;
+  const expected = 1000 * Math.max(F / p.seeder.uploadBps, F / p.leecher.downloadBps, (p.leechers * F) / (p.seeder.uploadBps + p.leechers * p.leecher.uploadBps));
+  assert.ok(Math.abs(fluidLowerBoundMs(p) - expected) < 1e-6);
+  // No schedule can beat the bound; ours must come within 30 % of it.
+  assert.ok(res.lastCompletionMs >= expected, `${res.lastCompletionMs} < ${expected}`);
+  assert.ok(res.ratioToBound <= 1.3, `ratio ${res.ratioToBound}`);
+  // Every leecher downloaded the whole file, and the leechers did most of the uploading.
+  const ops = r.files['operations.csv']!.trim().split('\n').slice(1);
+  assert.equal(ops.length, p.leechers);
+  assert.ok(ops.every((l) => l.split(',')[5] === '1'));
+});
+
+test('same seed, byte-identical output files; another seed, different ones', () => {
+  const raw = flash({ leechers: 5 }, { churn: { group: 'leechers', session: { type: 'exponential', dropFraction: 0.3, withinMs: 5000 }, offline: { type: 'constant', ms: 2000 } }, events: [{ atMs: 1000, type: 'crash', count: 1, group: 'leechers' }] });
+  const a = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const b = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const c = new ScenarioRun(parseScenario(raw), { seed: 99 }).runToEnd();
+  assert.deepEqual(Object.keys(a.files).sort(), Object.keys(b.files).sort());
+  for (const name of Object.keys(a.files)) assert.equal(a.files[name], b.files[name], `${name} differs between two runs with the same seed`);
+  assert.equal(a.table, b.table);
+  assert.notEqual(a.files['timeseries.csv'], c.files['timeseries.csv']);
+  assert.match(c.files['scenario.json']!, /"seed": 99/);
+  for (const f of ['operations.csv', 'operations.json', 'timeseries.csv', 'timeseries.json', 'summary.json', 'summary.txt', 'network-size.svg', 'cdf-download.svg', 'swarm-completion.svg', 'upload-ratios.svg']) {
+    assert.ok(a.files[f] !== undefined, `missing ${f}`);
+  }
+  assert.ok((a.summary['lifecycle'] as { crashes: number }).crashes >= 1);
+});
+
+test('how a run is cut into steps (as the CLI does for its progress display) does not change its files', () => {
+  const raw = flash({ leechers: 4 }, { events: [{ atMs: 700, type: 'crash', count: 1, group: 'leechers' }, { atMs: 2500, type: 'join', fraction: 1 }] });
+  const whole = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const run = new ScenarioRun(parseScenario(raw));
+  let k = 0;
+  while (!run.advance(1 + ((k * 37) % 97), 1 + ((k * 101) % 500))) k++;
+  assert.ok(k > 20);
+  const stepped = run.result();
+  for (const name of Object.keys(whole.files)) assert.equal(stepped.files[name], whole.files[name], name);
+});
+
+test('flash crowd under churn, NATs and a hostile peer: the corrupt peer is banned and every leecher completes', () => {
+  const raw = flash(
+    { leechers: 8, natFraction: 0.5, fileBytes: 2 << 20 },
+    {
+      events: [
+        { atMs: 0, type: 'hostile', count: 1, group: 'leechers', behaviour: 'corrupt' },
+        { atMs: 3000, type: 'crash', fraction: 0.25, group: 'leechers' },
+        { atMs: 6000, type: 'join', fraction: 1, group: 'leechers' },
+      ],
+    },
+  );
+  const run = new ScenarioRun(parseScenario(raw));
+  const r = run.runToEnd();
+  const res = r.summary['results'] as { completed: number; bans: number; failedPieces: number };
+  assert.equal(res.completed, 8);
+  assert.ok(res.failedPieces > 0, 'the corrupt peer served no data');
+  assert.ok(res.bans > 0, 'nobody banned the corrupt peer');
+  const life = r.summary['lifecycle'] as { crashes: number; joins: number; hostile: number };
+  assert.equal(life.crashes, 2);
+  assert.equal(life.joins, 9 + 2);
+  assert.equal(life.hostile, 1);
+  const net = r.summary['network'] as { connectionsFiltered: number };
+  assert.ok(net.connectionsFiltered > 0, 'NATed leechers were never dialled');
+});
+
+test('distributions: sample means and CDFs match theory; calibration puts dropFraction before withinMs', () => {
+  const rnd = seededRandom('dist');
+  const dists: Distribution[] = [
+    { type: 'exponential', meanMs: 1000 },
+    { type: 'weibull', shape: 0.7, scaleMs: 500 },
+    { type: 'weibull', shape: 2, scaleMs: 500 },
+    { type: 'pareto', shape: 3, minMs: 100 },
+    { type: 'uniform', minMs: 10, maxMs: 20 },
+  ];
+  const n = 40_000;
+  for (const d of dists) {
+    const xs = Array.from({ length: n }, () => sample(d, rnd));
+    assert.ok(xs.every((x) => x >= 0));
+    const m = xs.reduce((a, b) => a + b, 0) / n;
+    assert.ok(Math.abs(m - mean(d)) / mean(d) < 0.05, `${d.type}: mean ${m} vs ${mean(d)}`);
+    // Kolmogorov-Smirnov distance against the CDF (critical value at 1e-3: 1.95 / sqrt(n)).
+    xs.sort((a, b) => a - b);
+    let ks = 0;
+    xs.forEach((x, i) => (ks = Math.max(ks, Math.abs(cdf(d, x) - (i + 1) / n), Math.abs(cdf(d, x) - i / n))));
+    assert.ok(ks < 1.95 / Math.sqrt(n), `${d.type}: KS ${ks}`);
+  }
+  for (const type of ['exponential', 'weibull', 'pareto'] as const) {
+    for (const f of [0.15, 0.2]) {
+      const d = resolveDistribution((type === 'exponential' ? { type, dropFraction: f, withinMs: 60_000 } : { type, shape: 1.5, dropFraction: f, withinMs: 60_000 }) as DistributionSpec);
+      assert.ok(Math.abs(cdf(d, 60_000) - f) < 1e-9, `${type} ${f}: ${cdf(d, 60_000)}`);
+      const dropped = Array.from({ length: 20_000 }, () => sample(d, rnd)).filter((x) => x <= 60_000).length / 20_000;
+      assert.ok(Math.abs(dropped - f) < 0.015, `${type} ${f}: ${dropped}`);
+    }
+  }
+});
+
+test('lifecycle: churn keeps the expected share online; events pick among the right group', () => {
+  const engine = new SimEngine();
+  const started: number[] = [];
+  const stopped: [number, string][] = [];
+  const hostile: number[] = [];
+  const n = 2000;
+  const control: NodeControl = {
+    start: (i) => started.push(i),
+    stop: (i, how) => stopped.push([i, how]),
+    makeHostile: (i, b) => (b === 'evil' ? (hostile.push(i), true) : false),
+    group: (name) => (name === '*' ? Array.from({ length: n }, (_, i) => i) : name === 'odd' ? Array.from({ length: n / 2 }, (_, i) => 2 * i + 1) : undefined),
+  };
+  const life = new Lifecycle(engine, seededRandom(5), n, control);
+  for (let i = 0; i < n; i++) life.join(i);
+  // Sessions and offline times both exponential with mean 10 s: half the nodes online in steady state.
+  life.churn({ session: { type: 'exponential', meanMs: 10_000 }, offline: { type: 'exponential', meanMs: 10_000 }, crashFraction: 0.5 });
+  life.schedule([
+    { atMs: 100_000, type: 'hostile', count: 10, group: 'odd', behaviour: 'evil' },
+    { atMs: 100_000, type: 'hostile', count: 10, behaviour: 'unknown' },
+  ]);
+  engine.run({ until: 100_000 });
+  assert.ok(Math.abs(life.online / n - 0.5) < 0.05, `${life.online} online`);
+  const crashes = stopped.filter(([, h]) => h === 'crash').length;
+  assert.ok(Math.abs(crashes / stopped.length - 0.5) < 0.03);
+  assert.equal(life.stats.crashes + life.stats.graceful, stopped.length);
+  assert.equal(hostile.length, 10);
+  assert.ok(hostile.every((i) => i % 2 === 1 && life.isOnline(i)));
+  assert.equal(life.stats.hostile, 10);
+  assert.throws(() => life.churn({ group: 'nope', session: { type: 'constant', ms: 1 } }), /unknown group "nope"/);
+});
+
+test('svg writer: deterministic, escaped, finite', () => {
+  const chart = (): string =>
+    lineChart({ title: 'a <b> & "c"', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: [[0, 1], [1, 3], [2, NaN], [3, 2]] }, { name: 'cdf', points: cdfPoints([3, 1, 2]), step: true }] });
+  const svg = chart();
+  assert.equal(svg, chart());
+  assert.ok(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
+  assert.ok(svg.trimEnd().endsWith('</svg>'));
+  assert.match(svg, /a &lt;b&gt; &amp; &quot;c&quot;/);
+  assert.doesNotMatch(svg, /NaN|Infinity|undefined/);
+  assert.deepEqual(cdfPoints([3, 1, 2]), [[1, 0], [1, 1 / 3], [2, 2 / 3], [3, 1]]);
+  assert.deepEqual(niceTicks(0, 10), [0, 2, 4, 6, 8, 10]);
+  // An empty chart is still a valid picture.
+  assert.doesNotMatch(lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: [] }), /NaN|Infinity/);
+});
