@@ -8,6 +8,7 @@ import type { Client } from '../client/client.js';
 import type { Torrent } from '../client/torrent.js';
 import type { PeerSnapshot } from '../core/torrent/torrent-core.js';
 import type { MetricFamily, Sample } from '../metrics/prometheus.js';
+import { DhtSource } from './dht-source.js';
 import type { DashboardSource, JsonValue, Table } from './source.js';
 
 export interface ClientSourceOptions {
@@ -242,4 +243,10 @@ export class ClientSource implements DashboardSource {
     }
     return { download: down, upload: up };
   }
+}
+
+/** A client's sources: the client as `id` and, when it runs a DHT node, that node as `<id> dht`. */
+export function clientSources(id: string, client: Client, options: ClientSourceOptions = {}): DashboardSource[] {
+  const node = client.dht;
+  return node === undefined ? [new ClientSource(id, client, options)] : [new ClientSource(id, client, options), new DhtSource(`${id} dht`, node)];
 }
