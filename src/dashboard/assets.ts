@@ -247,9 +247,9 @@ export const APP_JS = String.raw`(function () {
   var CHARTS = {
     download: { title: 'Download rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
     upload: { title: 'Upload rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
+    announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
     dht_nodes: { title: 'DHT: nodes in the routing table', fmt: function (v) { return v == null ? '\u2013' : String(Math.round(v)); } },
     dht_queries: { title: 'DHT: queries received per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
-    announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
   };
   var COLORS = ['#1c7ed6', '#e8590c', '#2f9e44', '#ae3ec9', '#f08c00', '#0ca678', '#d6336c', '#4263eb', '#74b816', '#868e96'];
   var hist = { t: [], charts: {} };
