@@ -22,6 +22,7 @@ import { DHT_BUCKET_COLUMNS, DHT_NODE_COLUMNS, DhtSource, type DhtState } from '
 import { clientSources } from '../src/dashboard/client-source.js';
 import { Client } from '../src/client/client.js';
 import { DhtNode } from '../src/dht/node.js';
+import { startDhtDashboard } from '../src/cli/dashboard-option.js';
 import { startTracker } from '../src/tracker/index.js';
 import { completes, startSwarm } from './dashboard-swarm.js';
 
@@ -298,6 +299,25 @@ test('a DHT on the dashboard: state with buckets and operations in flight, routi
   }
 });
 
+test('startDhtDashboard (for peerkit dht --dashboard): nothing without --dashboard; with it, the node as source `dht`', { timeout: 30_000 }, async () => {
+  const node = await DhtNode.start({ host: '127.0.0.1', port: 0 });
+  const said: string[] = [];
+  try {
+    assert.equal(await startDhtDashboard({}, node, (l) => said.push(l)), undefined);
+    await assert.rejects(startDhtDashboard({ dashboard: '0.0.0.0:0' }, node, () => undefined, {}), /without an access token/);
+    const d = await startDhtDashboard({ dashboard: '127.0.0.1:0' }, node, (l) => said.push(l), {});
+    try {
+      assert.deepEqual(said, [`dashboard: ${d!.url}`]);
+      const st = JSON.parse((await http(`${d!.baseUrl}api/state`)).body) as { sources: { id: string; kind: string; state: DhtState }[] };
+      assert.deepEqual(st.sources.map((x) => [x.id, x.kind, x.state.address]), [['dht', 'dht', `127.0.0.1:${node.address.port}`]]);
+    } finally {
+      await d!.close();
+    }
+  } finally {
+    await node.close();
+  }
+});
+
 test('a token-protected dashboard refuses every request without the right token', { timeout: 30_000 }, async () => {
   const token = 'tok-0123456789abcdef';
   const tracker = await startTracker({ host: '127.0.0.1', http: 0, udp: false });
@@ -350,7 +370,7 @@ test('startDashboard: a non-loopback bind without a token, a bad token, too many
   }
 });
 
-test('--dashboard on peerkit tracker and peerkit seed; refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
+test('--dashboard on peerkit tracker and peerkit seed (with its DHT node); refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
   const r = spawnSync(process.execPath, [bin, 'tracker', '--http', '0', '--dashboard', '0.0.0.0:0'], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^peerkit: --dashboard: refusing to serve the dashboard on 0\.0\.0\.0 without an access token/);
@@ -397,18 +417,21 @@ test('--dashboard on peerkit tracker and peerkit seed; refused on 0.0.0.0 withou
     assert.equal(await tr.stop(), 0);
   }
 
-  const swarm = await startSwarm({ bytes: 100_000 });
+  // `seed --bootstrap` (the DHT on): the dashboard shows the client and its DHT node, which joins the test's node.
+  const swarm = await startSwarm({ bytes: 100_000, dhtNodes: 1 });
   try {
     const torrentFile = join(swarm.work, 'dash.torrent');
     await writeFile(torrentFile, swarm.torrent);
-    const seed = await runUntilUrl(['seed', torrentFile, '-d', join(swarm.work, 'seeder'), '-p', '0', '--host', '127.0.0.1', '-q', '--dashboard', '0'], 'stderr');
+    const boot = `127.0.0.1:${swarm.dhtNodes[0]!.address.port}`;
+    const seed = await runUntilUrl(['seed', torrentFile, '-d', join(swarm.work, 'seeder'), '-p', '0', '--host', '127.0.0.1', '--bootstrap', boot, '-q', '--dashboard', '0'], 'stderr');
     try {
-      const s = await until('the seeding torrent', async () => {
+      const s = await until('the seeding torrent and its DHT node in a table', async () => {
         const j = JSON.parse((await http(`${seed.url}api/state`)).body) as StateJson;
         const t = (j.sources[0]?.state.torrents as { state: string; progress: number }[] | undefined)?.[0];
-        return t?.state === 'seeding' ? j : undefined;
+        return t?.state === 'seeding' && Number(j.sources[1]?.state.nodes) > 0 ? j : undefined;
       });
-      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['client', 'client']]);
+      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['client', 'client'], ['client dht', 'dht']]);
+      assert.match((await http(`${seed.url}metrics`)).body, /^peerkit_dht_nodes\{source="client dht",state="good"\} [1-9]/m);
     } finally {
       assert.equal(await seed.stop(), 0);
     }
