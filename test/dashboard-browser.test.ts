@@ -180,6 +180,10 @@ test('the dashboard in headless Chromium: peers appear, rates move, progress rea
     const progressCol = torrentsCsv[0]!.indexOf('progress');
     assert.deepEqual(torrentsCsv.slice(1).map((r) => [r[0], r[progressCol]]), [['seeder', '1'], ['leecher 1', '1'], ['leecher 2', '1'], ['leecher 3', '1']]);
 
+    // Every client runs its torrent on the DHT too: the torrents table says so.
+    assert.equal(await page.locator('#torrents tbody tr .pill.dht').count(), 4);
+    assert.match((await page.locator('#torrents tbody tr[data-source="seeder"] .pill.dht').getAttribute('title')) ?? '', /^On the DHT: \d+ lookup/);
+
     // The DHT panel: a row per node (the plain ones and each client's), each with a routing table.
     assert.equal(await page.isVisible('#dht-panel'), true);
     const dhtIds = ['dht 1', 'dht 2', 'dht 3', 'dht 4', 'dht 5', 'dht 6', 'seeder dht', 'leecher 1 dht', 'leecher 2 dht', 'leecher 3 dht'];

@@ -145,6 +145,7 @@ td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .pill.on { background: #d3f9d8; color: #1b5e20; }
 .pill.off { background: #f1f3f5; color: #868e96; }
 .pill.int { background: #d0ebff; color: #1864ab; }
+.pill.dht { background: #f3f0ff; color: #5f3dc4; }
 .pill.noint { background: transparent; color: #adb5bd; border-color: #dee2e6; }
 .state { font-size: 12px; padding: 1px 8px; border-radius: 8px; background: #e9ecef; }
 .state.seeding, .state.complete { background: #d3f9d8; color: #1b5e20; }
@@ -367,6 +368,11 @@ export const APP_JS = String.raw`(function () {
         var name = td(t.name, 'name');
         name.title = t.name + '\n' + t.infoHash + (t.size !== null ? '\n' + bytes(t.size) : '') + (t.error ? '\n' + t.error : '');
         var state = h('td'); state.append(h('span', 'state ' + t.state, t.state));
+        if (t.dht) {
+          var dhtPill = h('span', 'pill dht', 'DHT ' + count(t.dht.peersFound));
+          dhtPill.title = 'On the DHT: ' + t.dht.rounds + ' lookup(s), ' + t.dht.peersFound + ' peer address(es) found, announce stored by ' + t.dht.stored + ' node(s)';
+          state.append(' ', dhtPill);
+        }
         var prog = h('td', 'progress'); prog.append(bar(t.progress));
         var down = td(rate(t.downloadRate), 'num rate-down'); down.dataset.value = String(t.downloadRate);
         var up = td(rate(t.uploadRate), 'num rate-up'); up.dataset.value = String(t.uploadRate);
