@@ -2,14 +2,18 @@
  * `npm run demo`: a whole swarm on this machine, on 127.0.0.1 only.
  *
  * It generates a file, creates its torrent announcing to a peerkit tracker
- * (HTTP and UDP) started here, then runs one seeder and several leechers,
- * each a separate peerkit Client with its own port and folder. One leecher
- * starts from a magnet link, so it fetches the metadata from peers first.
+ * (HTTP and UDP) started here, starts a Mainline DHT of peerkit nodes
+ * bootstrapped among themselves, then runs one seeder and several leechers,
+ * each a separate peerkit Client with its own port, folder and DHT node
+ * (joined through the demo's nodes). The last leecher starts from a
+ * trackerless magnet link (the infohash alone): it finds its peers through
+ * the DHT and fetches the metadata from them first.
  * Progress is shown while they swap pieces; at the end every copy is checked
  * byte for byte and the upload ratios are printed. Exits non-zero if anything
  * does not hold.
  *
- * Options: --size MiB (default 64), --leechers N (default 5), --keep (leave
+ * Options: --size MiB (default 64), --leechers N (default 5), --dht-nodes N
+ * (default 20), --keep (leave
  * the files in place and keep seeding until Ctrl-C), --dashboard [HOST:]PORT
  * (default 127.0.0.1 and a free port; the URL is printed), --dashboard-token
  * TOKEN (or PEERKIT_DASHBOARD_TOKEN), --no-dashboard, --limit MiB (each
@@ -21,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Client } from '../src/client/client.js';
+import { DhtNode } from '../src/dht/node.js';
 import type { Torrent } from '../src/client/torrent.js';
 import { buildMagnet } from '../src/codec/magnet.js';
 import { createTorrent } from '../src/files/create-torrent.js';
@@ -29,7 +34,9 @@ import { startTracker } from '../src/tracker/index.js';
 import { run } from '../src/cli/main.js';
 import { formatBytes, formatRate } from '../src/cli/format.js';
 import { dashboardSettings } from '../src/cli/dashboard-option.js';
-import { ClientSource } from '../src/dashboard/client-source.js';
+import { clientSources } from '../src/dashboard/client-source.js';
+import { DhtSource } from '../src/dashboard/dht-source.js';
+import type { DashboardSource } from '../src/dashboard/source.js';
 import { startDashboard, type DashboardHandle } from '../src/dashboard/server.js';
 import { TrackerSource } from '../src/dashboard/tracker-source.js';
 
@@ -40,6 +47,7 @@ const num = (name: string, def: number): number => {
 };
 const sizeMiB = num('--size', 64);
 const leecherCount = num('--leechers', 5);
+const dhtCount = num('--dht-nodes', 20);
 const keep = args.includes('--keep');
 const uploadLimit = Math.round(num('--limit', 0) * 1024 * 1024);
 const str = (name: string): string | undefined => {
@@ -53,8 +61,8 @@ try {
   console.error(`demo: ${(e as Error).message}`);
   process.exit(2);
 }
-if (!(sizeMiB > 0 && sizeMiB <= 4096) || !(Number.isInteger(leecherCount) && leecherCount >= 1 && leecherCount <= 50) || !(uploadLimit >= 0)) {
-  console.error('demo: --size takes MiB (1-4096), --leechers a count (1-50), --limit MiB per second');
+if (!(sizeMiB > 0 && sizeMiB <= 4096) || !(Number.isInteger(leecherCount) && leecherCount >= 1 && leecherCount <= 50) || !(Number.isInteger(dhtCount) && dhtCount >= 1 && dhtCount <= 50) || !(uploadLimit >= 0)) {
+  console.error('demo: --size takes MiB (1-4096), --leechers a count (1-50), --dht-nodes a count (1-50), --limit MiB per second');
   process.exit(2);
 }
 const TIME_LIMIT_MS = 300_000;
@@ -75,6 +83,22 @@ async function generateFile(path: string, bytes: number, seed: string): Promise<
   }
 }
 
+/** Waits until `check()` holds, polling; false after `ms`. */
+async function until(ms: number, check: () => boolean): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/** Rejects after `ms`: every step of the demo is bounded in time. */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no result after ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
 function step(title: string): void {
   console.log(`\n== ${title}`);
 }
@@ -82,6 +106,7 @@ function step(title: string): void {
 async function main(): Promise<number> {
   const work = await mkdtemp(join(tmpdir(), 'peerkit-demo-'));
   const clients: Client[] = [];
+  const dhtNodes: DhtNode[] = [];
   let tracker: Awaited<ReturnType<typeof startTracker>> | undefined;
   let dashboard: DashboardHandle | undefined;
   let ok = true;
@@ -97,6 +122,29 @@ async function main(): Promise<number> {
       dashboard = await startDashboard({ ...dashboardAt, sources: [new TrackerSource('tracker', tracker)] });
       console.log(`dashboard: ${dashboard.url}`);
     }
+    let hidden = 0;
+    const show = (sources: readonly DashboardSource[]): void => {
+      for (const src of sources) {
+        try {
+          dashboard?.addSource(src);
+        } catch {
+          hidden++; // the dashboard's source limit: the rest run unseen
+        }
+      }
+    };
+
+    step(`a DHT of ${dhtCount} nodes on 127.0.0.1, bootstrapped among themselves`);
+    for (let i = 0; i < dhtCount; i++) dhtNodes.push(await DhtNode.start({ host: '127.0.0.1', port: 0 }));
+    const dhtSeeds = dhtNodes.slice(0, 3).map((n) => `127.0.0.1:${n.address.port}`);
+    // All join through the first node at once; then the first looks itself up again to learn of the rest,
+    // and everyone once more (as a node's periodic refresh would), so the tables fill out.
+    await within(20_000, 'DHT bootstrap', Promise.all(dhtNodes.slice(1).map((n) => n.bootstrap([dhtSeeds[0]!]))));
+    await within(20_000, 'DHT bootstrap', dhtNodes[0]!.bootstrap(dhtSeeds.slice(1)));
+    await within(20_000, 'DHT bootstrap', Promise.all(dhtNodes.slice(1).map((n) => n.bootstrap())));
+    const tableSizes = dhtNodes.map((n) => n.core.stats(n.runtime.clock.now()).nodes);
+    check(tableSizes.every((x) => x > 0) || dhtCount === 1, `every DHT node knows others: ${Math.min(...tableSizes)}-${Math.max(...tableSizes)} nodes in their tables`);
+    dhtNodes.forEach((n, i) => show([new DhtSource(`dht ${String(i + 1).padStart(2, '0')}`, n)]));
+    const dhtOption = { bootstrap: dhtSeeds, port: 0 };
 
     step(`generating ${sizeMiB} MiB and creating its torrent`);
     const seedDir = join(work, 'seeder');
@@ -110,26 +158,29 @@ async function main(): Promise<number> {
     if ((await run(['info', torrentPath])) !== 0) return 1;
 
     step(`a seeder and ${leecherCount} leechers, each its own client on its own port`);
-    const seeder = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit });
+    const seeder = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit, dht: dhtOption });
     clients.push(seeder);
-    dashboard?.addSource(new ClientSource('seeder', seeder));
+    show(clientSources('seeder', seeder));
     const seedTorrent = await seeder.add(metainfo, { dir: seedDir });
     check(seedTorrent.isComplete, `seeder on port ${seeder.port} verified its ${metainfo.pieceCount} pieces`);
+    // The seeder announces itself on the DHT: the trackerless leecher will find it there.
+    check(await until(20_000, () => (seedTorrent.dht?.stored ?? 0) > 0), `seeder announced on the DHT (stored by ${seedTorrent.dht?.stored ?? 0} nodes, its DHT node on port ${seeder.dht?.address.port})`);
     const leechers: Torrent[] = [];
     const started = performance.now();
     const doneAt = new Map<Torrent, number>();
     for (let i = 0; i < leecherCount; i++) {
-      const c = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit });
+      const c = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit, dht: dhtOption });
       clients.push(c);
-      dashboard?.addSource(new ClientSource(`leecher ${i + 1}`, c));
-      // The last leecher starts from a magnet link: metadata from peers (BEP 9) first.
-      const source = i === leecherCount - 1 ? buildMagnet({ infoHash: metainfo.infoHash, name: metainfo.name, trackers: [tracker.httpUrl!] }) : metainfo;
+      show(clientSources(`leecher ${i + 1}`, c));
+      // The last leecher starts from a trackerless magnet link (the infohash alone): peers from the DHT, then metadata from them (BEP 9).
+      const source = i === leecherCount - 1 ? buildMagnet({ infoHash: metainfo.infoHash }) : metainfo;
       const t = await c.add(source, { dir: join(work, `leecher-${i + 1}`), trackerMinIntervalMs: 2000 });
       t.on('complete', () => doneAt.set(t, performance.now()));
       t.on('banned', (e, r) => console.log(`leecher ${i + 1} banned ${e.host}:${e.port}: ${r}`));
       leechers.push(t);
-      console.log(`leecher ${i + 1}: port ${c.port}${typeof source === 'string' ? `, from ${source.slice(0, 60)}...` : ', from the .torrent'}`);
+      console.log(`leecher ${i + 1}: port ${c.port}, DHT node on ${c.dht?.address.port}${typeof source === 'string' ? `, from ${source}` : ', from the .torrent'}`);
     }
+    if (hidden > 0) console.log(`(${hidden} sources not on the dashboard: it shows at most 128)`);
 
     step('downloading');
     const tty = process.stdout.isTTY === true;
@@ -162,6 +213,8 @@ async function main(): Promise<number> {
       const same = createHash('sha1').update(await readFile(join(dir, metainfo.name))).digest('hex') === original;
       check(v.validCount === v.pieceCount && same, `leecher ${i + 1}: ${v.validCount}/${v.pieceCount} pieces verified, file identical to the original`);
     }
+    const magnetLeecher = leechers[leechers.length - 1]!;
+    check((magnetLeecher.dht?.peersFound ?? 0) > 0, `leecher ${leechers.length} (trackerless magnet) found ${magnetLeecher.dht?.peersFound ?? 0} peer addresses through the DHT`);
 
     step('who uploaded what (ratio = uploaded / size)');
     const all = [seedTorrent, ...leechers];
@@ -175,6 +228,8 @@ async function main(): Promise<number> {
     }
     const swarm = tracker.core.scrape(metainfo.infoHash);
     console.log(`tracker sees ${swarm.complete} seeders, ${swarm.incomplete} leechers, ${swarm.downloaded} completed downloads`);
+    const stored = dhtNodes.reduce((a, n) => a + n.core.stats(n.runtime.clock.now()).storedPeers, 0);
+    console.log(`the DHT's ${dhtCount} nodes store ${stored} peer addresses for the torrent's infohash`);
     console.log(ok ? '\ndemo: all checks passed' : '\ndemo: some checks FAILED');
     if (keep && ok) {
       console.log(`files kept in ${work}; seeding until Ctrl-C${dashboard ? `; dashboard at ${dashboard.url}` : ''}`);
@@ -183,6 +238,7 @@ async function main(): Promise<number> {
     return ok ? 0 : 1;
   } finally {
     await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(dhtNodes.map((n) => n.close()));
     await dashboard?.close();
     await tracker?.close();
     if (!keep) await rm(work, { recursive: true, force: true });

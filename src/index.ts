@@ -54,7 +54,7 @@ export type { ClientOptions } from './client/client.js';
 export type { Torrent, TorrentOptions } from './client/torrent.js';
 
 // The live dashboard (web page, event stream, JSON, CSV, Prometheus).
-export { startDashboard, ClientSource, TrackerSource, parseListenAddress, DashboardConfigError } from './dashboard/index.js';
+export { startDashboard, ClientSource, clientSources, TrackerSource, DhtSource, parseListenAddress, DashboardConfigError } from './dashboard/index.js';
 export type { DashboardOptions, DashboardHandle, DashboardSource } from './dashboard/index.js';
 export { renderPrometheus, mergeFamilies, PROMETHEUS_CONTENT_TYPE } from './metrics/prometheus.js';
 export type { MetricFamily } from './metrics/prometheus.js';

@@ -2,9 +2,10 @@
  * The dashboard in a real browser: headless Chromium (the Debian package,
  * /usr/bin/chromium, installed by .ci/run) driven by playwright-core. It
  * opens the dashboard of a running swarm on 127.0.0.1 (tracker, seeder,
- * leechers, one of them with a hostile client name), sees the peers appear,
- * the rates move and every leecher reach 100 %, downloads the CSV exports
- * and parses them, saves a screenshot, and checks that a token-protected
+ * leechers, one of them with a hostile client name, and a small DHT every
+ * client joins), sees the peers appear, the rates move and every leecher
+ * reach 100 %, sees the DHT panel (every node with a non-empty routing
+ * table, the selected node's buckets), downloads the CSV exports and parses them, saves a screenshot, and checks that a token-protected
  * dashboard refuses the page without its token.
  *
  * Chromium must not contact the internet: background networking, component
@@ -20,6 +21,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { parseCsv } from '../src/dashboard/csv.js';
 import { PEER_COLUMNS, TORRENT_COLUMNS } from '../src/dashboard/client-source.js';
+import { DHT_NODE_COLUMNS } from '../src/dashboard/dht-source.js';
 import { startDashboard } from '../src/dashboard/server.js';
 import { TrackerSource } from '../src/dashboard/tracker-source.js';
 import { startTracker } from '../src/tracker/index.js';
@@ -90,8 +92,8 @@ async function downloadCsv(page: Page, link: string): Promise<string[][]> {
   return parseCsv(await readFile(path, 'utf8'));
 }
 
-test('the dashboard in headless Chromium: peers appear, rates move, progress reaches 100 %, CSV downloads, screenshot', { timeout: 180_000 }, async (t) => {
-  const swarm = await startSwarm({ bytes: 6 * 1024 * 1024 - 4321, seederUploadLimit: 1024 * 1024, intervalMs: 250 });
+test('the dashboard in headless Chromium: peers appear, rates move, progress reaches 100 %, the DHT panel shows every node and its buckets, CSV downloads, screenshot', { timeout: 180_000 }, async (t) => {
+  const swarm = await startSwarm({ bytes: 6 * 1024 * 1024 - 4321, seederUploadLimit: 1024 * 1024, intervalMs: 250, dhtNodes: 6 });
   let browser: Browser | undefined;
   try {
     browser = await launch();
@@ -177,6 +179,55 @@ test('the dashboard in headless Chromium: peers appear, rates move, progress rea
     assert.deepEqual(torrentsCsv[0], ['source', ...TORRENT_COLUMNS]);
     const progressCol = torrentsCsv[0]!.indexOf('progress');
     assert.deepEqual(torrentsCsv.slice(1).map((r) => [r[0], r[progressCol]]), [['seeder', '1'], ['leecher 1', '1'], ['leecher 2', '1'], ['leecher 3', '1']]);
+
+    // Every client runs its torrent on the DHT too: the torrents table says so.
+    assert.equal(await page.locator('#torrents tbody tr .pill.dht').count(), 4);
+    assert.match((await page.locator('#torrents tbody tr[data-source="seeder"] .pill.dht').getAttribute('title')) ?? '', /^On the DHT: \d+ lookup/);
+
+    // The DHT panel: a row per node (the plain ones and each client's), each with a routing table.
+    assert.equal(await page.isVisible('#dht-panel'), true);
+    const dhtIds = ['dht 1', 'dht 2', 'dht 3', 'dht 4', 'dht 5', 'dht 6', 'seeder dht', 'leecher 1 dht', 'leecher 2 dht', 'leecher 3 dht'];
+    await page.waitForFunction(
+      (n) => {
+        const rows = [...(globalThis as unknown as PageGlobals).document.querySelectorAll('#dht-nodes tbody tr')];
+        return rows.length === n && rows.every((r) => Number(r.dataset.nodes) > 0);
+      },
+      dhtIds.length,
+      { timeout: 30_000 },
+    );
+    const listed = await page.locator('#dht-nodes tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-source') ?? ''));
+    assert.deepEqual([...listed].sort(), [...dhtIds].sort());
+    // The selected node's buckets add up to its row's node count (one rendering); clicking another row selects it.
+    const bucketsOf = (): Promise<{ selected: string | undefined; nodes: number; buckets: number[]; title: string | null | undefined }> =>
+      page.evaluate(() => {
+        const d = (globalThis as unknown as PageGlobals).document;
+        const sel = [...d.querySelectorAll('#dht-nodes tbody tr.selected')][0];
+        return { selected: sel?.dataset.source, nodes: Number(sel?.dataset.nodes), buckets: [...d.querySelectorAll('#dht-buckets tbody tr')].map((r) => Number(r.dataset.nodes)), title: d.getElementById('dht-selected')?.textContent };
+      });
+    const first = await bucketsOf();
+    assert.equal(first.selected, 'dht 1', 'the first node is shown at first');
+    assert.ok(first.buckets.length >= 1 && first.nodes > 0);
+    assert.equal(first.buckets.reduce((a, b) => a + b, 0), first.nodes);
+    await page.click('#dht-nodes tbody tr[data-source="leecher 2 dht"]');
+    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById('dht-selected')?.textContent?.startsWith('leecher 2 dht') === true, undefined, { timeout: 10_000 });
+    const picked = await bucketsOf();
+    assert.equal(picked.selected, 'leecher 2 dht');
+    assert.ok(picked.nodes > 0 && picked.buckets.reduce((a, b) => a + b, 0) === picked.nodes, JSON.stringify(picked));
+    await page.waitForSelector('.chart[data-chart="dht_nodes"] canvas');
+    const dhtLegend = await page.locator('.chart[data-chart="dht_nodes"] .u-legend .u-series .u-label').allTextContents();
+    for (const id of dhtIds) assert.ok(dhtLegend.includes(id), `${id} in the DHT chart's legend`);
+    // The routing tables as CSV.
+    const dhtCsv = await downloadCsv(page, 'dht_nodes.csv');
+    assert.deepEqual(dhtCsv[0], ['source', ...DHT_NODE_COLUMNS]);
+    const col = (name: string): number => dhtCsv[0]!.indexOf(name);
+    assert.ok(dhtCsv.length > dhtIds.length, 'rows for every node');
+    for (const r of dhtCsv.slice(1)) {
+      assert.ok(dhtIds.includes(r[0]!), r[0]);
+      assert.match(r[col('node_id')]!, /^[0-9a-f]{40}$/);
+      assert.match(r[col('address')]!, /^127\.0\.0\.1:\d+$/);
+      assert.ok(['good', 'questionable', 'bad'].includes(r[col('state')]!));
+    }
+    assert.deepEqual([...new Set(dhtCsv.slice(1).map((r) => r[0]))].sort(), [...dhtIds].sort());
 
     const shot = join(outDir, 'dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });

@@ -2,12 +2,14 @@
  * The dashboard over HTTP, on 127.0.0.1: a real swarm (tracker, seeder,
  * leechers) behind it; the page and its assets, the event stream, the JSON
  * API, CSV exports, Prometheus metrics, status codes, security headers, the
- * token on every endpoint, the Host check; and the --dashboard flag of
- * `peerkit tracker` and `peerkit seed` as a user runs them.
+ * token on every endpoint, the Host check; a small DHT (plain nodes and a
+ * client's node) with its state, CSV exports and metrics; and the
+ * --dashboard flag of `peerkit tracker` and `peerkit seed` as a user runs them.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { writeFile } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
@@ -16,6 +18,11 @@ import { parseCsv } from '../src/dashboard/csv.js';
 import { PEER_COLUMNS, TORRENT_COLUMNS } from '../src/dashboard/client-source.js';
 import { startDashboard } from '../src/dashboard/server.js';
 import { TrackerSource } from '../src/dashboard/tracker-source.js';
+import { DHT_BUCKET_COLUMNS, DHT_NODE_COLUMNS, DhtSource, type DhtState } from '../src/dashboard/dht-source.js';
+import { clientSources } from '../src/dashboard/client-source.js';
+import { Client } from '../src/client/client.js';
+import { DhtNode } from '../src/dht/node.js';
+import { startDhtDashboard } from '../src/cli/dashboard-option.js';
 import { startTracker } from '../src/tracker/index.js';
 import { completes, startSwarm } from './dashboard-swarm.js';
 
@@ -208,6 +215,109 @@ test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of 
   }
 });
 
+test('a DHT on the dashboard: state with buckets and operations in flight, routing table and bucket CSV, peerkit_dht_* metrics, charts', { timeout: 60_000 }, async () => {
+  const nodes: DhtNode[] = [];
+  let client: Client | undefined;
+  // A UDP socket on 127.0.0.1 that never answers: a ping to it stays in flight.
+  const sink = createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+  const d = await startDashboard({ intervalMs: 100 });
+  try {
+    for (let i = 0; i < 5; i++) nodes.push(await DhtNode.start({ host: '127.0.0.1', port: 0, dht: { timeoutMs: 5000 } }));
+    const boot = `127.0.0.1:${nodes[0]!.address.port}`;
+    await Promise.all(nodes.slice(1).map((n) => n.bootstrap([boot])));
+    await nodes[0]!.bootstrap();
+    client = await Client.create({ port: 0, host: '127.0.0.1', dht: { bootstrap: [boot] } });
+    nodes.forEach((n, i) => d.addSource(new DhtSource(`dht ${i + 1}`, n)));
+    for (const src of clientSources('client', client)) d.addSource(src);
+    assert.deepEqual(d.sources.map((x) => `${x.id}:${x.kind}`), ['dht 1:dht', 'dht 2:dht', 'dht 3:dht', 'dht 4:dht', 'dht 5:dht', 'client:client', 'client dht:dht']);
+    const sinkPort = (sink.address()).port;
+    void nodes[0]!.ping({ host: '127.0.0.1', port: sinkPort });
+    const base = d.baseUrl;
+
+    // The JSON state: every node has a table; buckets add up; the ping is in flight on dht 1.
+    type DhtSourceJson = { id: string; kind: string; state: DhtState };
+    const state = await until('the client\'s DHT node knows nodes', async () => {
+      const st = JSON.parse((await http(`${base}api/state`)).body) as { sources: DhtSourceJson[] };
+      return st.sources.find((x) => x.id === 'client dht')!.state.nodes > 0 ? st : undefined;
+    });
+    for (const x of state.sources.filter((y) => y.kind === 'dht')) {
+      assert.ok(x.state.nodes > 0, `${x.id} has nodes`);
+      assert.equal(x.state.buckets.reduce((a, b) => a + b.nodes, 0), x.state.nodes);
+      assert.match(x.state.id, /^[0-9a-f]{40}$/);
+      assert.match(x.state.address, /^127\.0\.0\.1:\d+$/);
+    }
+    const dht1 = state.sources.find((x) => x.id === 'dht 1')!.state;
+    assert.ok(dht1.lookups.some((l) => l.kind === 'ping' && l.phase === 'ping' && l.inflight === 1), JSON.stringify(dht1.lookups));
+    assert.ok(dht1.queriesReceived > 0, 'the others asked dht 1');
+
+    // The routing tables as CSV: one row per entry, labelled by source.
+    const table = parseCsv((await http(`${base}dht_nodes.csv`)).body);
+    assert.deepEqual(table[0], ['source', ...DHT_NODE_COLUMNS]);
+    const c = (name: string): number => table[0]!.indexOf(name);
+    const ports = new Set([...nodes.map((n) => n.address.port), client.dht!.address.port]);
+    for (const r of table.slice(1)) {
+      assert.match(r[c('node_id')]!, /^[0-9a-f]{40}$/);
+      const m = /^127\.0\.0\.1:(\d+)$/.exec(r[c('address')]!);
+      assert.ok(m !== null && ports.has(Number(m[1])), `${r[c('address')]} is one of the test's nodes`);
+      assert.ok(['good', 'questionable', 'bad'].includes(r[c('state')]!));
+      assert.ok(['true', 'false'].includes(r[c('replacement')]!));
+    }
+    assert.deepEqual([...new Set(table.slice(1).map((r) => r[0]))].sort(), ['client dht', 'dht 1', 'dht 2', 'dht 3', 'dht 4', 'dht 5']);
+    const buckets = parseCsv((await http(`${base}dht_buckets.csv`)).body);
+    assert.deepEqual(buckets[0], ['source', ...DHT_BUCKET_COLUMNS]);
+    const bc = (name: string): number => buckets[0]!.indexOf(name);
+    for (const r of buckets.slice(1)) {
+      assert.match(r[bc('prefix')]!, /^[01]*$/);
+      assert.equal(r[bc('prefix')]!.length, Number(r[bc('depth')]));
+      assert.equal(Number(r[bc('good')]) + Number(r[bc('questionable')]) + Number(r[bc('bad')]), Number(r[bc('nodes')]));
+    }
+
+    // Prometheus: one family each, every sample labelled by source.
+    const fams = checkExposition((await http(`${base}metrics`)).body);
+    for (const name of ['peerkit_dht_nodes', 'peerkit_dht_replacement_nodes', 'peerkit_dht_buckets', 'peerkit_dht_bucket_nodes', 'peerkit_dht_operations', 'peerkit_dht_transactions', 'peerkit_dht_queries_received_total', 'peerkit_dht_responses_received_total', 'peerkit_dht_malformed_messages_total', 'peerkit_dht_unmatched_responses_total', 'peerkit_dht_sent_datagrams_total', 'peerkit_dht_stored_peers', 'peerkit_dht_stored_infohashes', 'peerkit_dht_stored_items']) {
+      assert.ok(fams.has(name), name);
+    }
+    assert.ok(fams.get('peerkit_dht_nodes')!.some((l) => /^peerkit_dht_nodes\{source="dht 1",state="good"\} [1-9]/.test(l)));
+    assert.ok(fams.get('peerkit_dht_nodes')!.some((l) => /^peerkit_dht_nodes\{source="client dht",state="good"\} [1-9]/.test(l)));
+    assert.ok(fams.get('peerkit_dht_operations')!.includes('peerkit_dht_operations{source="dht 1",kind="ping"} 1'));
+    assert.ok(fams.get('peerkit_dht_queries_received_total')!.some((l) => /^peerkit_dht_queries_received_total\{source="dht 1"\} [1-9]/.test(l)));
+    assert.ok(fams.get('peerkit_dht_bucket_nodes')!.every((l) => /\{source="[^"]+",bucket="\d+"\} \d+$/.test(l)));
+
+    // The charts: nodes in the table for every DHT source.
+    const history = await until('DHT chart series', async () => {
+      const h = JSON.parse((await http(`${base}api/history`)).body) as { charts: Record<string, Record<string, (number | null)[]>> };
+      return h.charts.dht_nodes?.['client dht']?.some((v) => v !== null && v > 0) ? h : undefined;
+    });
+    assert.deepEqual(Object.keys(history.charts.dht_nodes!).sort(), ['client dht', 'dht 1', 'dht 2', 'dht 3', 'dht 4', 'dht 5']);
+    assert.ok(history.charts.dht_queries !== undefined);
+  } finally {
+    await d.close();
+    await client?.close();
+    await Promise.all(nodes.map((n) => n.close()));
+    sink.close();
+  }
+});
+
+test('startDhtDashboard (for peerkit dht --dashboard): nothing without --dashboard; with it, the node as source `dht`', { timeout: 30_000 }, async () => {
+  const node = await DhtNode.start({ host: '127.0.0.1', port: 0 });
+  const said: string[] = [];
+  try {
+    assert.equal(await startDhtDashboard({}, node, (l) => said.push(l)), undefined);
+    await assert.rejects(startDhtDashboard({ dashboard: '0.0.0.0:0' }, node, () => undefined, {}), /without an access token/);
+    const d = await startDhtDashboard({ dashboard: '127.0.0.1:0' }, node, (l) => said.push(l), {});
+    try {
+      assert.deepEqual(said, [`dashboard: ${d!.url}`]);
+      const st = JSON.parse((await http(`${d!.baseUrl}api/state`)).body) as { sources: { id: string; kind: string; state: DhtState }[] };
+      assert.deepEqual(st.sources.map((x) => [x.id, x.kind, x.state.address]), [['dht', 'dht', `127.0.0.1:${node.address.port}`]]);
+    } finally {
+      await d!.close();
+    }
+  } finally {
+    await node.close();
+  }
+});
+
 test('a token-protected dashboard refuses every request without the right token', { timeout: 30_000 }, async () => {
   const token = 'tok-0123456789abcdef';
   const tracker = await startTracker({ host: '127.0.0.1', http: 0, udp: false });
@@ -260,7 +370,7 @@ test('startDashboard: a non-loopback bind without a token, a bad token, too many
   }
 });
 
-test('--dashboard on peerkit tracker and peerkit seed; refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
+test('--dashboard on peerkit tracker and peerkit seed (with its DHT node); refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
   const r = spawnSync(process.execPath, [bin, 'tracker', '--http', '0', '--dashboard', '0.0.0.0:0'], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^peerkit: --dashboard: refusing to serve the dashboard on 0\.0\.0\.0 without an access token/);
@@ -307,18 +417,21 @@ test('--dashboard on peerkit tracker and peerkit seed; refused on 0.0.0.0 withou
     assert.equal(await tr.stop(), 0);
   }
 
-  const swarm = await startSwarm({ bytes: 100_000 });
+  // `seed --bootstrap` (the DHT on): the dashboard shows the client and its DHT node, which joins the test's node.
+  const swarm = await startSwarm({ bytes: 100_000, dhtNodes: 1 });
   try {
     const torrentFile = join(swarm.work, 'dash.torrent');
     await writeFile(torrentFile, swarm.torrent);
-    const seed = await runUntilUrl(['seed', torrentFile, '-d', join(swarm.work, 'seeder'), '-p', '0', '--host', '127.0.0.1', '-q', '--dashboard', '0'], 'stderr');
+    const boot = `127.0.0.1:${swarm.dhtNodes[0]!.address.port}`;
+    const seed = await runUntilUrl(['seed', torrentFile, '-d', join(swarm.work, 'seeder'), '-p', '0', '--host', '127.0.0.1', '--bootstrap', boot, '-q', '--dashboard', '0'], 'stderr');
     try {
-      const s = await until('the seeding torrent', async () => {
+      const s = await until('the seeding torrent and its DHT node in a table', async () => {
         const j = JSON.parse((await http(`${seed.url}api/state`)).body) as StateJson;
         const t = (j.sources[0]?.state.torrents as { state: string; progress: number }[] | undefined)?.[0];
-        return t?.state === 'seeding' ? j : undefined;
+        return t?.state === 'seeding' && Number(j.sources[1]?.state.nodes) > 0 ? j : undefined;
       });
-      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['client', 'client']]);
+      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['client', 'client'], ['client dht', 'dht']]);
+      assert.match((await http(`${seed.url}metrics`)).body, /^peerkit_dht_nodes\{source="client dht",state="good"\} [1-9]/m);
     } finally {
       assert.equal(await seed.stop(), 0);
     }

@@ -1,8 +1,9 @@
 /**
  * The dashboard's pure parts: CSV rendering and parsing, the Prometheus
  * text format and the merging of families across sources, the access
- * rules (listen addresses, loopback, tokens, Host headers) and the charts'
- * bounded history.
+ * rules (listen addresses, loopback, tokens, Host headers), the charts'
+ * bounded history, and the DHT source's bucket prefixes and bounds (on a
+ * DhtCore driven by hand).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,11 @@ import fc from 'fast-check';
 import { CsvError, parseCsv, toCsv } from '../src/dashboard/csv.js';
 import { checkBind, checkTokenFormat, DashboardConfigError, isLoopback, isLoopbackHostHeader, parseListenAddress, requestToken, tokenMatches } from '../src/dashboard/access.js';
 import { History } from '../src/dashboard/history.js';
+import { bucketPrefix, DhtSource, type DhtState } from '../src/dashboard/dht-source.js';
+import { DhtCore } from '../src/core/dht/dht-core.js';
+import { commonPrefixBits, idOf } from '../src/core/dht/id.js';
+import { decodeKrpc, encodeKrpc } from '../src/codec/krpc.js';
+import { seededRandom } from '../src/runtime/sim/index.js';
 import { escapeLabelValue, mergeFamilies, renderPrometheus, type MetricFamily } from '../src/metrics/prometheus.js';
 import { prometheusText } from '../src/tracker/metrics.js';
 
@@ -199,4 +205,71 @@ test('history: every series always has one value per time, whatever is reported'
       },
     ),
   );
+});
+
+// ---------------------------------------------------------------- DHT source
+
+test('bucket prefixes: an id starting with bucket i\'s prefix shares exactly i bits with ours (the last bucket: at least i)', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.integer({ min: 1, max: 40 }), (self, other, count) => {
+      const shared = commonPrefixBits(idOf(self), idOf(other));
+      const bits = (b: Uint8Array, n: number): string => Array.from({ length: n }, (_, i) => String((b[i >> 3]! >> (7 - (i & 7))) & 1)).join('');
+      for (let i = 0; i < count; i++) {
+        const { prefix, depth } = bucketPrefix(self, i, count);
+        assert.equal(depth, i === count - 1 ? i : i + 1);
+        const shown = prefix.endsWith('…') ? prefix.slice(0, -1) : prefix;
+        assert.equal(shown.length, Math.min(depth, 32));
+        const inBucket = Math.min(shared, count - 1) === i;
+        // Within the bits shown, membership and the prefix agree.
+        if (depth <= 32) assert.equal(bits(other, depth) === prefix, inBucket, `bucket ${i} of ${count}`);
+        else if (inBucket) assert.equal(bits(other, 32), shown);
+      }
+    }),
+  );
+  assert.deepEqual(bucketPrefix(new Uint8Array(20), 0, 1), { prefix: '', depth: 0 });
+  assert.deepEqual(bucketPrefix(Buffer.alloc(20, 0xff), 0, 3), { prefix: '0', depth: 1 });
+  assert.deepEqual(bucketPrefix(Buffer.alloc(20, 0xff), 2, 3), { prefix: '11', depth: 2 });
+});
+
+test('DhtSource on a hand-driven core: buckets add up, operations listed up to the cap, query rate, CSV rows capped, metric families', () => {
+  let now = 0;
+  const core = new DhtCore({ id: Buffer.alloc(20, 0), random: seededRandom(5), now, options: { k: 4 } });
+  const src = new DhtSource('dht', { core, address: { host: '127.0.0.1', port: 6881 }, runtime: { clock: { now: () => now } } }, { maxOperations: 2, maxNodes: 3 });
+  // Fill the table: nodes answer a bootstrap lookup.
+  const seeds = Array.from({ length: 6 }, (_, i) => ({ id: Buffer.from([0x80 >> i, ...Array<number>(19).fill(i)]), address: { host: `10.0.${i}.1`, port: 6881 } }));
+  core.bootstrap(now, seeds);
+  for (let round = 0; round < 4; round++) {
+    for (let t = core.pollTransmit(); t !== undefined; t = core.pollTransmit()) {
+      const seed = seeds.find((s) => s.address.host === t.to.host)!;
+      core.handleDatagram(now, t.to, encodeKrpc({ y: 'r', t: decodeKrpc(t.data).t, id: seed.id }));
+    }
+  }
+  const s1 = src.state() as unknown as DhtState;
+  // The lookup asks the k = 4 closest: those answered and are in the table.
+  assert.equal(s1.nodes, 4);
+  assert.equal(s1.good, 4);
+  assert.equal(s1.buckets.length, core.stats(now).buckets);
+  assert.equal(s1.k, 4);
+  assert.equal(s1.buckets.reduce((a, b) => a + b.nodes, 0), 4);
+  assert.deepEqual(s1.buckets.map((b) => b.prefix.length), s1.buckets.map((b) => b.depth));
+  assert.equal(s1.address, '127.0.0.1:6881');
+  // Three lookups in flight, two listed.
+  for (let i = 0; i < 3; i++) core.findNode(now, Buffer.alloc(20, 0x11 * (i + 1)));
+  const s2 = src.state() as unknown as DhtState;
+  assert.equal(s2.lookups.length, 2);
+  assert.equal(s2.lookupsOmitted, 1);
+  assert.deepEqual(s2.lookups.map((l) => l.kind), ['find_node', 'find_node']);
+  // Queries received: 5 pings over 2 s is 2.5 per second.
+  src.series();
+  now += 2000;
+  for (let i = 0; i < 5; i++) core.handleDatagram(now, { host: '10.9.0.1', port: 1000 + i }, encodeKrpc({ y: 'q', t: Buffer.from([1, i]), id: Buffer.alloc(20, 0x42), ro: false, q: 'ping' }));
+  assert.deepEqual(src.series(), { dht_nodes: 4, dht_queries: 2.5 });
+  const tables = src.tables();
+  assert.equal(tables.dht_nodes!.rows.length, 3, 'capped');
+  assert.equal(tables.dht_buckets!.rows.length, s1.buckets.length);
+  const text = renderPrometheus(src.metrics());
+  assert.match(text, /^peerkit_dht_nodes\{state="good"\} 4$/m);
+  assert.match(text, /^peerkit_dht_queries_received_total 5$/m);
+  assert.match(text, /^peerkit_dht_operations\{kind="find_node"\} 3$/m);
+  assert.match(text, /^# TYPE peerkit_dht_sent_datagrams_total counter$/m);
 });

@@ -128,3 +128,42 @@ test('property: closest() returns the n closest non-bad nodes in distance order'
     { numRuns: 300 },
   );
 });
+
+test('bucketStats and bucketEntries agree with stats(), entries() and each node\'s bucket, whatever was inserted or failed', () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 20, maxLength: 20 }),
+      fc.array(fc.record({ id: fc.uint8Array({ minLength: 20, maxLength: 20 }), host: fc.integer({ min: 1, max: 250 }), fail: fc.nat(2), at: fc.nat(5000) }), { maxLength: 80 }),
+      (selfBytes, ops) => {
+        const self = idOf(selfBytes);
+        const table = new RoutingTable(self, 0, { k: 4, replacements: 3, goodMs: 2000 });
+        for (const o of ops) {
+          const id = idOf(o.id);
+          table.seen(o.at, id, addr(`10.${o.host}.0.1`), true);
+          for (let i = 0; i < o.fail; i++) table.failed(o.at, id);
+        }
+        const now = 3000;
+        const per = table.bucketStats(now);
+        const all = table.stats(now);
+        assert.equal(per.length, table.bucketCount);
+        const sum = (f: (b: (typeof per)[number]) => number): number => per.reduce((a, b) => a + f(b), 0);
+        assert.deepEqual(
+          { nodes: sum((b) => b.nodes), good: sum((b) => b.good), questionable: sum((b) => b.questionable), bad: sum((b) => b.bad), replacements: sum((b) => b.replacements) },
+          { nodes: all.nodes, good: all.good, questionable: all.questionable, bad: all.bad, replacements: all.replacements },
+        );
+        const listed: string[] = [];
+        per.forEach((b, i) => {
+          const e = table.bucketEntries(i);
+          assert.equal(e.nodes.length, b.nodes);
+          assert.equal(e.replacements.length, b.replacements);
+          assert.ok(b.nodes <= 4 && b.replacements <= 3);
+          for (const n of [...e.nodes, ...e.replacements]) assert.equal(Math.min(commonPrefixBits(self, n.id), per.length - 1), i);
+          listed.push(...e.nodes.map((n) => n.id));
+        });
+        assert.deepEqual(listed, [...table.entries()].map((n) => n.id));
+        assert.deepEqual(table.bucketEntries(per.length), { nodes: [], replacements: [] });
+      },
+    ),
+    { numRuns: 200 },
+  );
+});

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { checkBind, parseListenAddress } from '../dashboard/access.js';
 import { startDashboard, type DashboardHandle } from '../dashboard/server.js';
 import type { DashboardSource } from '../dashboard/source.js';
+import { DhtSource, type DhtLike } from '../dashboard/dht-source.js';
 import { UsageError } from './format.js';
 
 export interface DashboardCliOptions {
@@ -47,4 +48,12 @@ export async function startCliDashboard(o: DashboardCliOptions, sources: readonl
   const d = await startDashboard({ ...settings, sources });
   say(`dashboard: ${d.url}`);
   return d;
+}
+
+/**
+ * For `peerkit dht --dashboard`: starts the dashboard (if asked for) with the
+ * node as a DHT source named `dht`. Call after the node has started.
+ */
+export function startDhtDashboard(o: DashboardCliOptions, node: DhtLike, say: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<DashboardHandle | undefined> {
+  return startCliDashboard(o, [new DhtSource('dht', node)], say, env);
 }

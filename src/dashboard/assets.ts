@@ -8,7 +8,9 @@
  * server sends allows scripts and styles from the dashboard only.
  *
  * Panels are chosen by a source's `kind` (see source.ts): `client` fills
- * the torrents and peers tables, `tracker` the tracker panel. A new kind
+ * the torrents and peers tables, `tracker` the tracker panel, `dht` the
+ * DHT panel (one summary row per node; the selected node's buckets and
+ * operations in flight below). A new kind
  * adds a function to RENDERERS below and, for its charts, an entry to
  * CHARTS.
  */
@@ -59,6 +61,31 @@ export function pageHtml(token: string | undefined): string {
       <thead><tr><th>Tracker</th><th>Info hash</th><th>Torrent</th><th class="num">Seeders</th><th class="num">Leechers</th><th class="num">Completed</th></tr></thead>
       <tbody></tbody>
     </table></div>
+  </section>
+  <section class="panel" id="dht-panel" hidden>
+    <h2>DHT <small id="dht-count"></small></h2>
+    <div class="scroll"><table id="dht-nodes">
+      <thead><tr><th>Node</th><th>Address</th><th class="num" title="Nodes in the routing table">Nodes</th><th class="num" title="Answered us within 15 minutes">Good</th><th class="num" title="Not heard from lately, or one query unanswered">Quest.</th><th class="num" title="Several queries in a row unanswered">Bad</th><th class="num" title="Waiting in the buckets' replacement caches">Repl.</th><th class="num">Buckets</th><th class="num" title="Operations in flight">Ops</th><th class="num">Queries/s</th><th class="num">Queries in</th><th class="num">Responses</th><th class="num">Malformed</th><th class="num" title="Peers stored for others (announce_peer), on how many infohashes">Stored peers</th><th class="num" title="BEP 44 items stored for others">Items</th></tr></thead>
+      <tbody></tbody>
+    </table></div>
+    <p class="legend">Click a node to see its routing table and operations.</p>
+    <div class="dht-detail">
+      <div>
+        <h3>Routing table of <span id="dht-selected" class="mono"></span></h3>
+        <div class="scroll"><table id="dht-buckets">
+          <thead><tr><th title="Leading bits shared with the node's id">Bucket</th><th title="The ids the bucket covers start with these bits">Prefix</th><th class="w-progress" title="Green: good, yellow: questionable, red: bad; out of k">Nodes</th><th class="num">Good</th><th class="num">Quest.</th><th class="num">Bad</th><th class="num">Repl.</th><th class="num" title="Seconds since a node joined or answered from it">Changed</th></tr></thead>
+          <tbody></tbody>
+        </table></div>
+      </div>
+      <div>
+        <h3>Operations in flight <small id="dht-ops-count"></small></h3>
+        <div class="scroll"><table id="dht-ops">
+          <thead><tr><th>Kind</th><th>Target</th><th>Phase</th><th class="num">Queries</th><th class="num">Answers</th><th class="num">Waiting</th><th class="num">Peers</th><th class="num">Age</th></tr></thead>
+          <tbody></tbody>
+        </table></div>
+        <p class="empty" id="dht-ops-empty">None right now.</p>
+      </div>
+    </div>
   </section>
 </main>
 <footer>peerkit &middot; live over Server-Sent Events &middot; <span id="clock"></span></footer>
@@ -118,6 +145,7 @@ td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .pill.on { background: #d3f9d8; color: #1b5e20; }
 .pill.off { background: #f1f3f5; color: #868e96; }
 .pill.int { background: #d0ebff; color: #1864ab; }
+.pill.dht { background: #f3f0ff; color: #5f3dc4; }
 .pill.noint { background: transparent; color: #adb5bd; border-color: #dee2e6; }
 .state { font-size: 12px; padding: 1px 8px; border-radius: 8px; background: #e9ecef; }
 .state.seeding, .state.complete { background: #d3f9d8; color: #1b5e20; }
@@ -129,6 +157,14 @@ canvas.pieces { display: block; width: 240px; height: 14px; border-radius: 3px; 
 .legend .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px; vertical-align: -1px; }
 .legend .sw:first-child { margin-left: 4px; }
 .sw.held { background: #2f9e44; } .sw.part { background: #8ce99a; } .sw.avail { background: hsl(210, 80%, 55%); } .sw.none { background: #e03131; }
+.panel h3 { font-size: 13px; margin: 12px 0 6px; }
+.panel h3 small { color: var(--muted); font-weight: 400; }
+.dht-detail { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; }
+#dht-nodes tbody tr { cursor: pointer; }
+#dht-nodes tbody tr.selected { background: #e7f5ff; }
+.nodebar { display: flex; height: 14px; width: 120px; background: #e9ecef; border-radius: 3px; overflow: hidden; }
+.nodebar i { display: block; height: 100%; }
+.nodebar .g { background: var(--good); } .nodebar .q { background: #fab005; } .nodebar .b { background: var(--bad); }
 .kv { display: flex; flex-wrap: wrap; gap: 6px 22px; margin-bottom: 10px; color: var(--muted); }
 .kv b { color: var(--ink); font-weight: 600; }
 footer { color: var(--muted); font-size: 12px; padding: 0 20px 20px; }
@@ -213,6 +249,8 @@ export const APP_JS = String.raw`(function () {
     download: { title: 'Download rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
     upload: { title: 'Upload rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
     announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
+    dht_nodes: { title: 'DHT: nodes in the routing table', fmt: function (v) { return v == null ? '\u2013' : String(Math.round(v)); } },
+    dht_queries: { title: 'DHT: queries received per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
   };
   var COLORS = ['#1c7ed6', '#e8590c', '#2f9e44', '#ae3ec9', '#f08c00', '#0ca678', '#d6336c', '#4263eb', '#74b816', '#868e96'];
   var hist = { t: [], charts: {} };
@@ -330,6 +368,11 @@ export const APP_JS = String.raw`(function () {
         var name = td(t.name, 'name');
         name.title = t.name + '\n' + t.infoHash + (t.size !== null ? '\n' + bytes(t.size) : '') + (t.error ? '\n' + t.error : '');
         var state = h('td'); state.append(h('span', 'state ' + t.state, t.state));
+        if (t.dht) {
+          var dhtPill = h('span', 'pill dht', 'DHT ' + count(t.dht.peersFound));
+          dhtPill.title = 'On the DHT: ' + t.dht.rounds + ' lookup(s), ' + t.dht.peersFound + ' peer address(es) found, announce stored by ' + t.dht.stored + ' node(s)';
+          state.append(' ', dhtPill);
+        }
         var prog = h('td', 'progress'); prog.append(bar(t.progress));
         var down = td(rate(t.downloadRate), 'num rate-down'); down.dataset.value = String(t.downloadRate);
         var up = td(rate(t.uploadRate), 'num rate-up'); up.dataset.value = String(t.uploadRate);
@@ -361,7 +404,79 @@ export const APP_JS = String.raw`(function () {
       if (!s || typeof s.torrents !== 'number') return;
       acc.trackers.push(src);
     },
+    dht: function (src, acc) {
+      var s = src.state;
+      if (!s || !s.buckets) return;
+      acc.dhts.push(src);
+    },
   };
+
+  // ------------------------------------------------------------ the DHT panel
+  var selectedDht = null;
+  var lastMsg = null;
+  function nodeBar(b, k) {
+    var d = h('div', 'nodebar');
+    d.title = b.good + ' good, ' + b.questionable + ' questionable, ' + b.bad + ' bad of ' + k;
+    [['g', b.good], ['q', b.questionable], ['b', b.bad]].forEach(function (p) {
+      if (p[1] > 0) { var i = h('i', p[0]); i.style.width = (100 * p[1] / Math.max(k, 1)).toFixed(1) + '%'; d.append(i); }
+    });
+    return d;
+  }
+  function num(v, cls) { var c = td(count(v), 'num' + (cls ? ' ' + cls : '')); c.dataset.value = String(v); return c; }
+  function renderDht(dhts) {
+    var panel = document.getElementById('dht-panel');
+    panel.hidden = dhts.length === 0;
+    if (dhts.length === 0) return;
+    if (!dhts.some(function (d) { return d.id === selectedDht; })) selectedDht = dhts[0].id;
+    document.getElementById('dht-count').textContent = dhts.length + ' node' + (dhts.length === 1 ? '' : 's');
+    var rows = dhts.map(function (src) {
+      var s = src.state;
+      var tr = h('tr', src.id === selectedDht ? 'selected' : null);
+      tr.dataset.source = src.id;
+      tr.dataset.nodes = String(s.nodes);
+      var id = td(src.id); id.title = s.id;
+      var qps = td(s.queriesPerSecond >= 10 ? s.queriesPerSecond.toFixed(0) : s.queriesPerSecond.toFixed(1), 'num');
+      var stored = td(count(s.storedPeers) + (s.storedInfoHashes ? ' / ' + count(s.storedInfoHashes) : ''), 'num');
+      tr.append(id, td(s.address, 'mono'), num(s.nodes, 'nodes'), num(s.good), num(s.questionable), num(s.bad), num(s.replacements), num(s.buckets.length), num(s.operations), qps, num(s.queriesReceived), num(s.responsesReceived), num(s.malformed), stored, num(s.storedItems));
+      return tr;
+    });
+    var body = document.querySelector('#dht-nodes tbody');
+    body.replaceChildren.apply(body, rows);
+    var sel = dhts.filter(function (d) { return d.id === selectedDht; })[0];
+    var s = sel.state;
+    var label = document.getElementById('dht-selected');
+    label.textContent = sel.id + ' (' + s.id.slice(0, 12) + '\u2026)';
+    label.title = s.id;
+    var bucketRows = s.buckets.map(function (b) {
+      var tr = h('tr');
+      tr.dataset.bucket = String(b.index);
+      tr.dataset.nodes = String(b.nodes);
+      var prefix = td(b.prefix === '' ? '(any)' : b.prefix, 'mono');
+      prefix.title = b.depth + ' bit' + (b.depth === 1 ? '' : 's');
+      var bar = h('td'); bar.append(nodeBar(b, s.k));
+      tr.append(td(b.index), prefix, bar, num(b.good), num(b.questionable), num(b.bad), num(b.replacements), td(b.changedSecondsAgo.toFixed(0) + ' s', 'num'));
+      return tr;
+    });
+    var bb = document.querySelector('#dht-buckets tbody');
+    bb.replaceChildren.apply(bb, bucketRows);
+    var opRows = s.lookups.map(function (o) {
+      var tr = h('tr');
+      tr.dataset.kind = o.kind;
+      var target = td(o.target.slice(0, 16) + '\u2026', 'mono'); target.title = o.target;
+      tr.append(td(o.kind + (o.internal ? ' (own)' : '')), target, td(o.phase, 'muted'), num(o.queries), num(o.responses), num(o.inflight), num(o.peers), td(o.ageSeconds.toFixed(1) + ' s', 'num'));
+      return tr;
+    });
+    var ob = document.querySelector('#dht-ops tbody');
+    ob.replaceChildren.apply(ob, opRows);
+    document.getElementById('dht-ops-empty').hidden = opRows.length > 0;
+    document.getElementById('dht-ops-count').textContent = s.lookupsOmitted ? '(' + s.lookupsOmitted + ' more not listed)' : '';
+  }
+  document.querySelector('#dht-nodes tbody').addEventListener('click', function (ev) {
+    var tr = ev.target.closest('tr');
+    if (!tr || !tr.dataset.source) return;
+    selectedDht = tr.dataset.source;
+    if (lastMsg) render(lastMsg);
+  });
 
   function renderTracker(trackers, names) {
     var panel = document.getElementById('tracker-panel');
@@ -396,7 +511,8 @@ export const APP_JS = String.raw`(function () {
   var lastState = 0;
   function render(msg) {
     lastState = Date.now();
-    var acc = { down: 0, up: 0, peers: 0, torrents: 0, omitted: 0, torrentRows: [], peerRows: [], trackers: [], names: {} };
+    lastMsg = { t: msg.t, sources: msg.sources };
+    var acc = { down: 0, up: 0, peers: 0, torrents: 0, omitted: 0, torrentRows: [], peerRows: [], trackers: [], dhts: [], names: {} };
     (msg.sources || []).forEach(function (src) {
       var r = RENDERERS[src.kind];
       if (r) r(src, acc);
@@ -409,6 +525,7 @@ export const APP_JS = String.raw`(function () {
     document.getElementById('peers-empty').hidden = acc.peerRows.length > 0;
     document.getElementById('peers-count').textContent = acc.peerRows.length + ' connection' + (acc.peerRows.length === 1 ? '' : 's') + (acc.omitted ? ' (' + acc.omitted + ' quieter ones not listed)' : '');
     renderTracker(acc.trackers, acc.names);
+    renderDht(acc.dhts);
     var cards = [card('Download', rate(acc.down), 'total-down', acc.down), card('Upload', rate(acc.up), 'total-up', acc.up), card('Connections', count(acc.peers), 'total-peers', acc.peers), card('Torrents', count(acc.torrents), 'total-torrents', acc.torrents)];
     acc.trackers.forEach(function (src) {
       var pre = src.id === 'tracker' ? 'Tracker ' : src.id + ' ';
@@ -416,6 +533,13 @@ export const APP_JS = String.raw`(function () {
       cards.push(card(pre + 'seeders', count(src.state.seeders), 'tracker-seeders'));
       cards.push(card(pre + 'leechers', count(src.state.leechers), 'tracker-leechers'));
     });
+    if (acc.dhts.length > 0) {
+      var dhtNodes = 0, dhtOps = 0;
+      acc.dhts.forEach(function (src) { dhtNodes += src.state.nodes; dhtOps += src.state.operations; });
+      cards.push(card('DHT nodes', count(acc.dhts.length), 'dht-count-card', acc.dhts.length));
+      cards.push(card('DHT table entries', count(dhtNodes), 'dht-table-total', dhtNodes));
+      cards.push(card('DHT ops in flight', count(dhtOps), 'dht-ops-total', dhtOps));
+    }
     var summary = document.getElementById('summary');
     summary.replaceChildren.apply(summary, cards);
     if (msg.sample) { applySample(msg.sample); renderCharts(); }

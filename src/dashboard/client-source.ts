@@ -8,6 +8,7 @@ import type { Client } from '../client/client.js';
 import type { Torrent } from '../client/torrent.js';
 import type { PeerSnapshot } from '../core/torrent/torrent-core.js';
 import type { MetricFamily, Sample } from '../metrics/prometheus.js';
+import { DhtSource } from './dht-source.js';
 import type { DashboardSource, JsonValue, Table } from './source.js';
 
 export interface ClientSourceOptions {
@@ -38,6 +39,8 @@ export interface TorrentRow {
   readonly peers: number;
   readonly knownPeers: number;
   readonly pieceMap: { readonly piecesPerCell: number; readonly have: readonly number[]; readonly rarest: readonly number[] } | null;
+  /** The torrent on the DHT (null when it is not): lookups run, peer addresses found, nodes that stored our announce last time. */
+  readonly dht: { readonly rounds: number; readonly peersFound: number; readonly stored: number } | null;
   readonly error?: string;
 }
 
@@ -84,7 +87,7 @@ function printablePeerId(id: Buffer): string {
 export function torrentRow(t: Torrent, cells: number): TorrentRow {
   const base = { infoHash: t.infoHashHex, name: t.name };
   if (!t.isRunning) {
-    return { ...base, state: t.error ? 'error' : 'checking', size: t.metainfo?.length ?? null, progress: 0, piecesDone: 0, pieceCount: t.metainfo?.pieceCount ?? 0, downloadRate: 0, uploadRate: 0, downloaded: 0, uploaded: 0, wasted: 0, ratio: null, peers: 0, knownPeers: 0, pieceMap: null, ...(t.error ? { error: t.error.message } : {}) };
+    return { ...base, state: t.error ? 'error' : 'checking', size: t.metainfo?.length ?? null, progress: 0, piecesDone: 0, pieceCount: t.metainfo?.pieceCount ?? 0, downloadRate: 0, uploadRate: 0, downloaded: 0, uploaded: 0, wasted: 0, ratio: null, peers: 0, knownPeers: 0, pieceMap: null, dht: null, ...(t.error ? { error: t.error.message } : {}) };
   }
   const s = t.stats();
   const size = t.metainfo?.length ?? null;
@@ -112,6 +115,7 @@ export function torrentRow(t: Torrent, cells: number): TorrentRow {
     peers: s.peers,
     knownPeers: s.knownPeers,
     pieceMap: map ? { piecesPerCell: map.piecesPerCell, have: map.have, rarest: map.rarest } : null,
+    dht: t.dht ? { rounds: t.dht.rounds, peersFound: t.dht.peersFound, stored: t.dht.stored } : null,
     ...(t.error ? { error: t.error.message } : {}),
   };
 }
@@ -242,4 +246,10 @@ export class ClientSource implements DashboardSource {
     }
     return { download: down, upload: up };
   }
+}
+
+/** A client's sources: the client as `id` and, when it runs a DHT node, that node as `<id> dht`. */
+export function clientSources(id: string, client: Client, options: ClientSourceOptions = {}): DashboardSource[] {
+  const node = client.dht;
+  return node === undefined ? [new ClientSource(id, client, options)] : [new ClientSource(id, client, options), new DhtSource(`${id} dht`, node)];
 }

@@ -50,7 +50,7 @@ export interface DashboardHandle {
   close(): Promise<void>;
 }
 
-const MAX_SOURCES = 64;
+const MAX_SOURCES = 128;
 const MAX_STREAM_BACKLOG = 1 << 20;
 
 const SECURITY_HEADERS: Record<string, string> = {

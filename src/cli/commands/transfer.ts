@@ -14,7 +14,7 @@ import { parseHostPort } from '../../dht/node.js';
 import { join } from 'node:path';
 import { formatBytes, formatRate, parsePort, parseSize, UsageError } from '../format.js';
 import type { CliIo } from '../main.js';
-import { ClientSource } from '../../dashboard/client-source.js';
+import { clientSources } from '../../dashboard/client-source.js';
 import type { DashboardHandle } from '../../dashboard/server.js';
 import { addDashboardOptions, dashboardSettings, startCliDashboard, type DashboardCliOptions } from '../dashboard-option.js';
 
@@ -190,7 +190,7 @@ async function runTransfer(io: CliIo, source: string, dir: string, o: TransferOp
   let torrent: Torrent | undefined;
   let dashboard: DashboardHandle | undefined;
   try {
-    dashboard = await startCliDashboard(o, [new ClientSource('client', client)], (line) => io.stderr.write(`${line}\n`));
+    dashboard = await startCliDashboard(o, clientSources('client', client), (line) => io.stderr.write(`${line}\n`));
     client.on('torrent', (t) => {
       t.on('checking', (done, total) => {
         if (!o.quiet && io.stderr.isTTY) io.stderr.write(`\rchecking existing data ${done}/${total}`);

@@ -53,7 +53,7 @@ import {
   type Addr,
   type Id,
 } from './id.js';
-import { RoutingTable, type NodeEntry, type RoutingTableOptions, type SavedNode } from './routing-table.js';
+import { RoutingTable, type BucketStats, type NodeEntry, type NodeState, type RoutingTableOptions, type SavedNode } from './routing-table.js';
 import { ItemStore, PeerStore, type ItemStoreOptions, type PeerStoreOptions } from './storage.js';
 import { RateLimiter } from '../tracker/rate-limit.js';
 
@@ -147,6 +147,49 @@ export type DhtEvent =
   /** A peer announced itself to us. */
   | { readonly type: 'announce'; readonly infoHash: Buffer; readonly peer: Endpoint };
 
+/** A routing table entry as `tableNodes()` lists it. */
+export interface TableNode {
+  /** Node id, hex. */
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  /** Bucket index: leading bits the id shares with ours (the last bucket: at least that many). */
+  readonly bucket: number;
+  /** In the bucket's replacement cache rather than the table proper. */
+  readonly replacement: boolean;
+  readonly state: NodeState;
+  /** Last time we heard from it. */
+  readonly lastSeen: number;
+  /** Last time it answered one of our queries. */
+  readonly lastResponse: number | undefined;
+  /** Unanswered queries in a row. */
+  readonly fails: number;
+  /** BEP 42: its id matches its address (or the address is local). */
+  readonly secure: boolean;
+}
+
+/** An operation in flight as `operations()` lists it. */
+export interface OperationInfo {
+  readonly op: number;
+  readonly kind: OperationKind;
+  /** Target (infohash, item target, node id), hex. */
+  readonly target: string;
+  /** Looking up, storing (announce_peer / put to the closest nodes found), or a ping awaiting its answer. */
+  readonly phase: 'lookup' | 'store' | 'ping';
+  readonly started: number;
+  /** Queries sent so far (retries included). */
+  readonly queries: number;
+  readonly responses: number;
+  /** Queries awaiting an answer. */
+  readonly inflight: number;
+  /** Candidate nodes the lookup holds. */
+  readonly candidates: number;
+  /** Peers found so far (get_peers, announce). */
+  readonly peers: number;
+  /** Started by the node itself (a bucket refresh), not by a caller. */
+  readonly internal: boolean;
+}
+
 export interface DhtStats {
   nodes: number;
   good: number;
@@ -210,6 +253,8 @@ class Operation {
   putItem: Item | undefined = undefined;
   cas: number | undefined = undefined;
   salt: Buffer | undefined = undefined;
+  /** When it started (for `operations()`). */
+  started = 0;
   constructor(
     readonly op: number,
     readonly kind: OperationKind,
@@ -368,6 +413,43 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return this.table.has(idOf(id));
   }
 
+  /** The routing table bucket by bucket, for dashboards (see RoutingTable.bucketStats). */
+  bucketStats(now: number): BucketStats[] {
+    return this.table.bucketStats(now);
+  }
+
+  /**
+   * The routing table's nodes (then, with `replacements`, the replacement
+   * caches'), bucket by bucket, at most `max`; for dashboards and exports.
+   */
+  tableNodes(now: number, max: number, replacements = true): TableNode[] {
+    const out: TableNode[] = [];
+    const add = (n: NodeEntry, bucket: number, replacement: boolean): void => {
+      const { host, port } = endpointOf(n.addr);
+      out.push({ id: idHex(n.id), host, port, bucket, replacement, state: this.table.state(n, now), lastSeen: n.lastSeen, lastResponse: n.lastResponse === -Infinity ? undefined : n.lastResponse, fails: n.fails, secure: n.secure });
+    };
+    for (let pass = 0; pass < (replacements ? 2 : 1); pass++) {
+      for (let i = 0; i < this.table.bucketCount; i++) {
+        const b = this.table.bucketEntries(i);
+        for (const n of pass === 0 ? b.nodes : b.replacements) {
+          if (out.length >= max) return out;
+          add(n, i, pass === 1);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Operations in flight (lookups, stores, pings, our own bucket refreshes), oldest first, at most `max`. */
+  operations(max: number): OperationInfo[] {
+    const out: OperationInfo[] = [];
+    for (const o of this.ops.values()) {
+      if (out.length >= max) break;
+      out.push({ op: o.op, kind: o.kind, target: idHex(o.target), phase: o.phase === 0 ? 'lookup' : o.kind === 'ping' ? 'ping' : 'store', started: o.started, queries: o.queries, responses: o.responses, inflight: o.phase === 0 ? o.inflight : o.pending, candidates: o.cands.length + o.seeds.length, peers: o.peers.size, internal: o.internal });
+    }
+    return out;
+  }
+
   // ------------------------------------------------------------ operations
 
   /**
@@ -377,7 +459,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
    * answer.
    */
   bootstrap(now: number, seeds: readonly (Endpoint | { id?: Uint8Array; address: Endpoint })[]): number {
-    const op = this.newOperation('bootstrap', this.selfId, 'find_node', false);
+    const op = this.newOperation(now, 'bootstrap', this.selfId, 'find_node', false);
     if (op === undefined) return this.refused('bootstrap', this.selfId);
     for (const s of seeds) {
       const address = 'address' in s ? s.address : s;
@@ -397,7 +479,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   /** A get_peers lookup, then announce_peer to the closest nodes that gave a token. Port 0 (or omitted) asks for implied_port. */
   announce(now: number, infoHash: Uint8Array, port?: number): number {
-    const op = this.newOperation('announce', idOf(infoHash), 'get_peers', false);
+    const op = this.newOperation(now, 'announce', idOf(infoHash), 'get_peers', false);
     if (op === undefined) return this.refused('announce', idOf(infoHash));
     op.port = port ?? 0;
     op.impliedPort = port === undefined || port === 0;
@@ -406,7 +488,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   /** BEP 44 get of the item at `target`; pass the salt for a salted mutable item (it is not part of the target's response). */
   get(now: number, target: Uint8Array, salt?: Uint8Array): number {
-    const op = this.newOperation('get', idOf(target), 'get', false);
+    const op = this.newOperation(now, 'get', idOf(target), 'get', false);
     if (op === undefined) return this.refused('get', idOf(target));
     if (salt !== undefined && salt.length > 0) op.salt = Buffer.from(salt);
     return this.startLookup(now, op, true);
@@ -415,7 +497,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   /** BEP 44 put of an immutable item (`{ value }`) or a signed mutable item; `cas` for compare-and-swap. */
   put(now: number, item: Item, cas?: number): number {
     const target = idOf(targetOf(item));
-    const op = this.newOperation('put', target, 'get', false);
+    const op = this.newOperation(now, 'put', target, 'get', false);
     if (op === undefined) return this.refused('put', target);
     op.putItem = item;
     op.cas = cas;
@@ -424,7 +506,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   }
 
   ping(now: number, to: Endpoint): number {
-    const op = this.newOperation('ping', this.selfId, 'find_node', false);
+    const op = this.newOperation(now, 'ping', this.selfId, 'find_node', false);
     const addr = addrOf(to);
     if (op === undefined || addr === undefined) return this.refused('ping', this.selfId);
     op.phase = 1;
@@ -435,14 +517,15 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   }
 
   private lookup(now: number, kind: OperationKind, target: Id, method: Method): number {
-    const op = this.newOperation(kind, target, method, false);
+    const op = this.newOperation(now, kind, target, method, false);
     if (op === undefined) return this.refused(kind, target);
     return this.startLookup(now, op, true);
   }
 
-  private newOperation(kind: OperationKind, target: Id, method: Method, internal: boolean): Operation | undefined {
+  private newOperation(now: number, kind: OperationKind, target: Id, method: Method, internal: boolean): Operation | undefined {
     if (this.ops.size >= this.maxOperations) return undefined;
     const op = new Operation(this.nextOp++, kind, target, method, internal);
+    op.started = now;
     this.ops.set(op.op, op);
     return op;
   }
@@ -1053,7 +1136,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     if (!this.refreshing && this.table.size > 0) {
       const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random);
       if (target !== undefined) {
-        const op = this.newOperation('refresh', target, 'find_node', true);
+        const op = this.newOperation(now, 'refresh', target, 'find_node', true);
         if (op !== undefined) {
           this.refreshing = true;
           this.startLookup(now, op);

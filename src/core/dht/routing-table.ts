@@ -63,6 +63,20 @@ export class NodeEntry {
 
 export type NodeState = 'good' | 'questionable' | 'bad';
 
+export interface BucketStats {
+  /** Nodes in the bucket (at most k). */
+  readonly nodes: number;
+  readonly good: number;
+  readonly questionable: number;
+  readonly bad: number;
+  /** Nodes in its replacement cache. */
+  readonly replacements: number;
+  /** When a node last joined it or answered us from it (or it was refreshed). */
+  readonly changed: number;
+}
+
+const EMPTY_BUCKET: { readonly nodes: readonly NodeEntry[]; readonly replacements: readonly NodeEntry[] } = { nodes: [], replacements: [] };
+
 class Bucket {
   nodes: NodeEntry[] = [];
   replacements: NodeEntry[] = [];
@@ -368,6 +382,31 @@ export class RoutingTable {
     const last = this.buckets.length - 1;
     // The last bucket covers every id sharing >= `last` bits: any id below it, ours with random low bits.
     return randomIdWithPrefix(this.self, oldest === last ? last + random.below(161 - last) : oldest, random);
+  }
+
+  /**
+   * Per-bucket counts, bucket 0 (the farthest half of the id space) first;
+   * for dashboards. Bucket `i` holds ids sharing exactly `i` leading bits
+   * with ours (the last one: at least that many).
+   */
+  bucketStats(now: number): BucketStats[] {
+    const out: BucketStats[] = [];
+    for (const b of this.buckets) {
+      let good = 0;
+      let bad = 0;
+      for (const n of b.nodes) {
+        const s = this.state(n, now);
+        if (s === 'good') good++;
+        else if (s === 'bad') bad++;
+      }
+      out.push({ nodes: b.nodes.length, good, questionable: b.nodes.length - good - bad, bad, replacements: b.replacements.length, changed: b.changed });
+    }
+    return out;
+  }
+
+  /** Bucket `i`'s nodes and replacement cache, read-only (no copy); empty arrays past the last bucket. */
+  bucketEntries(i: number): { readonly nodes: readonly NodeEntry[]; readonly replacements: readonly NodeEntry[] } {
+    return this.buckets[i] ?? EMPTY_BUCKET;
   }
 
   /** Summary for stats and tests. */
