@@ -370,7 +370,7 @@ test('startDashboard: a non-loopback bind without a token, a bad token, too many
   }
 });
 
-test('--dashboard on peerkit tracker and peerkit seed (with its DHT node); refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
+test('--dashboard on peerkit tracker, peerkit seed (with its DHT node) and peerkit dht; refused on 0.0.0.0 without a token', { timeout: 60_000 }, async () => {
   const r = spawnSync(process.execPath, [bin, 'tracker', '--http', '0', '--dashboard', '0.0.0.0:0'], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^peerkit: --dashboard: refusing to serve the dashboard on 0\.0\.0\.0 without an access token/);
@@ -434,6 +434,18 @@ test('--dashboard on peerkit tracker and peerkit seed (with its DHT node); refus
       assert.match((await http(`${seed.url}metrics`)).body, /^peerkit_dht_nodes\{source="client dht",state="good"\} [1-9]/m);
     } finally {
       assert.equal(await seed.stop(), 0);
+    }
+    // `peerkit dht --dashboard`: the node alone, joined to the test's node.
+    const dht = await runUntilUrl(['dht', '--port', '0', '--bootstrap', boot, '--dashboard', '0'], 'stdout');
+    try {
+      const s = await until('the DHT node with nodes in its table', async () => {
+        const j = JSON.parse((await http(`${dht.url}api/state`)).body) as StateJson;
+        return Number(j.sources[0]?.state.nodes) > 0 ? j : undefined;
+      });
+      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['dht', 'dht']]);
+      assert.match((await http(`${dht.url}metrics`)).body, /^peerkit_dht_nodes\{source="dht",state="good"\} [1-9]/m);
+    } finally {
+      assert.equal(await dht.stop(), 0);
     }
   } finally {
     await swarm.close();

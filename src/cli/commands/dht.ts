@@ -14,6 +14,8 @@ import type { OperationResult } from '../../core/dht/dht-core.js';
 import { DhtNode } from '../../dht/node.js';
 import { parsePort, UsageError } from '../format.js';
 import type { CliIo } from '../main.js';
+import type { DashboardHandle } from '../../dashboard/server.js';
+import { addDashboardOptions, dashboardSettings, startDhtDashboard, type DashboardCliOptions } from '../dashboard-option.js';
 
 interface NodeCliOptions {
   port?: string;
@@ -89,8 +91,9 @@ async function withNode<T>(opts: NodeCliOptions, io: CliIo, fn: (node: DhtNode) 
 }
 
 export function registerDht(program: Command, io: CliIo): void {
-  const dht = nodeOptions(program.command('dht').description('run a Mainline DHT node until SIGINT, or use the DHT (see the subcommands)'));
-  dht.action(async (opts: NodeCliOptions) => {
+  const dht = addDashboardOptions(nodeOptions(program.command('dht').description('run a Mainline DHT node until SIGINT, or use the DHT (see the subcommands)')));
+  dht.action(async (opts: NodeCliOptions & DashboardCliOptions) => {
+    dashboardSettings(opts); // usage errors before anything starts
     let removeHandlers = (): void => {};
     const stopped = new Promise<NodeJS.Signals>((resolve) => {
       const stop = (s: NodeJS.Signals): void => {
@@ -112,6 +115,14 @@ export function registerDht(program: Command, io: CliIo): void {
       throw e;
     }
     io.stdout.write(`peerkit dht: listening on ${endpointKey(node.address)}, id ${node.id.toString('hex')}\n`);
+    let dashboard: DashboardHandle | undefined;
+    try {
+      dashboard = await startDhtDashboard(opts, node, (line) => io.stdout.write(`${line}\n`));
+    } catch (e) {
+      removeHandlers();
+      await node.close();
+      throw e;
+    }
     node.onEvent((e) => {
       if (e.type === 'announce') io.stdout.write(`announce ${e.infoHash.toString('hex')} ${endpointKey(e.peer)}\n`);
       else if (e.type === 'external-address') io.stdout.write(`external address ${endpointKey(e.address)}\n`);
@@ -126,6 +137,7 @@ export function registerDht(program: Command, io: CliIo): void {
       io.stdout.write('no --bootstrap given: waiting for other nodes to contact this one\n');
     }
     const signal = await stopped;
+    await dashboard?.close();
     await node.close();
     io.stdout.write(`peerkit dht: stopped (${signal})\n`);
   });
