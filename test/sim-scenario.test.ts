@@ -255,3 +255,20 @@ test('svg writer: deterministic, escaped, finite', () => {
   // An empty chart is still a valid picture.
   assert.doesNotMatch(lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: [] }), /NaN|Infinity/);
 });
+
+test('report.html: the summary table, every plot inline, links to the data files; the scenario name escaped; no scripts or outside assets', () => {
+  const r = new ScenarioRun(parseScenario(flash({ leechers: 3 }, { name: '<script>alert(1)</script> & co' }))).runToEnd();
+  const html = r.files['report.html'];
+  assert.ok(html !== undefined, 'report.html written');
+  assert.ok(!html.includes('<script>alert(1)</script>'), 'the name is escaped');
+  assert.match(html, /&lt;script&gt;alert\(1\)&lt;\/script&gt; &amp; co/);
+  assert.doesNotMatch(html, /<script|src="http|href="http/i, 'self-contained, no scripts');
+  for (const line of r.table.trim().split('\n')) {
+    const label = line.split(/\s{2,}/)[0]!.trim();
+    assert.ok(html.includes(`<td>${label}</td>`), `summary row ${label}`);
+  }
+  const svgs = Object.keys(r.files).filter((n) => n.endsWith('.svg'));
+  assert.ok(svgs.length >= 4);
+  assert.equal((html.match(/<svg[\s>]/g) ?? []).length, svgs.length, 'every plot inline');
+  for (const n of ['operations.csv', 'timeseries.csv', 'summary.json']) assert.ok(html.includes(`href="${n}"`), `link to ${n}`);
+});

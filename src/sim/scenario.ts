@@ -23,6 +23,7 @@
  * map of file names to contents, which the CLI writes. Everything in them is
  * a function of the scenario and its seed.
  */
+import { htmlReport } from './report.js';
 import { SimNetwork } from '../runtime/sim/network.js';
 import type { LinkFunction } from '../runtime/sim/network.js';
 import { seededRandom, type SeededRandom } from '../runtime/sim/prng.js';
@@ -465,6 +466,7 @@ export class ScenarioRun {
       }
     }
     Object.assign(files, this.run.plots());
+    files['report.html'] = htmlReport({ title: `peerkit sim: ${s.name ?? s.kind} (seed ${s.seed})`, rows, files });
     return { files, table, summary };
   }
 }
