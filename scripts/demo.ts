@@ -21,6 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
@@ -105,6 +106,14 @@ function step(title: string): void {
 
 async function main(): Promise<number> {
   const work = await mkdtemp(join(tmpdir(), 'peerkit-demo-'));
+  // Ctrl-C before the end: no half-written files left behind (sockets close with the process).
+  const interrupted = (signal: NodeJS.Signals): void => {
+    console.log(`\ndemo: interrupted (${signal})`);
+    if (!keep) rmSync(work, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const clients: Client[] = [];
   const dhtNodes: DhtNode[] = [];
   let tracker: Awaited<ReturnType<typeof startTracker>> | undefined;
@@ -231,6 +240,8 @@ async function main(): Promise<number> {
     const stored = dhtNodes.reduce((a, n) => a + n.core.stats(n.runtime.clock.now()).storedPeers, 0);
     console.log(`the DHT's ${dhtCount} nodes store ${stored} peer addresses for the torrent's infohash`);
     console.log(ok ? '\ndemo: all checks passed' : '\ndemo: some checks FAILED');
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     if (keep && ok) {
       console.log(`files kept in ${work}; seeding until Ctrl-C${dashboard ? `; dashboard at ${dashboard.url}` : ''}`);
       await new Promise<void>((r) => process.once('SIGINT', () => r()));
