@@ -24,6 +24,15 @@ export * as trackerUdp from './codec/tracker-udp.js';
 export { ReqResEndpoint } from './core/reqres/index.js';
 export type { ReqResEvent, ReqResOptions, ReqResStats, Responder } from './core/reqres/index.js';
 export { UdpTrackerClient } from './core/udp-tracker-client.js';
+// The BitTorrent protocol cores (sans-I/O) and the peer wire codecs, for drivers of your own.
+export { TorrentCore, clientFromPeerId } from './core/torrent/torrent-core.js';
+export type { TorrentCoreOptions, TorrentAction, TorrentLayout, TorrentStats, PeerSnapshot, PieceMap, PeerHandle } from './core/torrent/torrent-core.js';
+export { PiecePicker } from './core/piece-picker.js';
+export type { PiecePickerOptions, PickMode } from './core/piece-picker.js';
+export { Choker } from './core/choker.js';
+export type { ChokerOptions, RechokeResult } from './core/choker.js';
+export * as peerWire from './codec/peer-wire.js';
+export * as extensions from './codec/extensions.js';
 export { TrackerTiers, announceTiers } from './core/tracker-tiers.js';
 
 // The runtime contract and its two implementations.
@@ -52,6 +61,7 @@ export { startTracker, type StartTrackerOptions, type TrackerHandle } from './tr
 export { Client } from './client/client.js';
 export type { ClientOptions } from './client/client.js';
 export type { Torrent, TorrentOptions } from './client/torrent.js';
+export type { ScrapeOutcome, TrackerStatus } from './client/tracker-announcer.js';
 
 // The live dashboard (web page, event stream, JSON, CSV, Prometheus).
 export { startDashboard, ClientSource, clientSources, TrackerSource, DhtSource, parseListenAddress, DashboardConfigError } from './dashboard/index.js';
