@@ -120,6 +120,12 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   /** Pieces being assembled in memory: written to disk only once their hash is right. */
   private readonly assembling = new Map<number, { buffer: ArrayBuffer; view: Buffer }>();
   private assemblyBytes = 0;
+  /**
+   * Full-size piece buffers whose piece is written (or dropped), kept for the
+   * next pieces: a GiB downloaded no longer allocates a GiB of buffers for
+   * the garbage collector to sweep. At most MAX_ASSEMBLY_BYTES of them.
+   */
+  private readonly spareBuffers: ArrayBuffer[] = [];
   /** Pieces whose blocks went straight to disk (assembly memory was full). */
   private readonly onDisk = new Set<number>();
   private pendingDiskBytes = 0;
@@ -462,6 +468,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         this.emit('piece-failed', a.index, a.peers);
         return;
       case 'complete':
+        this.spareBuffers.length = 0; // nothing more to assemble: give the memory back
         this.announcer?.complete();
         this.markResumeDirty(true);
         this.emit('complete');
@@ -495,7 +502,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     let asm = this.assembling.get(index);
     const size = this.pieceSize(index);
     if (!asm && !this.onDisk.has(index) && this.assemblyBytes + size <= MAX_ASSEMBLY_BYTES) {
-      const buffer = new ArrayBuffer(size);
+      // Every byte of a reused buffer is overwritten by the piece's blocks before it is hashed.
+      const buffer = (size === this.metainfo!.pieceLength ? this.spareBuffers.pop() : undefined) ?? new ArrayBuffer(size);
       asm = { buffer, view: Buffer.from(buffer) };
       this.assembling.set(index, asm);
       this.assemblyBytes += size;
@@ -580,6 +588,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       const size = this.pieceSize(index);
       let ok = false;
       let written = false;
+      let spare: ArrayBuffer | undefined;
       this.verifyingBytes += size;
       try {
         const { digest, buffer } = await hashPool().hash(asm.buffer, size);
@@ -589,9 +598,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
           await this.storage.write(index, 0, Buffer.from(buffer, 0, size));
           written = true;
         }
+        spare = buffer; // written, or not worth writing: free for the next piece
       } catch (e) {
         if (!this.stopped) this.fail(new Error(`writing piece ${index}: ${(e as Error).message}`));
       } finally {
+        if (spare && spare.byteLength === m.pieceLength && (this.spareBuffers.length + 1) * m.pieceLength <= MAX_ASSEMBLY_BYTES) this.spareBuffers.push(spare);
         this.assemblyBytes -= size;
         this.verifyingBytes -= size;
         this.updateFlow();
