@@ -20,7 +20,7 @@ export type Addr = string;
 export const ID_BYTES = 20;
 
 export function idOf(bytes: Uint8Array): Id {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  return (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString('latin1');
 }
 
 export function idBytes(id: Id): Buffer {
@@ -77,11 +77,15 @@ export function randomIdWithPrefix(base: Id, bits: number, random: Random): Id {
 export function addrOf(e: Endpoint): Addr | undefined {
   const ip = parseIp(e.host);
   if (ip === undefined || !Number.isInteger(e.port) || e.port < 0 || e.port > 65535) return undefined;
+  if (ip.length === 4) return String.fromCharCode(ip[0]!, ip[1]!, ip[2]!, ip[3]!, e.port >> 8, e.port & 0xff);
   return Buffer.from(ip).toString('latin1') + String.fromCharCode(e.port >> 8, e.port & 0xff);
 }
 
 export function endpointOf(addr: Addr): Endpoint {
   const n = addr.length - 2;
+  if (n === 4) {
+    return { host: `${addr.charCodeAt(0)}.${addr.charCodeAt(1)}.${addr.charCodeAt(2)}.${addr.charCodeAt(3)}`, port: (addr.charCodeAt(4) << 8) | addr.charCodeAt(5) };
+  }
   const ip = new Uint8Array(n);
   for (let i = 0; i < n; i++) ip[i] = addr.charCodeAt(i);
   return { host: formatIp(ip), port: (addr.charCodeAt(n) << 8) | addr.charCodeAt(n + 1) };
@@ -132,6 +136,12 @@ export function isLocalIp(ip: Uint8Array): boolean {
 
 export function isLocalAddr(addr: Addr): boolean {
   const n = addr.length - 2;
+  if (n === 4) {
+    // isLocalIp's IPv4 rule, read straight from the string (this runs for every query a node answers).
+    const a = addr.charCodeAt(0);
+    const b = addr.charCodeAt(1);
+    return a === 10 || a === 127 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || (a === 169 && b === 254);
+  }
   const ip = new Uint8Array(n);
   for (let i = 0; i < n; i++) ip[i] = addr.charCodeAt(i);
   return isLocalIp(ip);
