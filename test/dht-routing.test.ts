@@ -127,6 +127,31 @@ test('property: closest() returns the n closest non-bad nodes in distance order'
     }),
     { numRuns: 300 },
   );
+  // Deep tables (ids sharing long prefixes with ours, targets near us), bad nodes, both families, any n.
+  const random = seededRandom(5);
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 20, maxLength: 20 }),
+      fc.array(fc.record({ bits: fc.integer({ min: 0, max: 24 }), v6: fc.boolean(), fails: fc.nat(3) }), { minLength: 1, maxLength: 150 }),
+      fc.integer({ min: 0, max: 30 }),
+      fc.integer({ min: 1, max: 20 }),
+      fc.constantFrom(undefined, 4 as const, 6 as const),
+      (selfB, nodes, targetBits, n, family) => {
+        const self = idOf(selfB);
+        const table = new RoutingTable(self, 0, { k: 8, prefixLimit: 0 });
+        nodes.forEach((x, i) => {
+          const id = randomIdWithPrefix(self, x.bits, random);
+          const a = x.v6 ? Buffer.concat([Buffer.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i >> 8, i & 255]), Buffer.from([0x1a, 0xe1])]).toString('latin1') : addr(`10.${(i >> 8) & 255}.${i & 255}.1`);
+          if (table.seen(0, id, a, true) === 'added') for (let f = 0; f < x.fails; f++) table.failed(0, id);
+        });
+        const target = randomIdWithPrefix(self, targetBits, random);
+        const usable = [...table.entries()].filter((e) => table.state(e, 0) !== 'bad' && (family === undefined || (family === 4) === (e.addr.length === 6)));
+        const want = usable.map((e) => e.id).sort((a, b) => compareDistance(target, a, b)).slice(0, n);
+        assert.deepEqual(table.closest(target, n, 0, family).map((e) => e.id), want);
+      },
+    ),
+    { numRuns: 400 },
+  );
 });
 
 test('bucketStats and bucketEntries agree with stats(), entries() and each node\'s bucket, whatever was inserted or failed', () => {

@@ -255,6 +255,8 @@ class Operation {
   salt: Buffer | undefined = undefined;
   /** When it started (for `operations()`). */
   started = 0;
+  /** The target as bytes for queries, made on the first one. */
+  targetBytes: Buffer | undefined = undefined;
   constructor(
     readonly op: number,
     readonly kind: OperationKind,
@@ -284,6 +286,9 @@ class Txn {
     readonly cand: Candidate | undefined,
   ) {}
 }
+
+/** The transaction id of the query being encoded: the encoder copies it, so one scratch buffer serves every query. */
+const TID = Buffer.alloc(2);
 
 const MAX_LOOKUP_PEERS = 2000;
 const MAX_VERIFY_PINGS = 16;
@@ -339,6 +344,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   /** Created on the first query, so an idle node pays nothing for it. */
   private limiter: RateLimiter | undefined = undefined;
   private limiterSweptAt = -Infinity;
+  private selfBytesBuf: Buffer | undefined = undefined;
+  private selfBytesOf: Id | undefined = undefined;
 
   constructor(init: DhtCoreInit) {
     const o = init.options ?? {};
@@ -598,7 +605,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   }
 
   private queryCandidate(now: number, op: Operation, c: Candidate): void {
-    const target = idBytes(op.target);
+    const target = (op.targetBytes ??= idBytes(op.target));
     const body =
       op.method === 'find_node'
         ? { q: 'find_node' as const, target }
@@ -700,10 +707,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       tid = (tid + 1) & 0xffff;
     }
     this.nextTid = (tid + 1) & 0xffff;
-    const t = Buffer.from([tid >> 8, tid & 0xff]);
+    TID[0] = tid >> 8;
+    TID[1] = tid & 0xff;
     let data: Buffer;
     try {
-      data = encodeKrpc(this.queryMessage(t, body));
+      data = encodeKrpc(this.queryMessage(TID, body));
     } catch (e) {
       if (e instanceof KrpcError) return false;
       throw e;
@@ -715,7 +723,18 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   }
 
   private queryMessage(t: Buffer, body: QueryBody): KrpcMessage {
-    return { y: 'q', t, id: idBytes(this.selfId), ro: this.readOnly, version: this.version, ...body } as KrpcMessage;
+    return { y: 'q', t, id: this.selfBytes(), ro: this.readOnly, version: this.version, ...body } as KrpcMessage;
+  }
+
+  /** Our id as bytes for outgoing messages, kept until the id changes (in a buffer of its own: it pins no pool slab). */
+  private selfBytes(): Buffer {
+    if (this.selfBytesOf !== this.selfId) {
+      const b = Buffer.allocUnsafeSlow(20);
+      b.write(this.selfId, 'latin1');
+      this.selfBytesBuf = b;
+      this.selfBytesOf = this.selfId;
+    }
+    return this.selfBytesBuf!;
   }
 
   private transmit(to: Endpoint, data: Buffer): void {
@@ -976,7 +995,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private reply(to: Endpoint, body: Omit<KrpcResponse, 'y' | 'id' | 'ip' | 'version'>): void {
     let data: Buffer;
     try {
-      data = encodeKrpc({ y: 'r', id: idBytes(this.selfId), ip: to, version: this.version, ...body });
+      data = encodeKrpc({ y: 'r', id: this.selfBytes(), ip: to, version: this.version, ...body });
     } catch (e) {
       if (e instanceof KrpcError) return;
       throw e;
@@ -998,9 +1017,16 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     const v6 = want === undefined ? fromAddr.length === 18 : want.n6;
     const out: { nodes?: Buffer; nodes6?: Buffer } = {};
     const list = (family: 4 | 6): Buffer => {
-      let s = '';
-      for (const n of this.table.closest(target, this.k, now, family)) s += n.id + n.addr;
-      return Buffer.from(s, 'latin1');
+      const found = this.table.closest(target, this.k, now, family);
+      const out = Buffer.allocUnsafe(found.length * (family === 4 ? 26 : 38));
+      let p = 0;
+      for (const n of found) {
+        const id = n.id;
+        for (let i = 0; i < 20; i++) out[p++] = id.charCodeAt(i);
+        const addr = n.addr;
+        for (let i = 0; i < addr.length; i++) out[p++] = addr.charCodeAt(i);
+      }
+      return out;
     };
     if (v4) out.nodes = list(4);
     if (v6) out.nodes6 = list(6);

@@ -194,7 +194,23 @@ export class RoutingTable {
     if (id === this.self) return 'rejected';
     let i = this.indexOf(id);
     let b = this.buckets[i]!;
-    const known = b.nodes.find((n) => n.id === id) ?? b.replacements.find((n) => n.id === id);
+    let known: NodeEntry | undefined;
+    let inTable = false;
+    for (const n of b.nodes) {
+      if (n.id === id) {
+        known = n;
+        inTable = true;
+        break;
+      }
+    }
+    if (known === undefined) {
+      for (const n of b.replacements) {
+        if (n.id === id) {
+          known = n;
+          break;
+        }
+      }
+    }
     if (known !== undefined) {
       if (known.addr !== addr) {
         // Same id, another address: a good node keeps its address (no hijacking by spoofed ids).
@@ -206,7 +222,7 @@ export class RoutingTable {
         known.lastResponse = now;
         known.fails = 0;
       }
-      if (b.nodes.includes(known)) b.changed = now;
+      if (inTable) b.changed = now;
       return 'updated';
     }
     if (!responded) return 'rejected';
@@ -329,28 +345,45 @@ export class RoutingTable {
   /**
    * Up to `n` non-bad nodes closest to `target` in XOR distance, closest
    * first, optionally of one address family. Buckets are visited in
-   * distance order, so only a few are sorted.
+   * distance order: the target's own bucket, then every deeper one (all
+   * farther from the target than the first, all closer than the shallower
+   * ones), then the shallower ones, nearest first. Each group is merged in by
+   * insertion into at most `n` places, so nothing is copied or sorted whole.
+   * (`now` is not needed: being bad depends on failures only.)
    */
-  closest(target: Id, n: number, now: number, family?: 4 | 6): NodeEntry[] {
+  closest(target: Id, n: number, _now: number, family?: 4 | 6): NodeEntry[] {
     const out: NodeEntry[] = [];
+    if (!(n >= 1)) return out;
     const last = this.buckets.length - 1;
     const p = Math.min(commonPrefixBits(this.self, target), last);
-    const take = (group: NodeEntry[]): void => {
-      const ok = group.filter((e) => this.state(e, now) !== 'bad' && (family === undefined || (family === 4) === (e.addr.length === 6)));
-      ok.sort((a, b) => compareDistance(target, a.id, b.id));
-      for (const e of ok) {
-        if (out.length >= n) return;
-        out.push(e);
-      }
-    };
-    take(this.buckets[p]!.nodes);
-    if (out.length < n && p < last) {
-      const deeper: NodeEntry[] = [];
-      for (let i = p + 1; i <= last; i++) deeper.push(...this.buckets[i]!.nodes);
-      take(deeper);
+    this.takeClosest(out, this.buckets[p]!.nodes, target, n, family, 0);
+    if (out.length < n) {
+      const base = out.length;
+      for (let i = p + 1; i <= last; i++) this.takeClosest(out, this.buckets[i]!.nodes, target, n, family, base);
     }
-    for (let i = p - 1; i >= 0 && out.length < n; i--) take(this.buckets[i]!.nodes);
+    for (let i = p - 1; i >= 0 && out.length < n; i--) this.takeClosest(out, this.buckets[i]!.nodes, target, n, family, out.length);
     return out;
+  }
+
+  /** Inserts the usable nodes of `group` into `out[base..]` in distance order, keeping `out` to at most `n`. */
+  private takeClosest(out: NodeEntry[], group: readonly NodeEntry[], target: Id, n: number, family: 4 | 6 | undefined, base: number): void {
+    const maxFails = this.maxFails;
+    for (let g = 0; g < group.length; g++) {
+      const e = group[g]!;
+      if (e.fails >= maxFails) continue; // bad
+      if (family !== undefined && (family === 4) !== (e.addr.length === 6)) continue;
+      let j = out.length;
+      if (j >= n) {
+        // Full: it must beat the farthest kept node of its own group, which it then replaces.
+        if (j <= base || compareDistance(target, e.id, out[j - 1]!.id) >= 0) continue;
+        j--;
+      }
+      while (j > base && compareDistance(target, e.id, out[j - 1]!.id) < 0) {
+        out[j] = out[j - 1]!;
+        j--;
+      }
+      out[j] = e;
+    }
   }
 
   /** Every node in the table, bucket by bucket. */
