@@ -391,6 +391,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return this.external === undefined ? undefined : endpointOf(this.external);
   }
 
+  /** Nodes in the routing table: `stats().nodes`, without walking the table. */
+  get tableSize(): number {
+    return this.table.size;
+  }
+
   stats(now: number): DhtStats {
     return {
       ...this.table.stats(now),

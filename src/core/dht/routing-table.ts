@@ -347,8 +347,9 @@ export class RoutingTable {
    * first, optionally of one address family. Buckets are visited in
    * distance order: the target's own bucket, then every deeper one (all
    * farther from the target than the first, all closer than the shallower
-   * ones), then the shallower ones, nearest first. Each group is merged in by
-   * insertion into at most `n` places, so nothing is copied or sorted whole.
+   * ones), then the shallower ones, nearest first. For a reply's few nodes
+   * each group is merged in by insertion into at most `n` places, so nothing
+   * is copied or sorted whole; for a lookup's long list a group is sorted.
    * (`now` is not needed: being bad depends on failures only.)
    */
   closest(target: Id, n: number, _now: number, family?: 4 | 6): NodeEntry[] {
@@ -356,6 +357,17 @@ export class RoutingTable {
     if (!(n >= 1)) return out;
     const last = this.buckets.length - 1;
     const p = Math.min(commonPrefixBits(this.self, target), last);
+    if (n > 16) {
+      // Insertion would move O(n) entries per node: sort each group instead (the deeper buckets as one).
+      this.sortedInto(out, this.buckets[p]!.nodes, target, n, family);
+      if (out.length < n && p < last) {
+        const deeper: NodeEntry[] = [];
+        for (let i = p + 1; i <= last; i++) for (const e of this.buckets[i]!.nodes) deeper.push(e);
+        this.sortedInto(out, deeper, target, n, family);
+      }
+      for (let i = p - 1; i >= 0 && out.length < n; i--) this.sortedInto(out, this.buckets[i]!.nodes, target, n, family);
+      return out;
+    }
     this.takeClosest(out, this.buckets[p]!.nodes, target, n, family, 0);
     if (out.length < n) {
       const base = out.length;
@@ -363,6 +375,14 @@ export class RoutingTable {
     }
     for (let i = p - 1; i >= 0 && out.length < n; i--) this.takeClosest(out, this.buckets[i]!.nodes, target, n, family, out.length);
     return out;
+  }
+
+  /** Appends the usable nodes of `group` to `out` in distance order, keeping `out` to at most `n`. */
+  private sortedInto(out: NodeEntry[], group: readonly NodeEntry[], target: Id, n: number, family: 4 | 6 | undefined): void {
+    const maxFails = this.maxFails;
+    const ok = group.filter((e) => e.fails < maxFails && (family === undefined || (family === 4) === (e.addr.length === 6)));
+    ok.sort((a, b) => compareDistance(target, a.id, b.id));
+    for (let i = 0; i < ok.length && out.length < n; i++) out.push(ok[i]!);
   }
 
   /** Inserts the usable nodes of `group` into `out[base..]` in distance order, keeping `out` to at most `n`. */
