@@ -10,7 +10,8 @@
  * Datagrams: a send is delivered to the destination socket after the link's
  * latency, unless it is lost (per-link loss probability, drawn from the
  * network's seeded PRNG) or nobody has that port bound when it arrives, in
- * which cases it silently disappears.
+ * which cases it silently disappears. The bytes are copied at send time,
+ * unless the socket was bound with `noCopy` (see SimBindOptions).
  *
  * Streams: reliable, ordered byte streams, with retransmission abstracted
  * away. A connect sends a SYN that takes one latency; if a listener is there
@@ -87,6 +88,18 @@ export interface SimNetworkOptions {
   segmentBytes?: number;
   /** Writes up to this size on an idle flow skip the fair share (see FlowSchedulerOptions). Default 0. */
   smallMessageBytes?: number;
+}
+
+/** Simulator-only options of `SimHost.bind`. */
+export interface SimBindOptions {
+  /**
+   * Hand the bytes this socket sends to their receiver as they are, without
+   * the defensive copy. Only for senders that never modify a buffer after
+   * sending it (the contract asks that of everyone; DhtCore encodes every
+   * message into a fresh buffer) talking to receivers that never modify what
+   * they receive: it saves an allocation per datagram.
+   */
+  noCopy?: boolean;
 }
 
 export interface AddHostOptions {
@@ -344,10 +357,10 @@ export class SimHost {
    * Binds a datagram socket, synchronously (the runtime's `bindDatagram` is
    * this behind a promise). Throws SimNetError on a taken port or a down host.
    */
-  bind(options: BindOptions = {}): DatagramSocket {
+  bind(options: BindOptions = {}, sim: SimBindOptions = {}): DatagramSocket {
     this.checkBindHost(options.host);
     const port = this.allocatePort('udp', options.port);
-    const socket = new SimDatagramSocket(this, { host: this.address, port });
+    const socket = new SimDatagramSocket(this, { host: this.address, port }, sim.noCopy ?? false);
     this.udpPorts.set(port, socket);
     return socket;
   }
@@ -569,7 +582,11 @@ class SimDatagramSocket implements DatagramSocket {
   private pinholes: Map<string, number> | undefined;
   private readonly handlers: ((from: Endpoint, data: Uint8Array) => void)[] = [];
 
-  constructor(host: SimHost, local: Endpoint) {
+  constructor(
+    host: SimHost,
+    local: Endpoint,
+    private readonly noCopy: boolean,
+  ) {
     this.host = host;
     this.local = local;
   }
@@ -594,7 +611,7 @@ class SimDatagramSocket implements DatagramSocket {
       stats.datagramsLost++;
       return;
     }
-    const copy = new Uint8Array(data);
+    const copy = this.noCopy ? data : new Uint8Array(data);
     const from = this.local;
     const port = to.port;
     network.engine.postAfter(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));

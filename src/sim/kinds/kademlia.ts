@@ -124,7 +124,8 @@ class KademliaRun implements KindRun {
     const { network, engine } = this.ctx;
     if (n.host?.alive) network.removeHost(n.host);
     const host = network.addHost({ address: n.address });
-    const socket = host.bind({ port: PORT });
+    // DhtCore encodes every message into a fresh buffer and never writes to one it received: no copy needed.
+    const socket = host.bind({ port: PORT }, { noCopy: true });
     const core = new DhtCore({ id: n.id, random: host.random, now: engine.now, options: { k: this.p.k, alpha: this.p.alpha, timeoutMs: this.p.timeoutMs } });
     n.host = host;
     n.socket = socket;
