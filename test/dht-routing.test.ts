@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { RoutingTable } from '../src/core/dht/routing-table.js';
+import { RoutingTable, type NodeEntry } from '../src/core/dht/routing-table.js';
 import { addrOf, bep42Id, commonPrefixBits, compareDistance, crc32c, idOf, isBep42Id, randomIdWithPrefix, type Addr, type Id } from '../src/core/dht/id.js';
 import { parseIp } from '../src/codec/ip.js';
 import { seededRandom } from '../src/runtime/sim/index.js';
@@ -151,6 +151,46 @@ test('property: closest() returns the n closest non-bad nodes in distance order'
       },
     ),
     { numRuns: 400 },
+  );
+});
+
+test('property: questionable() gives what a walk over every node gives, also when it skips a quiet table', () => {
+  const reference = (table: RoutingTable, now: number, max: number, intervalMs: number): NodeEntry[] => {
+    const out: NodeEntry[] = [];
+    for (let i = 0; i < table.bucketCount; i++) {
+      for (const n of table.bucketEntries(i).nodes) {
+        if (out.length >= max) return out;
+        if (table.state(n, now) === 'questionable' && now - n.lastPing >= intervalMs) out.push(n);
+      }
+    }
+    return out;
+  };
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 20, maxLength: 20 }),
+      fc.array(fc.uint8Array({ minLength: 20, maxLength: 20 }), { minLength: 1, maxLength: 30 }),
+      fc.array(fc.record({ op: fc.integer({ min: 0, max: 3 }), node: fc.nat(), dt: fc.oneof(fc.nat(50), fc.nat(1500)), max: fc.integer({ min: 1, max: 4 }) }), { maxLength: 120 }),
+      (selfB, idBytes, ops) => {
+        const ids = idBytes.map((b) => idOf(b));
+        const table = new RoutingTable(idOf(selfB), 0, { k: 4, replacements: 2, goodMs: 1000, maxFails: 2 });
+        let now = 0;
+        for (const { op, node, dt, max } of ops) {
+          now += dt;
+          const i = node % ids.length;
+          const a = addr(`10.0.${i}.1`);
+          if (op === 0) table.seen(now, ids[i]!, a, true);
+          else if (op === 1) table.seen(now, ids[i]!, a, false);
+          else if (op === 2) table.failed(now, ids[i]!);
+          else {
+            const want = reference(table, now, max, 300);
+            const got = table.questionable(now, max, 300);
+            assert.deepEqual(got, want);
+            for (const n of got) n.lastPing = now; // what DhtCore's pingNode does
+          }
+        }
+      },
+    ),
+    { numRuns: 500 },
   );
 });
 

@@ -40,7 +40,12 @@ export interface RoutingTableOptions {
 }
 
 export class NodeEntry {
-  /** Last time we heard anything from it (a response or a query). */
+  /**
+   * Last time we heard anything from it (a response or a query). It only
+   * moves forward once the table has been scanned for questionable nodes
+   * (the scan relies on that to skip quiet tables); a table rebuilt around a
+   * new id may set it back before its first scan.
+   */
   lastSeen: number;
   /** Last time it answered one of our queries (-Infinity: never). */
   lastResponse = -Infinity;
@@ -108,6 +113,14 @@ export class RoutingTable {
   readonly enforceBep42: boolean;
   private readonly buckets: Bucket[];
   private count = 0;
+  /**
+   * Before this time no node can be questionable, so `questionable()` need
+   * not scan: at the last scan none was, every node was good until at least
+   * then, and no query to one has failed since (`failed()` resets it).
+   * Nodes inserted or heard from since are good until at least the scan's
+   * time plus `goodMs`, which bounds it too.
+   */
+  private quietUntil = -Infinity;
 
   constructor(
     readonly self: Id,
@@ -294,6 +307,7 @@ export class RoutingTable {
    * replacement (answered most recently, BEP 42-matching first) takes its slot.
    */
   failed(now: number, id: Id): void {
+    this.quietUntil = -Infinity;
     const b = this.buckets[this.indexOf(id)]!;
     const ri = b.replacements.findIndex((n) => n.id === id);
     if (ri >= 0) {
@@ -411,15 +425,32 @@ export class RoutingTable {
     for (const b of this.buckets) yield* b.nodes;
   }
 
-  /** Nodes due a liveness ping: questionable, and not pinged in the last `intervalMs`. */
+  /**
+   * Nodes due a liveness ping: questionable, and not pinged in the last
+   * `intervalMs`. A node's maintenance tick calls this every few seconds;
+   * while the table is quiet (see `quietUntil`) it returns at once instead of
+   * walking every entry.
+   */
   questionable(now: number, max: number, intervalMs: number): NodeEntry[] {
     const out: NodeEntry[] = [];
+    if (now < this.quietUntil) return out;
+    let quiet = now + this.goodMs; // a node inserted after this scan stays good at least that long
+    let busy = false;
     for (const b of this.buckets) {
       for (const n of b.nodes) {
-        if (out.length >= max) return out;
-        if (this.state(n, now) === 'questionable' && now - n.lastPing >= intervalMs) out.push(n);
+        if (out.length >= max) {
+          this.quietUntil = -Infinity;
+          return out;
+        }
+        const s = this.state(n, now);
+        if (s === 'questionable') {
+          busy = true;
+          if (now - n.lastPing >= intervalMs) out.push(n);
+        } else if (s === 'good' && n.lastSeen + this.goodMs < quiet) quiet = n.lastSeen + this.goodMs;
+        // A bad node stays bad until it answers (then it is good) or is replaced.
       }
     }
+    this.quietUntil = busy ? -Infinity : quiet;
     return out;
   }
 
