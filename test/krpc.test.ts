@@ -292,6 +292,20 @@ test('property: the fast encoder writes exactly the bytes of the generic one, an
   sameEncoding(fill(at + 1));
 });
 
+test('encoded messages kept side by side stay intact, failed encodings included (they share slabs)', () => {
+  const msgs = fc.sample(fc.oneof(withVersion, oddMessage, big), { numRuns: 3000, seed: 11 });
+  const kept: [KrpcMessage, Buffer][] = [];
+  for (const m of msgs) {
+    try {
+      kept.push([m, encodeKrpc(m)]);
+    } catch (e) {
+      assert.ok(e instanceof KrpcError);
+    }
+  }
+  assert.ok(kept.length > 1000);
+  for (const [m, wire] of kept) assert.equal(wire.toString('hex'), encodeKrpcGeneric(m).toString('hex'));
+});
+
 // Dictionaries that look like KRPC: the known keys (and some others) with values of every type.
 const anyBytes = fc.oneof(bytes(0), bytes(1), bytes(2), bytes(6), bytes(16), bytes(17), bytes(18), bytes(20), bytes(26), bytes(32), bytes(33), bytes(38), bytes(52), bytes(64), bytes(65), fc.constantFrom(...['n4', 'n6', 'q', 'r', 'e', 'ping', 'find_node', 'get_peers', 'announce_peer', 'get', 'put', 'vote'].map((s) => b(s))));
 const anyInt = fc.oneof(fc.constantFrom(0, 1, 2, 6881, 65535, 65536, -1, Number.MAX_SAFE_INTEGER), fc.constant(2n ** 60n));

@@ -548,24 +548,29 @@ export function encodeKrpcGeneric(m: KrpcMessage): Buffer {
 // ---------------------------------------------------------------- fast encoding
 
 /*
- * `encodeKrpc` writes the message straight into a reused scratch buffer,
- * dictionary keys in their (known, sorted) order, then copies it out at its
- * exact size. It gives byte for byte what `encodeKrpcGeneric` gives, and
- * throws the same KrpcError('UNENCODABLE') where that one does (the property
- * test in test/krpc.test.ts holds the two together).
+ * `encodeKrpc` writes the message straight into a slab of its own,
+ * dictionary keys in their (known, sorted) order, and hands out a view of
+ * exactly the message's bytes. It gives byte for byte what
+ * `encodeKrpcGeneric` gives, and throws the same KrpcError('UNENCODABLE')
+ * where that one does (the property test in test/krpc.test.ts holds the two
+ * together); a message that outgrows MAX_KRPC_BYTES fails as soon as it does.
+ *
+ * Messages are packed one after another into 64 KiB slabs, away from Node's
+ * shared 8 KiB Buffer pool, so a DHT node's traffic neither churns that pool
+ * nor lets a short-lived message pin a slab holding long-lived buffers. A
+ * slab is freed once every message in it is (a kept message keeps its slab).
  */
 
-const SCRATCH_BYTES = 8192;
-let scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+const SLAB_BYTES = 64 * 1024;
+let scratch = Buffer.allocUnsafeSlow(SLAB_BYTES);
+/** Where the message being written starts in `scratch`. */
+let wbase = 0;
+/** Where the next byte goes in `scratch`. */
 let wlen = 0;
 
 function wReserve(n: number): void {
-  if (wlen + n <= scratch.length) return;
-  let size = scratch.length * 2;
-  while (size < wlen + n) size *= 2;
-  const next = Buffer.allocUnsafeSlow(size);
-  scratch.copy(next, 0, 0, wlen);
-  scratch = next;
+  // A message starts with at least MAX_KRPC_BYTES free in the slab, so within the limit it always fits.
+  if (wlen + n - wbase > MAX_KRPC_BYTES) fail('UNENCODABLE', `message exceeds ${MAX_KRPC_BYTES} bytes`);
 }
 
 /** Writes a short ASCII constant (a key with its length prefix, a type letter). */
@@ -817,53 +822,52 @@ function wTail(m: KrpcMessage, y: string): void {
 /** Encodes a KRPC message (any of the decoded shapes). */
 export function encodeKrpc(m: KrpcMessage): Buffer {
   if (m.t.length === 0 || m.t.length > MAX_TRANSACTION_ID_BYTES) fail('UNENCODABLE', 'transaction id must have 1 to 32 bytes');
-  wlen = 0;
-  try {
-    // Top-level keys in byte order: a e ip q r ro t v y.
-    if (m.y === 'q') {
-      checkLen('id', m.id, 20);
-      wAscii('d1:ad');
-      wQueryArgs(m);
-      wAscii('e1:q');
-      if (m.q === 'unknown') {
-        const n = m.method.length;
-        wDigits(n);
-        wReserve(n + 1);
-        scratch[wlen++] = 0x3a;
-        wlen += scratch.write(m.method, wlen, 'latin1');
-      } else wBytes(QUERY_NAMES[m.q]);
-      if (m.ro) wAscii('2:roi1e');
-      wTail(m, '1:y1:qe');
-    } else if (m.y === 'r') {
-      wByte(0x64);
-      if (m.ip !== undefined) {
-        wAscii('2:ip');
-        wAddress(m.ip);
-      }
-      checkLen('id', m.id, 20);
-      if (m.nodes !== undefined && m.nodes.length % COMPACT_NODE_V4 !== 0) fail('UNENCODABLE', 'nodes is not a multiple of 26 bytes');
-      if (m.nodes6 !== undefined && m.nodes6.length % COMPACT_NODE_V6 !== 0) fail('UNENCODABLE', 'nodes6 is not a multiple of 38 bytes');
-      wAscii('1:r');
-      wResponseBody(m);
-      wTail(m, '1:y1:re');
-    } else {
-      wAscii('d1:el');
-      wInt(m.code);
-      wBytes(Buffer.from(m.message, 'utf8'));
-      wByte(0x65);
-      if (m.ip !== undefined) {
-        wAscii('2:ip');
-        wAddress(m.ip);
-      }
-      wTail(m, '1:y1:ee');
+  wlen = wbase;
+  // Top-level keys in byte order: a e ip q r ro t v y.
+  if (m.y === 'q') {
+    checkLen('id', m.id, 20);
+    wAscii('d1:ad');
+    wQueryArgs(m);
+    wAscii('e1:q');
+    if (m.q === 'unknown') {
+      const n = m.method.length;
+      wDigits(n);
+      wReserve(n + 1);
+      scratch[wlen++] = 0x3a;
+      wlen += scratch.write(m.method, wlen, 'latin1');
+    } else wBytes(QUERY_NAMES[m.q]);
+    if (m.ro) wAscii('2:roi1e');
+    wTail(m, '1:y1:qe');
+  } else if (m.y === 'r') {
+    wByte(0x64);
+    if (m.ip !== undefined) {
+      wAscii('2:ip');
+      wAddress(m.ip);
     }
-    if (wlen > MAX_KRPC_BYTES) fail('UNENCODABLE', `message of ${wlen} bytes exceeds ${MAX_KRPC_BYTES}`);
-    const out = Buffer.allocUnsafe(wlen);
-    scratch.copy(out, 0, 0, wlen);
-    return out;
-  } finally {
-    if (scratch.length > SCRATCH_BYTES) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    checkLen('id', m.id, 20);
+    if (m.nodes !== undefined && m.nodes.length % COMPACT_NODE_V4 !== 0) fail('UNENCODABLE', 'nodes is not a multiple of 26 bytes');
+    if (m.nodes6 !== undefined && m.nodes6.length % COMPACT_NODE_V6 !== 0) fail('UNENCODABLE', 'nodes6 is not a multiple of 38 bytes');
+    wAscii('1:r');
+    wResponseBody(m);
+    wTail(m, '1:y1:re');
+  } else {
+    wAscii('d1:el');
+    wInt(m.code);
+    wBytes(Buffer.from(m.message, 'utf8'));
+    wByte(0x65);
+    if (m.ip !== undefined) {
+      wAscii('2:ip');
+      wAddress(m.ip);
+    }
+    wTail(m, '1:y1:ee');
   }
+  const out = scratch.subarray(wbase, wlen);
+  wbase = (wlen + 7) & ~7;
+  if (SLAB_BYTES - wbase < MAX_KRPC_BYTES) {
+    scratch = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    wbase = 0;
+  }
+  return out;
 }
 
 const QUERY_NAMES: Record<Exclude<QueryMethod, 'unknown'>, Buffer> = {

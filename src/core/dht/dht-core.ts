@@ -289,6 +289,8 @@ class Txn {
 
 /** The transaction id of the query being encoded: the encoder copies it, so one scratch buffer serves every query. */
 const TID = Buffer.alloc(2);
+/** The node lists of the reply being encoded, likewise (one per address family, grown when k needs it). */
+const NODE_LISTS = { 4: Buffer.allocUnsafeSlow(26 * 8), 6: Buffer.allocUnsafeSlow(38 * 8) };
 
 const MAX_LOOKUP_PEERS = 2000;
 const MAX_VERIFY_PINGS = 16;
@@ -1016,14 +1018,20 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return token.equals(this.token(ip, this.secret)) || token.equals(this.token(ip, this.previousSecret));
   }
 
-  /** `nodes` and/or `nodes6` for a reply: the families asked for with `want`, else the querier's. */
+  /**
+   * `nodes` and/or `nodes6` for a reply: the families asked for with `want`,
+   * else the querier's. They are views of scratch buffers: encode the reply
+   * before the next call.
+   */
   private nodeLists(now: number, target: Id, want: Want | undefined, fromAddr: Addr): { nodes?: Buffer; nodes6?: Buffer } {
     const v4 = want === undefined ? fromAddr.length === 6 : want.n4 || (!want.n6 && fromAddr.length === 6);
     const v6 = want === undefined ? fromAddr.length === 18 : want.n6;
     const out: { nodes?: Buffer; nodes6?: Buffer } = {};
     const list = (family: 4 | 6): Buffer => {
       const found = this.table.closest(target, this.k, now, family);
-      const out = Buffer.allocUnsafe(found.length * (family === 4 ? 26 : 38));
+      const size = found.length * (family === 4 ? 26 : 38);
+      if (NODE_LISTS[family].length < size) NODE_LISTS[family] = Buffer.allocUnsafeSlow(size);
+      const out = NODE_LISTS[family].subarray(0, size);
       let p = 0;
       for (const n of found) {
         const id = n.id;
