@@ -275,7 +275,6 @@ class Txn {
   slow = false;
   constructor(
     readonly tid: number,
-    readonly to: Endpoint,
     readonly addr: Addr,
     readonly expect: Id | undefined,
     readonly data: Buffer,
@@ -723,9 +722,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       if (e instanceof KrpcError) return false;
       throw e;
     }
-    const to = endpointOf(addr);
-    this.txns.set(tid, new Txn(tid, to, addr, expect, data, now + this.timeoutMs, this.retries, purpose, op, cand));
-    this.transmit(to, data);
+    this.txns.set(tid, new Txn(tid, addr, expect, data, now + this.timeoutMs, this.retries, purpose, op, cand));
+    this.transmit(endpointOf(addr), data);
     return true;
   }
 
@@ -767,7 +765,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
         this.txns.delete(t.tid);
         this.txns.set(t.tid, t);
         this.counters.sent++;
-        this.outQ.push({ to: t.to, data: t.data });
+        this.outQ.push({ to: endpointOf(t.addr), data: t.data });
         if (t.purpose === LOOKUP && !t.slow) {
           // The lookup stops waiting for it: another candidate gets its slot.
           t.slow = true;

@@ -201,6 +201,7 @@ export class SimNetwork {
   private readonly latencyFn: LinkFunction;
   private readonly lossFn: LinkFunction;
   private readonly byAddress = new Map<string, SimHost>();
+  private readonly spareDeliveries: Delivery[] = [];
   private readonly incarnations = new Map<string, number>();
   private nextAuto = 1;
   private nextUid = 1;
@@ -285,6 +286,16 @@ export class SimNetwork {
     return this.latency(from, to);
   }
 
+  /** @internal The event that hands a datagram to `dest`; its record is reused afterwards, so a datagram allocates none. */
+  delivery(dest: SimHost, from: Endpoint, port: number, data: Uint8Array): () => void {
+    const d = this.spareDeliveries.pop() ?? new Delivery(this.spareDeliveries);
+    d.dest = dest;
+    d.from = from;
+    d.port = port;
+    d.data = data;
+    return d.run;
+  }
+
   /** @internal Decides whether a datagram on this link is lost. */
   drawLoss(from: SimHost, to: SimHost): boolean {
     const p = this.lossProbability(from, to);
@@ -304,6 +315,32 @@ export class SimNetwork {
       const address = `10.${high}.${mid}.${low}`;
       if (!this.byAddress.has(address) && !this.incarnations.has(address)) return address;
     }
+  }
+}
+
+/** Spare delivery records kept for reuse at most (more in flight at once are simply not kept). */
+const MAX_SPARE_DELIVERIES = 1 << 16;
+
+/** A datagram on its way: the event's state, with the event (`run`) made once per record. */
+class Delivery {
+  dest: SimHost | undefined = undefined;
+  from: Endpoint | undefined = undefined;
+  port = 0;
+  data: Uint8Array | undefined = undefined;
+  readonly run: () => void;
+
+  constructor(spare: Delivery[]) {
+    this.run = (): void => {
+      const dest = this.dest!;
+      const from = this.from!;
+      const port = this.port;
+      const data = this.data!;
+      this.dest = undefined;
+      this.from = undefined;
+      this.data = undefined;
+      if (spare.length < MAX_SPARE_DELIVERIES) spare.push(this);
+      dest.deliverDatagram(from, port, data);
+    };
   }
 }
 
@@ -612,9 +649,7 @@ class SimDatagramSocket implements DatagramSocket {
       return;
     }
     const copy = this.noCopy ? data : new Uint8Array(data);
-    const from = this.local;
-    const port = to.port;
-    network.engine.postAfter(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
+    network.engine.postAfter(network.transitTime(host, dest, copy.length), network.delivery(dest, this.local, to.port, copy));
   }
 
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
