@@ -55,6 +55,8 @@ export class NodeEntry {
   fails = 0;
   /** BEP 42: its id matches its address (or the address is local). */
   readonly secure: boolean;
+  /** The id's first 24 bits (`idKey`): lookups and distance comparisons read this before the id string. */
+  readonly key: number;
 
   constructor(
     readonly id: Id,
@@ -63,7 +65,17 @@ export class NodeEntry {
   ) {
     this.lastSeen = now;
     this.secure = idMatchesAddr(id, addr);
+    this.key = idKey(id);
   }
+}
+
+/**
+ * An id's first three bytes as a number (a small integer, stored unboxed).
+ * Entries whose keys differ have different ids; XOR distances to a target
+ * compare like `key ^ idKey(target)` unless those are equal.
+ */
+export function idKey(id: Id): number {
+  return (id.charCodeAt(0) << 16) | (id.charCodeAt(1) << 8) | id.charCodeAt(2);
 }
 
 export type NodeState = 'good' | 'questionable' | 'bad';
@@ -159,8 +171,9 @@ export class RoutingTable {
   /** The node with this id, in the table or in a replacement cache. */
   get(id: Id): NodeEntry | undefined {
     const b = this.buckets[this.indexOf(id)]!;
-    for (const n of b.nodes) if (n.id === id) return n;
-    for (const n of b.replacements) if (n.id === id) return n;
+    const key = idKey(id);
+    for (const n of b.nodes) if (n.key === key && n.id === id) return n;
+    for (const n of b.replacements) if (n.key === key && n.id === id) return n;
     return undefined;
   }
 
@@ -209,8 +222,9 @@ export class RoutingTable {
     let b = this.buckets[i]!;
     let known: NodeEntry | undefined;
     let inTable = false;
+    const key = idKey(id);
     for (const n of b.nodes) {
-      if (n.id === id) {
+      if (n.key === key && n.id === id) {
         known = n;
         inTable = true;
         break;
@@ -218,7 +232,7 @@ export class RoutingTable {
     }
     if (known === undefined) {
       for (const n of b.replacements) {
-        if (n.id === id) {
+        if (n.key === key && n.id === id) {
           known = n;
           break;
         }
@@ -371,6 +385,7 @@ export class RoutingTable {
     if (!(n >= 1)) return out;
     const last = this.buckets.length - 1;
     const p = Math.min(commonPrefixBits(this.self, target), last);
+    const tk = idKey(target);
     if (n > 16) {
       // Insertion would move O(n) entries per node: sort each group instead (the deeper buckets as one).
       this.sortedInto(out, this.buckets[p]!.nodes, target, n, family);
@@ -382,12 +397,12 @@ export class RoutingTable {
       for (let i = p - 1; i >= 0 && out.length < n; i--) this.sortedInto(out, this.buckets[i]!.nodes, target, n, family);
       return out;
     }
-    this.takeClosest(out, this.buckets[p]!.nodes, target, n, family, 0);
+    this.takeClosest(out, this.buckets[p]!.nodes, target, tk, n, family, 0);
     if (out.length < n) {
       const base = out.length;
-      for (let i = p + 1; i <= last; i++) this.takeClosest(out, this.buckets[i]!.nodes, target, n, family, base);
+      for (let i = p + 1; i <= last; i++) this.takeClosest(out, this.buckets[i]!.nodes, target, tk, n, family, base);
     }
-    for (let i = p - 1; i >= 0 && out.length < n; i--) this.takeClosest(out, this.buckets[i]!.nodes, target, n, family, out.length);
+    for (let i = p - 1; i >= 0 && out.length < n; i--) this.takeClosest(out, this.buckets[i]!.nodes, target, tk, n, family, out.length);
     return out;
   }
 
@@ -400,21 +415,27 @@ export class RoutingTable {
   }
 
   /** Inserts the usable nodes of `group` into `out[base..]` in distance order, keeping `out` to at most `n`. */
-  private takeClosest(out: NodeEntry[], group: readonly NodeEntry[], target: Id, n: number, family: 4 | 6 | undefined, base: number): void {
+  private takeClosest(out: NodeEntry[], group: readonly NodeEntry[], target: Id, tk: number, n: number, family: 4 | 6 | undefined, base: number): void {
     const maxFails = this.maxFails;
     for (let g = 0; g < group.length; g++) {
       const e = group[g]!;
       if (e.fails >= maxFails) continue; // bad
-      if (family !== undefined && (family === 4) !== (e.addr.length === 6)) continue;
+      const d = e.key ^ tk;
       let j = out.length;
       if (j >= n) {
         // Full: it must beat the farthest kept node of its own group, which it then replaces.
-        if (j <= base || compareDistance(target, e.id, out[j - 1]!.id) >= 0) continue;
+        if (j <= base) continue;
+        const f = out[j - 1]!;
+        const df = f.key ^ tk;
+        if (d > df || (d === df && compareDistance(target, e.id, f.id) >= 0)) continue;
         j--;
       }
-      while (j > base && compareDistance(target, e.id, out[j - 1]!.id) < 0) {
-        out[j] = out[j - 1]!;
-        j--;
+      if (family !== undefined && (family === 4) !== (e.addr.length === 6)) continue;
+      for (; j > base; j--) {
+        const f = out[j - 1]!;
+        const df = f.key ^ tk;
+        if (d > df || (d === df && compareDistance(target, e.id, f.id) >= 0)) break;
+        out[j] = f;
       }
       out[j] = e;
     }
