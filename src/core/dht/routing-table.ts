@@ -78,6 +78,24 @@ export function idKey(id: Id): number {
   return (id.charCodeAt(0) << 16) | (id.charCodeAt(1) << 8) | id.charCodeAt(2);
 }
 
+/**
+ * The ids and addresses of table entries, one string per distinct value:
+ * in a simulator every node's table holds the same few hundred thousand ids
+ * and addresses, each arriving as a fresh string decoded from a datagram, and
+ * sharing them saves about a third of a routing table's memory. Only taken
+ * on insertion; bounded (cleared when full, which only loses sharing).
+ */
+const shared = new Map<string, string>();
+const MAX_SHARED = 1 << 20;
+
+function share(s: string): string {
+  const known = shared.get(s);
+  if (known !== undefined) return known;
+  if (shared.size >= MAX_SHARED) shared.clear();
+  shared.set(s, s);
+  return s;
+}
+
 export type NodeState = 'good' | 'questionable' | 'bad';
 
 export interface BucketStats {
@@ -242,7 +260,7 @@ export class RoutingTable {
       if (known.addr !== addr) {
         // Same id, another address: a good node keeps its address (no hijacking by spoofed ids).
         if (this.state(known, now) === 'good' || !responded) return 'rejected';
-        known.addr = addr;
+        known.addr = share(addr);
       }
       known.lastSeen = now;
       if (responded) {
@@ -255,7 +273,7 @@ export class RoutingTable {
     if (!responded) return 'rejected';
     for (;;) {
       if (!this.prefixAllowed(b, addr)) return 'rejected';
-      const entry = new NodeEntry(id, addr, now);
+      const entry = new NodeEntry(share(id), share(addr), now);
       entry.lastResponse = now;
       if (b.nodes.length < this.k) {
         b.nodes.push(entry);
