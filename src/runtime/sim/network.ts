@@ -369,6 +369,8 @@ export class SimHost {
   private up = true;
   /** @internal */
   readonly udpPorts = new Map<number, SimDatagramSocket>();
+  /** The socket bound last: most hosts have one, and a delivery to it skips the port map. */
+  private lastBound: SimDatagramSocket | undefined = undefined;
   /** @internal Listeners and client-side stream ports. */
   readonly tcpPorts = new Map<number, PortOwner>();
   /** @internal Open stream ends on this host. */
@@ -399,6 +401,7 @@ export class SimHost {
     const port = this.allocatePort('udp', options.port);
     const socket = new SimDatagramSocket(this, { host: this.address, port }, sim.noCopy ?? false);
     this.udpPorts.set(port, socket);
+    this.lastBound = socket;
     return socket;
   }
 
@@ -483,7 +486,9 @@ export class SimHost {
       stats.datagramsUnroutable++;
       return;
     }
-    const socket = this.udpPorts.get(port);
+    // An open socket is the one registered for its port (a port cannot be bound twice).
+    const last = this.lastBound;
+    const socket = last !== undefined && last.port === port && !last.closed ? last : this.udpPorts.get(port);
     if (socket === undefined || socket.closed) {
       stats.datagramsNoListener++;
       return;
@@ -618,6 +623,10 @@ class SimDatagramSocket implements DatagramSocket {
   /** Behind a NAT: remote address -> when the mapping expires. In refresh order. */
   private pinholes: Map<string, number> | undefined;
   private readonly handlers: ((from: Endpoint, data: Uint8Array) => void)[] = [];
+  /** The handler when there is exactly one (the usual case), called without walking the list. */
+  private only: ((from: Endpoint, data: Uint8Array) => void) | undefined = undefined;
+  /** @internal `local.port`, read on every delivery. */
+  readonly port: number;
 
   constructor(
     host: SimHost,
@@ -626,6 +635,7 @@ class SimDatagramSocket implements DatagramSocket {
   ) {
     this.host = host;
     this.local = local;
+    this.port = local.port;
   }
 
   send(to: Endpoint, data: Uint8Array): void {
@@ -654,6 +664,7 @@ class SimDatagramSocket implements DatagramSocket {
 
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
     this.handlers.push(fn);
+    this.only = this.handlers.length === 1 ? fn : undefined;
   }
 
   /** @internal Whether the NAT lets a datagram from `remote` through to this socket. */
@@ -686,6 +697,10 @@ class SimDatagramSocket implements DatagramSocket {
 
   /** @internal */
   receive(from: Endpoint, data: Uint8Array): void {
+    if (this.only !== undefined) {
+      if (!this.closed) this.only(from, data);
+      return;
+    }
     for (const fn of this.handlers) {
       if (this.closed) return;
       fn(from, data);
