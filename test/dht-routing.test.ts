@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { RoutingTable, type NodeEntry } from '../src/core/dht/routing-table.js';
-import { addrOf, bep42Id, commonPrefixBits, compareDistance, crc32c, idOf, isBep42Id, randomIdWithPrefix, type Addr, type Id } from '../src/core/dht/id.js';
-import { parseIp } from '../src/codec/ip.js';
+import { addrOf, bep42Id, commonPrefixBits, compareDistance, crc32c, endpointOf, idOf, isBep42Id, randomIdWithPrefix, type Addr, type Id } from '../src/core/dht/id.js';
+import { formatIp, parseIp } from '../src/codec/ip.js';
 import { seededRandom } from '../src/runtime/sim/index.js';
 
 const hexId = (h: string): Id => Buffer.from(h, 'hex').toString('latin1');
@@ -112,6 +112,25 @@ test('BEP 42: per-prefix limit for public addresses; a matching id takes the slo
   assert.equal(table.seen(0, secure, addr('9.9.9.9'), true), 'added');
   assert.equal(table.has(far(1)), false);
   assert.equal(table.has(secure), true);
+});
+
+test('property: addrOf and endpointOf agree with parseIp/formatIp for any text and port', () => {
+  const reference = (host: string, port: number): Addr | undefined => {
+    const ip = parseIp(host);
+    if (ip === undefined || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
+    return Buffer.from(ip).toString('latin1') + String.fromCharCode(port >> 8, port & 0xff);
+  };
+  const near = fc.array(fc.constantFrom('0', '1', '2', '5', '9', '.', '.', 'a', ':', 'f'), { maxLength: 17 }).map((cs) => cs.join(''));
+  const quads = fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('00', '01', '')), { minLength: 3, maxLength: 5 }).map((p) => p.join('.'));
+  const port = fc.oneof(fc.integer({ min: -2, max: 65537 }), fc.constant(1.5));
+  fc.assert(
+    fc.property(fc.oneof(near, quads, fc.ipV4(), fc.ipV6()), port, (host, p) => {
+      const got = addrOf({ host, port: p });
+      assert.equal(got, reference(host, p));
+      if (got !== undefined) assert.deepEqual(endpointOf(got), { host: formatIp(parseIp(host)!), port: p });
+    }),
+    { numRuns: 5000 },
+  );
 });
 
 test('property: closest() returns the n closest non-bad nodes in distance order', () => {

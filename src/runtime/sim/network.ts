@@ -513,11 +513,20 @@ class SimRuntime implements Runtime {
     const engine = host.network.engine;
     this.clock = engine.clock;
     this.random = host.random;
+    // A crashed host's timers never fire. A driver arms the same callback again and again, so its guarded
+    // wrapper is made once and reused.
+    let lastFn: (() => void) | undefined;
+    let lastGuarded: (() => void) | undefined;
     this.timers = {
-      at: (at: number, fn: () => void): TimerHandle =>
-        engine.schedule(at, () => {
-          if (host.alive) fn();
-        }),
+      at: (at: number, fn: () => void): TimerHandle => {
+        if (fn !== lastFn) {
+          lastFn = fn;
+          lastGuarded = () => {
+            if (host.alive) fn();
+          };
+        }
+        return engine.schedule(at, lastGuarded!);
+      },
     };
   }
 
