@@ -43,6 +43,12 @@ export interface StartTrackerOptions extends Omit<TrackerCoreOptions, 'random'> 
   readonly random?: Random;
   /** HTTP connections at most. Default 8192. */
   readonly maxConnections?: number;
+  /** HTTP connections at most from one IPv4 address or IPv6 /64. Default 64. */
+  readonly maxConnectionsPerAddress?: number;
+  /** An HTTP request's head must arrive within this. Default 5000 ms. */
+  readonly headersTimeoutMs?: number;
+  /** A whole HTTP request must arrive within this. Default 10 000 ms. */
+  readonly requestTimeoutMs?: number;
   /** Longest wait before accounting is fsynced. Default 1000 ms. */
   readonly fsyncIntervalMs?: number;
   /** Called with unexpected errors (the tracker keeps running). Default: ignore. */
@@ -126,8 +132,14 @@ export async function startTracker(options: StartTrackerOptions = {}): Promise<T
     let up = udpPort;
     for (const host of hosts) {
       if (hp !== false) {
-        const server = await listenHttp(service, { host, port: hp, maxConnections: options.maxConnections }).catch((e: NodeJS.ErrnoException) => {
-          if (httpPort === 0 && e.code === 'EADDRINUSE') return listenHttp(service, { host, port: 0, maxConnections: options.maxConnections });
+        const httpOptions = {
+          maxConnections: options.maxConnections,
+          maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+          headersTimeoutMs: options.headersTimeoutMs,
+          requestTimeoutMs: options.requestTimeoutMs,
+        };
+        const server = await listenHttp(service, { host, port: hp, ...httpOptions }).catch((e: NodeJS.ErrnoException) => {
+          if (httpPort === 0 && e.code === 'EADDRINUSE') return listenHttp(service, { host, port: 0, ...httpOptions });
           throw e;
         });
         servers.push(server);

@@ -19,6 +19,8 @@ export class TrackerService {
   readonly runtime: Runtime;
   readonly store: UserStore | undefined;
   httpRequests = 0;
+  /** HTTP connections closed at once because their address had too many open. */
+  httpConnectionsRefused = 0;
   internalErrors = 0;
   private timer: TimerHandle | undefined;
   private timerAt: number | undefined;
@@ -89,6 +91,7 @@ export class TrackerService {
     return {
       ...this.core.stats(now),
       httpRequests: this.httpRequests,
+      httpConnectionsRefused: this.httpConnectionsRefused,
       internalErrors: this.internalErrors,
       residentMemoryBytes: process.memoryUsage.rss(),
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),

@@ -24,6 +24,7 @@ interface TrackerCliOptions extends DashboardCliOptions {
   maxPeersPerTorrent?: string;
   maxPeers?: string;
   maxNumwant?: string;
+  maxConnectionsPerAddress?: string;
   rateLimit: string;
   fullScrape?: boolean;
 }
@@ -67,6 +68,7 @@ export function registerTracker(program: Command, io: CliIo): void {
     .option('--max-peers-per-torrent <n>', 'most peers stored per torrent (default 20000)')
     .option('--max-peers <n>', 'most peers stored in all (default 10000000)')
     .option('--max-numwant <n>', 'most peers sent in one answer (default 200)')
+    .option('--max-connections-per-address <n>', 'most HTTP connections open from one IPv4 address or IPv6 /64 (default 64)')
     .option('--rate-limit <n>', 'requests per second per address, bursts of 4x; 0 for no limit', '50')
     .option('--full-scrape', 'allow a scrape without info hashes (lists every torrent)'))
     .action(async (opts: TrackerCliOptions) => {
@@ -91,6 +93,7 @@ export function registerTracker(program: Command, io: CliIo): void {
         maxPeersPerTorrent: positive(opts.maxPeersPerTorrent, '--max-peers-per-torrent'),
         maxPeers: positive(opts.maxPeers, '--max-peers'),
         maxNumWant: positive(opts.maxNumwant, '--max-numwant'),
+        maxConnectionsPerAddress: positive(opts.maxConnectionsPerAddress, '--max-connections-per-address'),
         rateLimit: rate === 0 ? false : { perSecond: rate, burst: rate * 4 },
         allowFullScrape: opts.fullScrape === true,
         onError: (e) => io.stderr.write(`peerkit tracker: internal error: ${e instanceof Error ? e.message : String(e)}\n`),
