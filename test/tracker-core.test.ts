@@ -195,6 +195,109 @@ test('peers expire after missed announces; sweep drops empty torrents; pollTimeo
   assert.equal(c.stats(500_000).torrents, 0);
 });
 
+test('a completed with left > 0, retransmitted, counts once (per peer and per user); a new session of the peer may count again', () => {
+  const c = core({ private: true });
+  c.addUser('alice', 'a'.repeat(32));
+  const path = `/announce/${'a'.repeat(32)}`;
+  announce(c, 0, { n: 1, event: 'started' }, path);
+  for (let i = 0; i < 3; i++) announce(c, 1000 + i, { n: 1, event: 'completed', left: 5, downloaded: 95 }, path);
+  assert.equal(c.scrape(IH).downloaded, 1);
+  assert.equal(c.user('a'.repeat(32))!.completed, 1);
+  // It becomes a seeder later: still once.
+  announce(c, 5000, { n: 1, event: 'completed', left: 0, downloaded: 100 }, path);
+  assert.equal(c.scrape(IH).downloaded, 1);
+  // Over UDP too.
+  const id = connect(c, 0);
+  for (let i = 0; i < 2; i++) udp(c, 6000 + i, A, udpAnnounce(20, id, { event: 'completed', left: 7, urlData: Buffer.from(path) }));
+  assert.equal(c.scrape(IH).downloaded, 2, 'the UDP peer (another peer id) counted once');
+  // stopped, then a new session that completes again: a second download of the same peer id.
+  announce(c, 7000, { n: 1, event: 'stopped', left: 0, downloaded: 100 }, path);
+  announce(c, 8000, { n: 1, event: 'started' }, path);
+  announce(c, 9000, { n: 1, event: 'completed', left: 3 }, path);
+  assert.equal(c.scrape(IH).downloaded, 3);
+  assert.equal(c.user('a'.repeat(32))!.completed, 3);
+});
+
+test("private: each peer's last report leaves in its events; handed back after a restart, what a peer reported across the restart is credited exactly once", () => {
+  const A_KEY = 'a'.repeat(32);
+  const B_KEY = 'b'.repeat(32);
+  const path = (k: string): string => `/announce/${k}`;
+  // The owner's store: the last report of each peer, from the events.
+  const reports = new Map<string, { passkey: string; uploaded: number; downloaded: number }>();
+  let credited = { up: 0, down: 0 };
+  const drain = (c: TrackerCore): void => {
+    for (let e = c.pollEvent(); e; e = c.pollEvent()) {
+      credited = { up: credited.up + e.uploaded, down: credited.down + e.downloaded };
+      assert.equal(typeof e.peer, 'string');
+      assert.equal(e.peer!.length, 40);
+      if (e.reported === null) reports.delete(e.peer!);
+      else reports.set(e.peer!, { passkey: e.passkey, uploaded: e.reported![0], downloaded: e.reported![1] });
+    }
+  };
+  const start = (): TrackerCore => {
+    const c = core({ private: true, lastReported: (p) => reports.get(p) });
+    c.addUser('alice', A_KEY);
+    c.addUser('bob', B_KEY);
+    return c;
+  };
+  let c = start();
+  announce(c, 0, { n: 1, event: 'started', uploaded: 0 }, path(A_KEY));
+  drain(c);
+  assert.equal(reports.size, 1, 'a started peer has a report, even of zeros');
+  announce(c, 1000, { n: 1, uploaded: 100, downloaded: 10 }, path(A_KEY));
+  drain(c);
+  assert.deepEqual(credited, { up: 100, down: 10 });
+  // A retransmission changes nothing and yields no event.
+  announce(c, 1001, { n: 1, uploaded: 100, downloaded: 10 }, path(A_KEY));
+  assert.equal(c.pollEvent(), undefined);
+  // "Restart": a fresh core with the same store.
+  c = start();
+  announce(c, 2000, { n: 1, uploaded: 250, downloaded: 30 }, path(A_KEY));
+  announce(c, 2001, { n: 1, uploaded: 250, downloaded: 30 }, path(A_KEY)); // retransmitted
+  drain(c);
+  assert.deepEqual(credited, { up: 250, down: 30 }, 'the cumulative report, credited once');
+  assert.deepEqual(c.user(A_KEY), { name: 'alice', passkey: A_KEY, uploaded: 150, downloaded: 20, completed: 0 });
+  // Another user announcing alice's peer id after a restart gets nothing from alice's report.
+  c = start();
+  announce(c, 3000, { n: 1, uploaded: 900, downloaded: 0 }, path(B_KEY));
+  drain(c);
+  assert.equal(c.user(B_KEY)!.uploaded, 0);
+  // Counters that went down (a new client session) credit nothing and reset the report.
+  c = start();
+  announce(c, 4000, { n: 2, event: 'started', uploaded: 50 }, path(A_KEY));
+  drain(c);
+  c = start();
+  announce(c, 5000, { n: 2, uploaded: 20 }, path(A_KEY));
+  announce(c, 6000, { n: 2, uploaded: 70 }, path(A_KEY));
+  drain(c);
+  assert.equal(c.user(A_KEY)!.uploaded, 50, '50 from before, then 50 beyond the reset');
+  // stopped forgets the peer.
+  const before = reports.size;
+  announce(c, 7000, { n: 2, event: 'stopped', uploaded: 70 }, path(A_KEY));
+  drain(c);
+  assert.equal(reports.size, before - 1);
+  // A peer that expired and was swept keeps its report in the store: when it comes back
+  // without started it is credited from there.
+  const exp = new TrackerCore({ random: seededRandom(7), rateLimit: false, private: true, interval: 60, peerTimeout: 90, lastReported: (p) => reports.get(p) });
+  exp.addUser('alice', A_KEY);
+  announce(exp, 0, { n: 3, event: 'started', uploaded: 10 }, path(A_KEY));
+  drain(exp);
+  exp.sweep(200_000);
+  assert.equal(exp.peersOf(IH).length, 0, 'expired');
+  announce(exp, 200_000, { n: 3, uploaded: 40 }, path(A_KEY));
+  drain(exp);
+  assert.equal(exp.user(A_KEY)!.uploaded, 40);
+  // Without a store (no lastReported) such a peer is credited only from its next announce.
+  const mem = core({ private: true, interval: 60, peerTimeout: 90 });
+  mem.addUser('alice', A_KEY);
+  announce(mem, 0, { n: 3, event: 'started', uploaded: 10 }, path(A_KEY));
+  mem.sweep(200_000);
+  announce(mem, 200_000, { n: 3, uploaded: 40 }, path(A_KEY));
+  announce(mem, 201_000, { n: 3, uploaded: 45 }, path(A_KEY));
+  assert.equal(mem.user(A_KEY)!.uploaded, 15);
+  assert.equal(mem.pollEvent()?.peer, undefined, 'and its events carry no peer reports');
+});
+
 // ---------------------------------------------------------------- scrape
 
 test('HTTP scrape: counts per info hash, duplicates once, unknown as zeros, full scrape refused unless allowed', () => {
@@ -463,7 +566,8 @@ test('property: counts match a model; lists never hold the requester, stale or f
       ),
       (steps) => {
         const c = core({ interval: 60, peerTimeout: 90 });
-        const model = new Map<number, { seeder: boolean; at: number }>();
+        // `counted`: its `completed` was counted (once per peer record, whatever `left` says).
+        const model = new Map<number, { seeder: boolean; at: number; counted: boolean }>();
         // The core keeps whole seconds: a peer is stale when the seconds differ by more than the timeout.
         const stale = (now: number, at: number): boolean => Math.floor(now / 1000) - Math.floor(at / 1000) > 90;
         let now = 0;
@@ -476,8 +580,9 @@ test('property: counts match a model; lists never hold the requester, stale or f
           const before = model.get(s.peer);
           if (s.event === 'stopped') model.delete(s.peer);
           else {
-            if (s.event === 'completed' && before?.seeder !== true) downloads++;
-            model.set(s.peer, { seeder: s.seeder, at: now });
+            const counts = s.event === 'completed' && before?.seeder !== true && before?.counted !== true;
+            if (counts) downloads++;
+            model.set(s.peer, { seeder: s.seeder, at: now, counted: counts || before?.counted === true });
           }
           assert.ok(d.peers.length <= s.numWant);
           for (const p of d.peers) {

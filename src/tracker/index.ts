@@ -49,6 +49,8 @@ export interface StartTrackerOptions extends Omit<TrackerCoreOptions, 'random'> 
   readonly headersTimeoutMs?: number;
   /** A whole HTTP request must arrive within this. Default 10 000 ms. */
   readonly requestTimeoutMs?: number;
+  /** Private trackers with a data directory: peers whose last report is kept (for accounting across restarts). Default 200 000. */
+  readonly maxPeerReports?: number;
   /** Longest wait before accounting is fsynced. Default 1000 ms. */
   readonly fsyncIntervalMs?: number;
   /** Called with unexpected errors (the tracker keeps running). Default: ignore. */
@@ -97,8 +99,18 @@ export async function startTracker(options: StartTrackerOptions = {}): Promise<T
   if (httpPort === false && udpPort === false) throw new RangeError('neither HTTP nor UDP: nothing to serve');
 
   const runtime = createRealRuntime(options.random !== undefined ? { random: options.random } : {});
-  const core = new TrackerCore({ ...options, random: runtime.random });
-  const store = options.dataDir !== undefined && options.private === true ? UserStore.open(options.dataDir, { fsyncIntervalMs: options.fsyncIntervalMs }) : undefined;
+  const store =
+    options.dataDir !== undefined && options.private === true
+      ? UserStore.open(options.dataDir, { fsyncIntervalMs: options.fsyncIntervalMs, maxPeerReports: options.maxPeerReports })
+      : undefined;
+  let core: TrackerCore;
+  try {
+    // Each peer's last report lives in the store, so accounting continues across a restart.
+    core = new TrackerCore({ ...options, random: runtime.random, ...(store !== undefined ? { lastReported: (peer: string) => store.peerReport(peer) } : {}) });
+  } catch (e) {
+    store?.close();
+    throw e;
+  }
   const service = new TrackerService(core, runtime, store, options.onError ?? (() => {}));
   const servers: Server[] = [];
   const sockets: DatagramSocket[] = [];

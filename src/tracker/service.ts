@@ -56,7 +56,7 @@ export class TrackerService {
     for (let e = core.pollEvent(); e !== undefined; e = core.pollEvent()) {
       if (e.type === 'accounting' && this.store !== undefined) {
         try {
-          this.store.account(e.passkey, e.uploaded, e.downloaded, e.completed);
+          this.store.account(e.passkey, e.uploaded, e.downloaded, e.completed, e.peer, e.reported);
         } catch (error) {
           this.fault(error);
         }

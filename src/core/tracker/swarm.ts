@@ -37,6 +37,8 @@ export const FLAG_V6 = 2;
 export const FLAG_KEY = 4;
 /** BEP 21 partial seed: not downloading, so it is not sent seeders either. */
 export const FLAG_PAUSED = 8;
+/** Its `completed` has been counted (so a retransmission is not counted again). */
+export const FLAG_COMPLETED = 16;
 
 const W_IP = 5;
 const W_PORTFLAGS = 9;
