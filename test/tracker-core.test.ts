@@ -257,10 +257,10 @@ test("private: each peer's last report leaves in its events; handed back after a
   drain(c);
   assert.deepEqual(credited, { up: 250, down: 30 }, 'the cumulative report, credited once');
   assert.deepEqual(c.user(A_KEY), { name: 'alice', passkey: A_KEY, uploaded: 150, downloaded: 20, completed: 0 });
-  // Another user announcing alice's peer id after a restart gets nothing from alice's report.
+  // Another user cannot take alice's peer id after a restart, with or without started.
   c = start();
-  announce(c, 3000, { n: 1, uploaded: 900, downloaded: 0 }, path(B_KEY));
-  drain(c);
+  assert.match(announceFailure(c, 3000, { n: 1, uploaded: 900, downloaded: 0 }, path(B_KEY)), /another user/);
+  assert.match(announceFailure(c, 3000, { n: 1, uploaded: 900, downloaded: 0, event: 'started' }, path(B_KEY)), /another user/);
   assert.equal(c.user(B_KEY)!.uploaded, 0);
   // Counters that went down (a new client session) credit nothing and reset the report.
   c = start();
@@ -369,6 +369,59 @@ test('UDP: connect, announce, scrape; the reply echoes the transaction id and li
   udp(c, 3, A, udpAnnounce(1, cidA));
   assert.equal(c.peersOf(IH).length, 3);
   assert.equal(c.stats(3).udpConnects, 3);
+});
+
+test('UDP retransmission: every resent announce (started, regular, completed with left > 0 and = 0, stopped) gets the same answer and changes the state once', () => {
+  const c = core({ private: true });
+  c.addUser('alice', 'a'.repeat(32));
+  const urlData = Buffer.from(`/announce/${'a'.repeat(32)}`);
+  const B: Endpoint = { host: '10.1.1.2', port: 5000 };
+  const cidA = connect(c, 0, A);
+  const cidB = connect(c, 0, B);
+  // A seeder, so B's answers have one peer and are the same bytes each time (no random order).
+  udp(c, 0, A, udpAnnounce(1, cidA, { left: 0, urlData }));
+  let events = 0;
+  const drain = (): void => {
+    for (let e = c.pollEvent(); e; e = c.pollEvent()) events++;
+  };
+  drain();
+  const steps: Partial<UdpAnnounceRequest>[] = [
+    { event: 'started', uploaded: 0, downloaded: 0, left: 100 },
+    { event: undefined, uploaded: 50, downloaded: 60, left: 40 },
+    { event: 'completed', uploaded: 70, downloaded: 95, left: 5 },
+    { event: 'completed', uploaded: 80, downloaded: 100, left: 0 },
+  ];
+  const expectedScrape = [
+    { complete: 1, incomplete: 1, downloaded: 0 },
+    { complete: 1, incomplete: 1, downloaded: 0 },
+    { complete: 1, incomplete: 1, downloaded: 1 },
+    { complete: 2, incomplete: 0, downloaded: 1 },
+  ];
+  let now = 1000;
+  for (const [i, step] of steps.entries()) {
+    const req = udpAnnounce(2, cidB, { ...step, transactionId: 77 + i, urlData });
+    const first = udp(c, now, B, req)!;
+    drain();
+    const eventsAfterFirst = events;
+    const state = JSON.stringify([c.scrape(IH), c.user('a'.repeat(32)), c.peersOf(IH).map((p) => [p.port, p.seeder])]);
+    for (let k = 0; k < 3; k++) {
+      now += 3000; // BEP 15 clients resend after 15 * 2^n s; the tracker cannot tell either way
+      const again = udp(c, now, B, req)!;
+      assert.ok(again.equals(first), `step ${i}: the resent announce gets the same answer`);
+      drain();
+      assert.equal(events, eventsAfterFirst, `step ${i}: no new accounting`);
+      assert.equal(JSON.stringify([c.scrape(IH), c.user('a'.repeat(32)), c.peersOf(IH).map((p) => [p.port, p.seeder])]), state, `step ${i}: state unchanged`);
+    }
+    assert.deepEqual(c.scrape(IH), expectedScrape[i], `step ${i}`);
+    now += 1000;
+  }
+  assert.deepEqual(c.user('a'.repeat(32)), { name: 'alice', passkey: 'a'.repeat(32), uploaded: 80, downloaded: 100, completed: 1 });
+  // stopped, resent: removed once, the answer the same.
+  const stop = udpAnnounce(2, cidB, { event: 'stopped', uploaded: 90, downloaded: 100, left: 0, transactionId: 99, urlData });
+  const first = udp(c, now, B, stop)!;
+  assert.ok(udp(c, now + 3000, B, stop)!.equals(first));
+  assert.equal(c.peersOf(IH).length, 1);
+  assert.equal(c.user('a'.repeat(32))!.uploaded, 90);
 });
 
 test('UDP connection ids: forged or foreign ids are dropped; an id lasts one to two windows', () => {

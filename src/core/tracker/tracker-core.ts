@@ -537,6 +537,12 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
       if (user !== undefined) this.account(t, slot, user, input, completed, undefined, false);
       swarm.update(t, slot, ipw, port, flags | (old & FLAG_COMPLETED) | (completed !== 0 ? FLAG_COMPLETED : 0), nowSec, keyWord);
     } else {
+      // After a restart the owner's store still knows whose peer this is.
+      let prior: ReportedCounters | null = null;
+      if (user !== undefined && this.lastReported !== undefined) {
+        prior = this.lastReported(this.peerKey(key)) ?? null;
+        if (prior !== null && prior.passkey !== user.passkey) return this.refuse('peer-id-in-use', 'peer id in use by another user');
+      }
       const stale = swarm.findEndpoint(t, ipw, port);
       if (stale >= 0) swarm.remove(t, stale);
       const completed = event === 'completed' ? 1 : 0;
@@ -546,7 +552,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
         slot = r;
         if (user !== undefined) {
           swarm.setUser(t, slot, user.number);
-          this.account(t, slot, user, input, completed, null, false);
+          this.account(t, slot, user, input, completed, prior, false);
         }
       } else {
         slot = -1;
@@ -572,22 +578,19 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
   /**
    * Credits the user with what the peer reported since its last report.
    * `fresh` is undefined for a peer the core holds (its record has the last
-   * report), null for a new record (the owner may know its last report).
-   * `gone`: the peer leaves.
+   * report); for a new record, the same user's last report the owner kept,
+   * or null. `gone`: the peer leaves.
    */
-  private account(t: Torrent, slot: number, user: UserState, input: AnnounceInput, completed: number, fresh: null | undefined, gone: boolean): void {
+  private account(t: Torrent, slot: number, user: UserState, input: AnnounceInput, completed: number, fresh: ReportedCounters | null | undefined, gone: boolean): void {
     const swarm = this.swarm;
     let last: { uploaded: number; downloaded: number } | undefined;
-    let peer: string | undefined;
-    if (this.lastReported !== undefined) peer = input.infoKey + Buffer.from(this.scratch.pid.buffer, this.scratch.pid.byteOffset, 20).toString('latin1');
+    const peer = this.lastReported !== undefined ? this.peerKey(input.infoKey) : undefined;
     if (fresh === undefined) {
       last = { uploaded: swarm.lastUploaded(t, slot), downloaded: swarm.lastDownloaded(t, slot) };
     } else if (input.event === 'started') {
       last = { uploaded: 0, downloaded: 0 };
-    } else {
-      const r = peer !== undefined ? this.lastReported?.(peer) : undefined;
-      // Only the same user's record: another user's peer id proves nothing.
-      if (r !== undefined && r.passkey === user.passkey) last = r;
+    } else if (fresh !== null) {
+      last = fresh;
     }
     let up = 0;
     let down = 0;
@@ -600,6 +603,11 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     if (up > 0 || down > 0 || completed > 0 || changed) {
       this.emitAccounting(user, up, down, completed, changed ? peer : undefined, gone ? null : [input.uploaded, input.downloaded]);
     }
+  }
+
+  /** The key of the announcing peer (`scratch.pid`) in events and the owner's store: info hash and peer id, 40 latin1 characters. */
+  private peerKey(infoKey: string): string {
+    return infoKey + Buffer.from(this.scratch.pid.buffer, this.scratch.pid.byteOffset, 20).toString('latin1');
   }
 
   private emitAccounting(user: UserState, up: number, down: number, completed: number, peer?: string, reported?: readonly [number, number] | null): void {
