@@ -168,11 +168,45 @@ test('caps: torrents, peers per torrent, peers in all', () => {
   announce(c, 0, { n: 4, infoHash: IH2, event: 'started' });
   const trackerFull = announce(c, 0, { n: 5, infoHash: IH2, event: 'started' });
   assert.match(trackerFull.warningMessage ?? '', /tracker is full/);
-  assert.match(announceFailure(c, 0, { n: 6, infoHash: Buffer.alloc(20, 3), event: 'started' }), /too many torrents/);
   const s = c.stats(0);
   assert.equal(s.peers, 4);
   assert.equal(s.torrents, 2);
-  assert.equal(s.peersRefused, 3);
+  assert.equal(s.peersRefused, 2);
+});
+
+test('torrent cap: a new torrent evicts a dead torrent, else the least recently announced lone-peer one, never a swarm; refused when all are swarms', () => {
+  const c = core({ maxTorrents: 3, interval: 60, peerTimeout: 90 });
+  const ih = (b: number): Buffer => Buffer.alloc(20, b);
+  // T1: a swarm of two; T2 and T3: one peer each, T2 the older.
+  announce(c, 0, { n: 1, infoHash: ih(1), event: 'started' });
+  announce(c, 0, { n: 2, infoHash: ih(1), event: 'started' });
+  announce(c, 10_000, { n: 3, infoHash: ih(2), event: 'started' });
+  announce(c, 20_000, { n: 4, infoHash: ih(3), event: 'started' });
+  // T2's peer announces again later than T3's: now T3 is the least recently announced.
+  announce(c, 25_000, { n: 3, infoHash: ih(2) });
+  announce(c, 30_000, { n: 5, infoHash: ih(4), event: 'started' });
+  const has = (b: number): boolean => c.scrape(ih(b)).incomplete > 0;
+  assert.deepEqual([1, 2, 3, 4].map(has), [true, true, false, true], 'T3 made room');
+  assert.equal(c.stats(30_000).torrentsEvicted, 1);
+  // Make T2 and T4 swarms too: nothing can be evicted, a new torrent is refused.
+  announce(c, 31_000, { n: 6, infoHash: ih(2), event: 'started' });
+  announce(c, 31_000, { n: 7, infoHash: ih(4), event: 'started' });
+  assert.match(announceFailure(c, 32_000, { n: 8, infoHash: ih(5), event: 'started' }), /too many torrents/);
+  assert.equal(c.stats(32_000).failures['tracker-full'], 1);
+  // A swarm whose peers all left with stopped but was not swept yet is dead: it makes room at once.
+  announce(c, 33_000, { n: 6, infoHash: ih(2), event: 'stopped' });
+  announce(c, 33_000, { n: 3, infoHash: ih(2), event: 'stopped' });
+  announce(c, 34_000, { n: 8, infoHash: ih(5), event: 'started' });
+  assert.deepEqual([1, 2, 4, 5].map(has), [true, false, true, true]);
+  // A lone peer past its timeout is dead too, and counts as expired.
+  const d = core({ maxTorrents: 2, interval: 60, peerTimeout: 90 });
+  announce(d, 0, { n: 1, infoHash: ih(1), event: 'started' });
+  announce(d, 100_000, { n: 2, infoHash: ih(2), event: 'started' });
+  announce(d, 100_000, { n: 3, infoHash: ih(2), event: 'started' });
+  announce(d, 101_000, { n: 4, infoHash: ih(3), event: 'started' });
+  assert.deepEqual([1, 2, 3].map((b) => d.scrape(ih(b)).incomplete), [0, 2, 1]);
+  assert.equal(d.stats(101_000).peersExpired, 1);
+  assert.equal(d.stats(101_000).peers, 3);
 });
 
 test('peers expire after missed announces; sweep drops empty torrents; pollTimeout drives it', () => {

@@ -58,6 +58,7 @@ export function trackerMetricFamilies(s: FullStats): MetricFamily[] {
     [{ reason: 'rate_limited' }, s.dropped.rateLimited],
   ]);
   metric(out, 'peerkit_tracker_peers_refused_total', 'counter', 'Peers answered but not stored because a cap was reached.', [[undefined, s.peersRefused]]);
+  metric(out, 'peerkit_tracker_torrents_evicted_total', 'counter', 'Dead or lone-peer torrents dropped to make room for new ones at the torrent cap.', [[undefined, s.torrentsEvicted ?? 0]]);
   metric(out, 'peerkit_tracker_peers_expired_total', 'counter', 'Peers removed after missing their announces.', [[undefined, s.peersExpired]]);
   metric(out, 'peerkit_tracker_http_requests_total', 'counter', 'HTTP requests received.', [[undefined, s.httpRequests]]);
   metric(out, 'peerkit_tracker_http_connections_refused_total', 'counter', 'HTTP connections closed at once: their address had too many open.', [[undefined, s.httpConnectionsRefused ?? 0]]);

@@ -41,7 +41,10 @@
  *    counts exactly once. Without such a record it is only credited from its
  *    next announce on, so a restart never counts the same bytes twice.
  *  - Caps: torrents, peers per torrent, peers in all. A peer that does not
- *    fit is answered (with a warning over HTTP) but not stored.
+ *    fit is answered (with a warning over HTTP) but not stored. A new
+ *    torrent at the torrent cap first evicts a dead or lone-peer torrent
+ *    (the least recently announced of those a bounded scan finds; never a
+ *    swarm of two or more), and is refused only when there is none.
  *  - Per-address token-bucket rate limiting (IPv6 per /64). Over UDP,
  *    refused, malformed and forged-connection-id datagrams are dropped
  *    without a reply, so the tracker can never be used to reflect traffic.
@@ -166,6 +169,8 @@ export interface TrackerStats {
   /** Peers not stored because a cap was reached. */
   readonly peersRefused: number;
   readonly peersExpired: number;
+  /** Torrents dropped to make room for new ones at the torrent cap (absent: 0). */
+  readonly torrentsEvicted?: number;
   /** Bytes of peer-record memory allocated. */
   readonly peerMemoryBytes: number;
 }
@@ -508,7 +513,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
       return { ok: true, t, n: 0, complete: t.seeders, incomplete: t.count - t.seeders, warning: undefined };
     }
 
-    const t = swarm.getOrCreate(key);
+    const t = swarm.getOrCreate(key, nowSec);
     if (t === undefined) {
       this.peersRefused++;
       return this.refuse('tracker-full', 'tracker is full: too many torrents');
@@ -978,6 +983,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
       dropped: { malformed: this.droppedMalformed, forgedConnectionId: this.droppedForged, rateLimited: this.droppedRateLimited },
       peersRefused: this.peersRefused,
       peersExpired: swarm.expired,
+      torrentsEvicted: swarm.evicted,
       peerMemoryBytes: swarm.arena.reservedBytes,
     };
   }
