@@ -310,6 +310,21 @@ test("private: each peer's last report leaves in its events; handed back after a
   announce(c, 7000, { n: 2, event: 'stopped', uploaded: 70 }, path(A_KEY));
   drain(c);
   assert.equal(reports.size, before - 1);
+  // A stopped that is the first announce after a restart credits the rest once, and forgets the peer.
+  c = start();
+  const upBefore = credited.up;
+  announce(c, 8000, { n: 1, event: 'stopped', uploaded: 300, downloaded: 30 }, path(A_KEY));
+  drain(c); // the owner persists each announce's events before the next (TrackerService.afterInput)
+  announce(c, 8001, { n: 1, event: 'stopped', uploaded: 300, downloaded: 30 }, path(A_KEY)); // retransmitted
+  drain(c);
+  assert.equal(credited.up - upBefore, 50, '300 reported, 250 credited before the restart');
+  assert.equal(reports.size, before - 2);
+  // bob's stopped for a peer id alice held is refused, and credits nobody.
+  c = start();
+  announce(c, 9000, { n: 5, event: 'started' }, path(A_KEY));
+  drain(c);
+  c = start();
+  assert.match(announceFailure(c, 9500, { n: 5, event: 'stopped', uploaded: 10 }, path(B_KEY)), /another user/);
   // A peer that expired and was swept keeps its report in the store: when it comes back
   // without started it is credited from there.
   const exp = new TrackerCore({ random: seededRandom(7), rateLimit: false, private: true, interval: 60, peerTimeout: 90, lastReported: (p) => reports.get(p) });

@@ -354,7 +354,7 @@ test('SIGKILL and restart: a peer that keeps its peer id and cumulative counters
   writeFileSync(script, CHILD);
   const data = join(dir, 'data');
   let children: ChildProcess[] = [];
-  const announceAs = async (url: string, n: number, uploaded: number, downloaded: number, event?: 'started'): Promise<void> => {
+  const announceAs = async (url: string, n: number, uploaded: number, downloaded: number, event?: 'started' | 'stopped'): Promise<void> => {
     const body = await get(buildAnnounceUrl(url, { infoHash: IH, peerId: peerId(7, n), port: 9000 + n, uploaded, downloaded, left: 10, event }));
     const d = decodeAnnounceResponse(body);
     assert.ok(d.failureReason === undefined, d.failureReason);
@@ -406,6 +406,14 @@ test('SIGKILL and restart: a peer that keeps its peer id and cumulative counters
     children.push(last.child);
     const byName = Object.fromEntries(last.users.map((u) => [u.name, u]));
     assert.deepEqual([byName.alice!.uploaded, byName.alice!.downloaded, byName.bob!.uploaded], [up, down, bobUp]);
+    // The first announce after this restart is alice's stopped: its last bytes count too, once.
+    const aliceUrl = last.http.replace(/\/announce$/, `/announce/${byName.alice!.passkey}`);
+    await announceAs(aliceUrl, 1, up + 77, down, 'stopped');
+    await kill9(last.child);
+    children = [];
+    const final = await startChild(script, data);
+    children.push(final.child);
+    assert.equal(final.users.find((u) => u.name === 'alice')!.uploaded, up + 77);
   } finally {
     for (const ch of children) await kill9(ch).catch(() => {});
     rmSync(dir, { recursive: true, force: true });

@@ -106,9 +106,10 @@ export interface TrackerCoreOptions {
   /**
    * Private trackers: the last `uploaded`/`downloaded` a peer reported, as
    * the owner persisted it from accounting events (`peer` is the event's
-   * key). Asked when a peer the core does not know announces without
-   * `started`. When given, every announce that changes a peer's report
-   * yields an event carrying it.
+   * key). Asked when a peer the core does not hold announces: without
+   * `started` it is credited from there, and another user may not take
+   * its peer id. When given, every announce that changes a peer's report
+   * (or adds or removes a peer) yields an event carrying it.
    */
   readonly lastReported?: (peer: string) => ReportedCounters | undefined;
   /** Torrents purged per sweep step. Default 10 000. */
@@ -502,14 +503,20 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
 
     if (event === 'stopped') {
       const t = swarm.get(key);
-      if (t === undefined) return { ok: true, t: undefined, n: 0, complete: 0, incomplete: 0, warning: undefined };
-      const slot = swarm.find(t, pid);
-      if (slot >= 0) {
+      const slot = t === undefined ? -1 : swarm.find(t, pid);
+      if (t !== undefined && slot >= 0) {
         const why = this.checkIdentity(t, slot, ipw, input.key, user);
         if (why !== undefined) return why;
         if (user !== undefined) this.account(t, slot, user, input, 0, undefined, true);
         swarm.remove(t, slot);
+      } else if (user !== undefined && this.lastReported !== undefined) {
+        // Unknown here (a restart): its last report may be in the owner's store; credit the rest and forget it.
+        const peer = this.peerKey(key);
+        const prior = this.lastReported(peer);
+        if (prior !== undefined && prior.passkey !== user.passkey) return this.refuse('peer-id-in-use', 'peer id in use by another user');
+        if (prior !== undefined) this.credit(user, input, prior, 0, peer, true);
       }
+      if (t === undefined) return { ok: true, t: undefined, n: 0, complete: 0, incomplete: 0, warning: undefined };
       return { ok: true, t, n: 0, complete: t.seeders, incomplete: t.count - t.seeders, warning: undefined };
     }
 
@@ -597,14 +604,24 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     } else if (fresh !== null) {
       last = fresh;
     }
+    swarm.setReported(t, slot, input.uploaded, input.downloaded);
+    this.credit(user, input, last, completed, peer, gone || fresh !== undefined);
+  }
+
+  /**
+   * Credits what `input` reports beyond `last` (nothing without one) and
+   * emits the event; with `peer`, the event carries the new report when it
+   * changed or `force` (a new or leaving peer).
+   */
+  private credit(user: UserState, input: AnnounceInput, last: { uploaded: number; downloaded: number } | undefined, completed: number, peer: string | undefined, force: boolean): void {
+    const gone = input.event === 'stopped';
     let up = 0;
     let down = 0;
     // Without a last report nothing is credited (it may have been credited before a restart);
     // counters that went down mean a new client session: start over from here.
     if (last !== undefined && input.uploaded >= last.uploaded) up = input.uploaded - last.uploaded;
     if (last !== undefined && input.downloaded >= last.downloaded) down = input.downloaded - last.downloaded;
-    swarm.setReported(t, slot, input.uploaded, input.downloaded);
-    const changed = peer !== undefined && (gone || fresh !== undefined || last === undefined || last.uploaded !== input.uploaded || last.downloaded !== input.downloaded);
+    const changed = peer !== undefined && (force || last === undefined || last.uploaded !== input.uploaded || last.downloaded !== input.downloaded);
     if (up > 0 || down > 0 || completed > 0 || changed) {
       this.emitAccounting(user, up, down, completed, changed ? peer : undefined, gone ? null : [input.uploaded, input.downloaded]);
     }
