@@ -214,6 +214,9 @@ test('peerkit tracker: usage errors are one line and exit 1', () => {
   let r = run('--private');
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^peerkit: --private needs --data/);
+  r = run('--data', '/nonexistent-peerkit-dir', '--http', '0');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^peerkit: --data only makes sense with --private/);
   r = run('--http', 'x');
   assert.match(r.stderr, /not a port/);
   const dir = mkdtempSync(join(tmpdir(), 'peerkit-tcli-'));

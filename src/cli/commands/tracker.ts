@@ -77,6 +77,7 @@ export function registerTracker(program: Command, io: CliIo): void {
       const udp = neither ? 6969 : opts.udp === undefined ? false : parsePort(opts.udp, '--udp');
       if (opts.private === true && opts.data === undefined) throw new UsageError('--private needs --data DIR to keep passkeys and accounting');
       if (opts.addUser.length > 0 && opts.private !== true) throw new UsageError('--add-user only makes sense with --private');
+      if (opts.data !== undefined && opts.private !== true) throw new UsageError('--data only makes sense with --private (an open tracker keeps nothing on disk)');
       const rate = positive(opts.rateLimit, '--rate-limit', true)!;
       const interval = positive(opts.interval, '--interval');
       dashboardSettings(opts); // usage errors before anything starts
