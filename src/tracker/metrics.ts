@@ -10,6 +10,8 @@ import { renderPrometheus, type MetricFamily, type MetricType, type Sample } fro
 /** What the servers add to the core's figures. */
 export interface ServerStats {
   readonly httpRequests: number;
+  /** HTTP connections closed at once because their address already had its share open (absent: 0). */
+  readonly httpConnectionsRefused?: number;
   /** Requests or datagrams that hit an unexpected error (answered 500 or dropped). */
   readonly internalErrors: number;
   readonly residentMemoryBytes: number;
@@ -56,8 +58,10 @@ export function trackerMetricFamilies(s: FullStats): MetricFamily[] {
     [{ reason: 'rate_limited' }, s.dropped.rateLimited],
   ]);
   metric(out, 'peerkit_tracker_peers_refused_total', 'counter', 'Peers answered but not stored because a cap was reached.', [[undefined, s.peersRefused]]);
+  metric(out, 'peerkit_tracker_torrents_evicted_total', 'counter', 'Dead or lone-peer torrents dropped to make room for new ones at the torrent cap.', [[undefined, s.torrentsEvicted ?? 0]]);
   metric(out, 'peerkit_tracker_peers_expired_total', 'counter', 'Peers removed after missing their announces.', [[undefined, s.peersExpired]]);
   metric(out, 'peerkit_tracker_http_requests_total', 'counter', 'HTTP requests received.', [[undefined, s.httpRequests]]);
+  metric(out, 'peerkit_tracker_http_connections_refused_total', 'counter', 'HTTP connections closed at once: their address had too many open.', [[undefined, s.httpConnectionsRefused ?? 0]]);
   metric(out, 'peerkit_tracker_internal_errors_total', 'counter', 'Requests that failed inside the tracker (HTTP 500 or dropped).', [[undefined, s.internalErrors]]);
   metric(out, 'peerkit_tracker_peer_memory_bytes', 'gauge', 'Bytes allocated for peer records.', [[undefined, s.peerMemoryBytes]]);
   metric(out, 'peerkit_tracker_resident_memory_bytes', 'gauge', 'Resident set size of the tracker process.', [[undefined, s.residentMemoryBytes]]);
