@@ -55,6 +55,12 @@ test('peerkit sim: a wrong field is named, a missing --out or a bad seed is a us
     const bad = peerkit('sim', join(dir, 'bad.json'), '--out', join(dir, 'o'));
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /scenario\.churn\.session\.shape: must be a number > 0, got 0/);
+    // A group the kind lacks is refused before anything runs, naming the event.
+    await writeFile(join(dir, 'group.json'), JSON.stringify({ kind: 'kademlia', durationMs: 60_000, events: [{ atMs: 5000, type: 'crash', count: 1, group: 'leechers' }], params: { nodes: 20, lookups: 5 } }));
+    const group = peerkit('sim', join(dir, 'group.json'), '--out', join(dir, 'g'));
+    assert.equal(group.code, 1);
+    assert.match(group.stderr, /scenario\.events\[0\]\.group: unknown group "leechers" for kind kademlia; expected one of "\*", "bootstrap", "nodes"/);
+    assert.doesNotMatch(group.stderr, /RangeError|sim: t=/);
     const noOut = peerkit('sim', join(dir, 'bad.json'));
     assert.equal(noOut.code, 1);
     assert.match(noOut.stderr, /--out/);

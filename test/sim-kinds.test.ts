@@ -145,6 +145,15 @@ test('a kind registered from outside runs under the same runner, churn, loss and
   assert.match(r.files['timeseries.csv']!.split('\n')[0]!, /^t_ms,online,pending$/);
 });
 
+test('a kind without declared groups or behaviours accepts only "*" and no hostile event; a declared group its run lacks is a bug caught at start', () => {
+  const raw = { kind: 'test-ping', durationMs: 10_000, params: { nodes: 4 } };
+  assert.throws(() => parseScenario({ ...raw, events: [{ atMs: 1, type: 'crash', count: 1, group: 'odd' }] }), /^ScenarioError: scenario\.events\[0\]\.group: unknown group "odd" for kind test-ping; expected one of "\*"$/);
+  assert.throws(() => parseScenario({ ...raw, events: [{ atMs: 1, type: 'hostile', count: 1, behaviour: 'evil' }] }), /scenario\.events\[0\]\.behaviour: unknown behaviour "evil": kind test-ping has no hostile behaviours/);
+  registerKind({ ...pingKind, name: 'test-ping-ghost', groups: () => ['ghost'] });
+  const s = parseScenario({ ...raw, kind: 'test-ping-ghost', events: [{ atMs: 1, type: 'crash', count: 1, group: 'ghost' }] });
+  assert.throws(() => new ScenarioRun(s), /declares group "ghost" but its run does not know it/);
+});
+
 test('fitLog2 recovers a + b log2 N and its R^2', () => {
   const ns = [1000, 3000, 10_000, 30_000, 100_000];
   const f = fitLog2(ns, ns.map((n) => 0.5 + 0.25 * Math.log2(n)));

@@ -61,6 +61,35 @@ test('scenario validation: a wrong field gets an error naming its path', () => {
   assert.throws(() => parseScenarioText('{"kind":'), (e: unknown) => e instanceof ScenarioError && /not valid JSON/.test(e.message));
 });
 
+test('scenario validation: groups, behaviours and event times are checked against the kind when the file is read', () => {
+  const kad = (extra: Record<string, unknown>): unknown => ({ kind: 'kademlia', durationMs: 600_000, params: { nodes: 50, lookups: 10 }, ...extra });
+  const cases: [unknown, string, RegExp][] = [
+    [kad({ events: [{ atMs: 1000, type: 'crash', fraction: 0.1, group: 'leechers' }] }), 'scenario.events[0].group', /^scenario\.events\[0\]\.group: unknown group "leechers" for kind kademlia; expected one of "\*", "bootstrap", "nodes"$/],
+    [kad({ churn: { group: 'seeders', session: { type: 'constant', ms: 1 } } }), 'scenario.churn.group', /unknown group "seeders" for kind kademlia/],
+    [kad({ events: [{ atMs: 1, type: 'crash', count: 1 }, { atMs: 1, type: 'hostile', count: 1, behaviour: 'corrupt' }] }), 'scenario.events[1].behaviour', /unknown behaviour "corrupt" for kind kademlia; expected one of "silent"$/],
+    [kad({ events: [{ atMs: 1, type: 'leave', count: 1, behaviour: 'silent' }] }), 'scenario.events[0].behaviour', /only goes with a hostile event/],
+    [kad({ events: [{ atMs: 600_001, type: 'crash', count: 1 }] }), 'scenario.events[0].atMs', /600001 is after durationMs \(600000\): it would never happen/],
+    [kad({ churn: { startMs: 700_000, session: { type: 'constant', ms: 1 } } }), 'scenario.churn.startMs', /after durationMs/],
+    [flash({}, { events: [{ atMs: 1, type: 'join', count: 1, group: 'nodes' }] }), 'scenario.events[0].group', /unknown group "nodes" for kind flash-crowd; expected one of "\*", "seeders", "leechers"/],
+    [flash({}, { events: [{ atMs: 1, type: 'hostile', count: 1, behaviour: 'silent' }] }), 'scenario.events[0].behaviour', /unknown behaviour "silent" for kind flash-crowd; expected one of "corrupt"/],
+  ];
+  for (const [raw, path, message] of cases) {
+    const e = errorOf(raw);
+    assert.equal(e.path, path, e.message);
+    assert.match(e.message, message);
+  }
+  // Defaults nested in a default are filled in: no "network" at all is the default network.
+  assert.deepEqual(parseScenario(kad({})).network, { latency: { model: 'constant', ms: 20 }, loss: 0, streamHighWaterMark: 65536, natMappingMs: 120_000, smallMessageBytes: 0 });
+  // What the kinds declare is accepted (an event at the very end still runs).
+  parseScenario(kad({ churn: { group: 'nodes', session: { type: 'constant', ms: 1 } }, events: [{ atMs: 600_000, type: 'hostile', fraction: 0.1, group: 'bootstrap', behaviour: 'silent' }] }));
+  parseScenario(flash({}, { churn: { group: '*', session: { type: 'constant', ms: 1 } }, events: [{ atMs: 5, type: 'hostile', count: 1, group: 'seeders', behaviour: 'corrupt' }] }));
+  // The JSON Schema lists each kind's behaviours.
+  const schema = scenarioJsonSchema() as { oneOf: { properties: { kind: { const: string }; events: { items: { properties: { behaviour: { enum: string[] } } } } } }[] };
+  const behaviours = Object.fromEntries(schema.oneOf.map((k) => [k.properties.kind.const, k.properties.events.items.properties.behaviour.enum]));
+  assert.deepEqual(behaviours['kademlia'], ['silent']);
+  assert.deepEqual(behaviours['flash-crowd'], ['corrupt']);
+});
+
 test('property: the validator never throws anything but ScenarioError on arbitrary JSON', () => {
   fc.assert(
     fc.property(fc.jsonValue(), (v) => {

@@ -417,6 +417,8 @@ export const flashCrowd: ScenarioKind<FlashCrowdParams> = {
   name: 'flash-crowd',
   description: 'one seeder (or a few) and P leechers of a file of size F, real TorrentCore per peer',
   params: flashCrowdParams,
+  groups: () => ['seeders', 'leechers'],
+  behaviours: ['corrupt'],
   check(p) {
     if ((p.pieceBytes & (p.pieceBytes - 1)) !== 0) throw new ScenarioError('scenario.params.pieceBytes', `must be a power of two, got ${p.pieceBytes}`);
     if (Math.ceil(p.fileBytes / p.pieceBytes) > 1_000_000) throw new ScenarioError('scenario.params.pieceBytes', 'gives more than 1 000 000 pieces');

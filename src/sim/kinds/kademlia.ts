@@ -293,6 +293,8 @@ export const kademlia: ScenarioKind<KademliaParams> = {
   name: 'kademlia',
   description: 'N Mainline DHT nodes (the real DhtCore) bootstrap, then M lookups, under churn if the scenario says so',
   params: kademliaParams,
+  groups: () => ['bootstrap', 'nodes'],
+  behaviours: ['silent'],
   check(p) {
     if (p.bootstrapNodes >= p.nodes) throw new ScenarioError('scenario.params.bootstrapNodes', `must be less than nodes (${p.nodes})`);
   },
