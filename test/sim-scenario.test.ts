@@ -145,7 +145,8 @@ test('flash crowd: the real TorrentCore swarm completes within 1.3x the fluid-mo
   assert.equal(res.completed, p.leechers);
   // The bound, computed by hand for this file: max(F/u_s, F/d_min, P*F/(u_s + sum u_i)).
   const F = p.fileBytes;
-  const expected = 1000 * Math.max(F / p.seeder.uploadBps, F / p.leecher.downloadBps, (p.leechers * F) / (p.seeder.uploadBps + p.leechers * p.leecher.uploadBps));
+  const leecher = p.leecher!;
+  const expected = 1000 * Math.max(F / p.seeder.uploadBps, F / leecher.downloadBps, (p.leechers * F) / (p.seeder.uploadBps + p.leechers * leecher.uploadBps));
   assert.ok(Math.abs(fluidLowerBoundMs(p) - expected) < 1e-6);
   // No schedule can beat the bound; ours must come within 30 % of it.
   assert.ok(res.lastCompletionMs >= expected, `${res.lastCompletionMs} < ${expected}`);
@@ -154,6 +155,61 @@ test('flash crowd: the real TorrentCore swarm completes within 1.3x the fluid-mo
   const ops = r.files['operations.csv']!.trim().split('\n').slice(1);
   assert.equal(ops.length, p.leechers);
   assert.ok(ops.every((l) => l.split(',')[5] === '1'));
+});
+
+test('flash crowd: the peers find each other through the real TrackerCore, announcing over BEP 15', () => {
+  const r = new ScenarioRun(parseScenario(flash({ leechers: 6 }))).runToEnd();
+  const res = r.summary['results'] as { completed: number; tracker: { announces: number; connects: number; peersAtEnd: number; seedersAtEnd: number; peersReceived: number; internalErrors: number; announcesFailed: number } };
+  assert.equal(res.completed, 6);
+  const t = res.tracker;
+  assert.equal(t.internalErrors, 0);
+  assert.equal(t.announcesFailed, 0);
+  // Each node connected (BEP 15) and announced `started`; each leecher announced `completed` too.
+  assert.ok(t.connects >= 7, `${t.connects} connects`);
+  assert.ok(t.announces >= 7 + 6, `${t.announces} announces`);
+  // The tracker knows the whole swarm, and that every leecher finished.
+  assert.equal(t.peersAtEnd, 7);
+  assert.equal(t.seedersAtEnd, 7);
+  // The leechers announcing later got the earlier ones: the seeder, then up to all six nodes.
+  assert.ok(t.peersReceived >= 1 + 2 + 3 + 4 + 5 + 6, `${t.peersReceived} peers received`);
+  const net = r.summary['network'] as { datagramsSent: number; datagramsDelivered: number };
+  assert.ok(net.datagramsSent >= 2 * (7 + 13), 'connects, announces and their replies are datagrams on the simulated network');
+  assert.equal(net.datagramsDelivered, net.datagramsSent);
+});
+
+test('flash crowd, graceful leaves: leechers that go when done, or by a leave event, send FINs and `stopped`; the swarm still completes', () => {
+  type Res = { completed: number; connectionsClosed: { fin: number; reset: number }; tracker: { peersAtEnd: number } };
+  type Life = { graceful: number; crashes: number; onlineAtEnd: number };
+  const params = { leechers: 8, fileBytes: 2 << 20 };
+  // seedAfterDone: false, every leecher leaves as soon as it has the file.
+  const a = new ScenarioRun(parseScenario(flash({ ...params, seedAfterDone: false }))).runToEnd();
+  const ra = a.summary['results'] as Res;
+  const la = a.summary['lifecycle'] as Life;
+  assert.equal(ra.completed, 8);
+  assert.equal(la.graceful, 8);
+  assert.equal(la.crashes, 0);
+  assert.equal(la.onlineAtEnd, 1);
+  assert.ok(ra.connectionsClosed.fin > 0);
+  assert.equal(ra.connectionsClosed.reset, 0, 'a graceful leave resets no connection');
+  // Only the seeder is still listed: each leaver's `stopped` reached the tracker.
+  assert.equal(ra.tracker.peersAtEnd, 1);
+  // Half the leechers leave mid-download and come back: still no reset, and everyone completes.
+  const events = (type: string): unknown[] => [
+    { atMs: 2000, type, fraction: 0.5, group: 'leechers' },
+    { atMs: 5000, type: 'join', fraction: 1, group: 'leechers' },
+  ];
+  const b = new ScenarioRun(parseScenario(flash(params, { events: events('leave') }))).runToEnd();
+  const rb = b.summary['results'] as Res;
+  assert.equal(rb.completed, 8);
+  assert.equal((b.summary['lifecycle'] as Life).graceful, 4);
+  assert.ok(rb.connectionsClosed.fin > 0);
+  assert.equal(rb.connectionsClosed.reset, 0);
+  // The same with crashes: the peers that stay see resets instead.
+  const c = new ScenarioRun(parseScenario(flash(params, { events: events('crash') }))).runToEnd();
+  const rc = c.summary['results'] as Res;
+  assert.equal(rc.completed, 8);
+  assert.equal((c.summary['lifecycle'] as Life).crashes, 4);
+  assert.ok(rc.connectionsClosed.reset > 0, 'a crash resets the connections');
 });
 
 test('same seed, byte-identical output files; another seed, different ones', () => {
