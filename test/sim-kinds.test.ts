@@ -204,3 +204,75 @@ test('kademlia under churn and silent nodes: lookups still mostly succeed; dropp
   assert.ok(r.files['cdf-lookup-hops.svg']!.includes('<polyline'));
   assert.match(r.files['timeseries.csv']!.split('\n')[0]!, /online,lookups_in_flight,lookups_done,lookup_success_rate,mean_table_size/);
 });
+
+test('kademlia: the same seed gives byte-identical files (churn, loss, silent and crash events); another seed, different ones', () => {
+  const raw = {
+    kind: 'kademlia',
+    seed: 3,
+    durationMs: 3_600_000,
+    sampleIntervalMs: 5000,
+    network: { latency: { model: 'uniform', minMs: 10, maxMs: 100 }, loss: 0.01 },
+    churn: { group: 'nodes', startMs: 40_000, session: { type: 'weibull', shape: 0.8, dropFraction: 0.2, withinMs: 60_000 }, offline: { type: 'uniform', minMs: 10_000, maxMs: 30_000 }, crashFraction: 0.5 },
+    events: [
+      { atMs: 50_000, type: 'hostile', fraction: 0.05, group: 'nodes', behaviour: 'silent' },
+      { atMs: 60_000, type: 'crash', count: 10, group: 'nodes' },
+    ],
+    params: { nodes: 150, lookups: 150, joinOverMs: 20_000, refreshAfterMs: 10_000, lookupsStartMs: 45_000, lookupsOverMs: 30_000 },
+  };
+  const a = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const b = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const c = new ScenarioRun(parseScenario(raw), { seed: 4 }).runToEnd();
+  assert.deepEqual(Object.keys(a.files).sort(), Object.keys(b.files).sort());
+  for (const name of Object.keys(a.files)) assert.equal(a.files[name], b.files[name], `${name} differs between two runs with the same seed`);
+  for (const f of ['operations.csv', 'timeseries.csv', 'summary.json', 'cdf-lookup.svg', 'cdf-lookup-hops.svg', 'routing-tables.svg']) {
+    assert.ok(a.files[f] !== undefined, `missing ${f}`);
+    assert.notEqual(a.files[f], c.files[f], `${f} is the same with another seed`);
+  }
+  const life = a.summary['lifecycle'] as { crashes: number; graceful: number; hostile: number };
+  assert.ok(life.crashes >= 10 && life.graceful > 0 && life.hostile > 0, JSON.stringify(life));
+});
+
+test('kademlia: the progress display ends where the run does (the last lookup), not at durationMs', () => {
+  const raw = {
+    kind: 'kademlia',
+    seed: 2,
+    durationMs: 3_600_000,
+    sampleIntervalMs: 5000,
+    network: { latency: { model: 'constant', ms: 20 } },
+    params: { nodes: 80, lookups: 40, joinOverMs: 10_000, refreshAfterMs: 10_000, lookupsOverMs: 20_000 },
+  };
+  const run = new ScenarioRun(parseScenario(raw));
+  // lookupsStartMs defaults to joinOverMs + refreshAfterMs + 30 s; lookups are issued over lookupsOverMs after it.
+  const expected = 10_000 + 10_000 + 30_000 + 20_000;
+  assert.equal(run.expectedEndMs, expected);
+  assert.equal(run.endKnown, true);
+  assert.equal(run.progress(), 0);
+  run.advance(expected / 2);
+  assert.ok(Math.abs(run.progress() - 0.5) < 1e-9, `${run.progress()}`);
+  while (!run.advance(5000));
+  assert.equal(run.progress(), 1);
+  const r = run.result();
+  assert.equal(r.summary['endReason'], 'goal reached');
+  // The run ends with its last lookups, seconds after the expected end: far from the 3600 s limit.
+  const ended = r.summary['endedAtMs'] as number;
+  assert.ok(ended >= expected && ended - expected <= 30_000, `ended at ${ended} ms, expected ${expected} ms`);
+});
+
+test('flash crowd: progress is the share of pieces the leechers have; the end is not known beforehand', () => {
+  const run = new ScenarioRun(
+    parseScenario({ kind: 'flash-crowd', durationMs: 600_000, params: { fileBytes: 1 << 20, pieceBytes: 32768, leechers: 4, seeder: { uploadBps: 1_000_000 }, leecher: { uploadBps: 500_000, downloadBps: 2_000_000 } } }),
+  );
+  assert.equal(run.endKnown, false);
+  assert.equal(run.expectedEndMs, 600_000);
+  let last = run.progress();
+  assert.equal(last, 0);
+  let between = 0;
+  while (!run.advance(250)) {
+    const p = run.progress();
+    assert.ok(p >= last, 'progress never goes back without churn');
+    if (p > 0 && p < 1) between++;
+    last = p;
+  }
+  assert.ok(between >= 3, `${between} steps in between`);
+  assert.equal(run.progress(), 1);
+});

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { ScenarioError, ScenarioRun, parseScenario, parseScenarioText, scenarioJsonSchema, fluidLowerBoundMs, type FlashCrowdParams } from '../src/sim/index.js';
+import { ScenarioError, ScenarioRun, parseScenario, parseScenarioText, scenarioJsonSchema, fluidLowerBoundMs, leecherClassCounts, type FlashCrowdParams } from '../src/sim/index.js';
 import { cdf, mean, resolveDistribution, sample, type Distribution, type DistributionSpec } from '../src/sim/distributions.js';
 import { Lifecycle, type NodeControl } from '../src/sim/lifecycle.js';
 import { SimEngine } from '../src/runtime/sim/engine.js';
@@ -210,6 +210,60 @@ test('flash crowd, graceful leaves: leechers that go when done, or by a leave ev
   assert.equal(rc.completed, 8);
   assert.equal((c.summary['lifecycle'] as Life).crashes, 4);
   assert.ok(rc.connectionsClosed.reset > 0, 'a crash resets the connections');
+});
+
+test('flash crowd with leecher capacity classes: counts by share, the bound over d_min and sum u_i, a group per named class', () => {
+  const fast = { name: 'fast', fraction: 0.5, uploadBps: 1_000_000, downloadBps: 4_000_000 };
+  const slow = { name: 'slow', fraction: 0.5, uploadBps: 250_000, downloadBps: 1_000_000 };
+  const bad: [unknown, string, RegExp][] = [
+    [flash({ leecherClasses: [fast, slow] }), 'scenario.params', /needs exactly one of "leecher", "leecherClasses", got 2/],
+    [flash({ leecher: undefined, leecherClasses: [fast, { ...slow, fraction: 0.4 }] }), 'scenario.params.leecherClasses', /add up to 1, got 0.9/],
+    [flash({ leecher: undefined, leecherClasses: [{ ...fast, name: 'leechers' }, slow] }), 'scenario.params.leecherClasses[0].name', /"leechers" is taken/],
+    [flash({ leecher: undefined, leecherClasses: [fast, { ...slow, name: 'fast' }] }), 'scenario.params.leecherClasses[1].name', /"fast" is taken/],
+    [flash({ leecher: undefined, leecherClasses: [fast, { ...slow, fraction: 0 }] }), 'scenario.params.leecherClasses[1].fraction', /> 0/],
+  ];
+  for (const [raw, path, message] of bad) {
+    const e = errorOf(raw);
+    assert.equal(e.path, path, e.message);
+    assert.match(e.message, message);
+  }
+  // Largest remainder: the counts add up to P, each within 1 of its share (ties to the earlier class).
+  const counts = (fractions: number[], leechers: number): number[] =>
+    leecherClassCounts({ leechers, leecherClasses: fractions.map((fraction) => ({ fraction, uploadBps: 1, downloadBps: 1 })) } as unknown as FlashCrowdParams);
+  assert.deepEqual(counts([0.5, 0.25, 0.25], 10), [5, 3, 2]);
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 100 }), { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 5000 }), (weights, leechers) => {
+      const total = weights.reduce((a, b) => a + b, 0);
+      const fractions = weights.map((w) => w / total);
+      const c = counts(fractions, leechers);
+      assert.equal(c.reduce((a, b) => a + b, 0), leechers);
+      c.forEach((n, k) => assert.ok(Math.abs(n - fractions[k]! * leechers) < 1, `${n} vs ${fractions[k]! * leechers}`));
+    }),
+  );
+  const F = 4 << 20;
+  const raw = flash(
+    { leechers: 10, fileBytes: F, leecher: undefined, leecherClasses: [fast, slow], seeder: { uploadBps: 2_000_000 } },
+    { events: [{ atMs: 1000, type: 'crash', count: 1, group: 'slow' }] },
+  );
+  const s = parseScenario(raw);
+  const p = s.params as FlashCrowdParams;
+  // By hand: d_min is the slow class's download, sum u_i = 5 x 1 MB/s + 5 x 0.25 MB/s.
+  const bound = 1000 * Math.max(F / 2_000_000, F / 1_000_000, (10 * F) / (2_000_000 + 5 * 1_000_000 + 5 * 250_000));
+  assert.ok(Math.abs(fluidLowerBoundMs(p) - bound) < 1e-6);
+  const r = new ScenarioRun(s).runToEnd();
+  type Cls = { name: string; leechers: number; completed: number; meanDownloadMs: number; maxDownloadMs: number };
+  const res = r.summary['results'] as { classes: Cls[]; completed: number };
+  const [f, sl] = res.classes as [Cls, Cls];
+  assert.equal(f.leechers, 5);
+  assert.equal(sl.leechers, 5);
+  // The crash hit the "slow" group, and the crashed node never came back.
+  assert.equal(f.completed, 5);
+  assert.equal(sl.completed, 4);
+  // Each class's hosts got its capacities: nobody downloads F faster than its own link allows,
+  // and the slow class, a quarter of the fast one's capacities, finishes later on average.
+  assert.ok(f.maxDownloadMs >= (1000 * F) / fast.downloadBps && sl.maxDownloadMs >= (1000 * F) / slow.downloadBps);
+  assert.ok(sl.meanDownloadMs > f.meanDownloadMs, `slow ${sl.meanDownloadMs} ms, fast ${f.meanDownloadMs} ms`);
+  assert.match(r.table, /leecher classes\s+fast: 5 x 1000000\/4000000 B\/s up\/down, mean download [\d.]+ s; slow: 5 x /);
 });
 
 test('same seed, byte-identical output files; another seed, different ones', () => {

@@ -224,6 +224,10 @@ export interface KindRun extends NodeControl {
   begin(lifecycle: Lifecycle): void;
   /** The scenario's goal is reached: the run may stop early. */
   done(now: number): boolean;
+  /** When the goal should be reached, if the kind knows beforehand (the progress display's 100 %). */
+  expectedEndMs?(): number;
+  /** How far the goal is, in [0, 1], for kinds whose end is not known beforehand (the progress display). */
+  progress?(now: number): number;
   /** Time-series values at `now` (same keys every time). */
   sample(now: number): Readonly<Record<string, number>>;
   /** Called once when the run ends (record unfinished operations, etc.). */
@@ -426,6 +430,27 @@ export class ScenarioRun {
 
   get events(): number {
     return this.engine.eventsProcessed;
+  }
+
+  /** Where the run is expected to end: the kind's estimate (at most durationMs) or durationMs. */
+  get expectedEndMs(): number {
+    const d = this.scenario.durationMs;
+    const e = this.run.expectedEndMs?.();
+    return e === undefined || !(e >= 0) ? d : Math.min(d, e);
+  }
+
+  /** Whether `expectedEndMs` is the kind's estimate (rather than only the time limit). */
+  get endKnown(): boolean {
+    return this.run.expectedEndMs !== undefined;
+  }
+
+  /** How far the run is, in [0, 1]: 1 once it ended; the kind's measure, or simulated time over expectedEndMs. */
+  progress(): number {
+    if (this.ended) return 1;
+    const own = this.run.progress?.(this.engine.now);
+    const end = this.expectedEndMs;
+    const p = own ?? (end > 0 ? this.engine.now / end : 0);
+    return Math.min(1, Math.max(0, Number.isFinite(p) ? p : 0));
   }
 
   get finished(): boolean {

@@ -177,6 +177,8 @@ interface NodeState {
   readonly nat: boolean;
   readonly uploadBps: number;
   readonly downloadBps: number | undefined;
+  /** Index into the leecher classes; -1 for a seeder. */
+  readonly cls: number;
   readonly address: string;
   /** Verified pieces, kept across sessions (like resume data). */
   readonly have: Set<number>;
@@ -243,6 +245,7 @@ class FlashCrowdRun implements KindRun {
         nat: !seeder && i >= this.size - natCount,
         uploadBps: bw.uploadBps,
         downloadBps: bw.downloadBps,
+        cls: seeder ? -1 : classOf[i - p.seeders]!,
         address: nodeAddress(i),
         have: new Set(seeder ? Array.from({ length: pieceCount }, (_, k) => k) : []),
         host: undefined,
@@ -399,6 +402,13 @@ class FlashCrowdRun implements KindRun {
     return this.completed === this.p.leechers;
   }
 
+  /** The leechers' share of pieces verified (1 when every leecher has the file). */
+  progress(): number {
+    let pieces = 0;
+    for (let i = this.p.seeders; i < this.size; i++) pieces += this.nodes[i]!.have.size;
+    return pieces / (this.p.leechers * this.layout.pieceCount);
+  }
+
   private totals(n: NodeState): { up: number; down: number } {
     const s = n.node?.core.stats(this.ctx.engine.now);
     return { up: n.uploaded + (s?.uploaded ?? 0), down: n.downloaded + (s?.downloaded ?? 0) };
@@ -470,9 +480,22 @@ class FlashCrowdRun implements KindRun {
           (this.tracker.internalErrors > 0 ? `; ${this.tracker.internalErrors} INTERNAL ERRORS (${this.tracker.firstError})` : ''),
       ],
     ];
+    const counts = leecherClassCounts(this.p);
+    const classes = classesOf(this.p).map((c, k) => {
+      const done = this.nodes.filter((n) => n.cls === k && n.completedMs !== undefined).map((n) => n.completedMs! - (n.firstJoinMs ?? 0));
+      return {
+        name: c.name ?? null,
+        leechers: counts[k]!,
+        uploadBps: c.uploadBps,
+        downloadBps: c.downloadBps,
+        completed: done.length,
+        meanDownloadMs: done.length === 0 ? null : done.reduce((x, y) => x + y, 0) / done.length,
+        maxDownloadMs: done.length === 0 ? null : Math.max(...done),
+      };
+    });
     if (this.p.leecherClasses !== undefined) {
-      const counts = leecherClassCounts(this.p);
-      rows.splice(1, 0, ['leecher classes', this.p.leecherClasses.map((c, k) => `${c.name ?? `#${k + 1}`}: ${counts[k]} x ${c.uploadBps}/${c.downloadBps} B/s up/down`).join('; ')]);
+      const text = classes.map((c, k) => `${c.name ?? `#${k + 1}`}: ${c.leechers} x ${c.uploadBps}/${c.downloadBps} B/s up/down, mean download ${c.meanDownloadMs === null ? '-' : `${num(c.meanDownloadMs / 1000)} s`}`);
+      rows.splice(1, 0, ['leecher classes', text.join('; ')]);
     }
     return {
       rows,
@@ -489,6 +512,7 @@ class FlashCrowdRun implements KindRun {
         failedPieces: this.failedPieces,
         bans: this.bans,
         connectionsClosed: { ...this.closed },
+        classes,
         tracker: {
           announces: t.announces.udp,
           connects: t.udpConnects,

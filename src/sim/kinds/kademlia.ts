@@ -238,6 +238,10 @@ class KademliaRun implements KindRun {
     return now >= this.lookupsStart + this.p.lookupsOverMs && this.inFlight === 0;
   }
 
+  expectedEndMs(): number {
+    return this.lookupsStart + this.p.lookupsOverMs;
+  }
+
   sample(now: number): Record<string, number> {
     // Mean routing table size over at most 200 online nodes, picked evenly (stats() walks a table).
     const step = Math.max(1, Math.ceil(this.online.length / 200));
