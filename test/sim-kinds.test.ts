@@ -154,6 +154,40 @@ test('a kind without declared groups or behaviours accepts only "*" and no hosti
   assert.throws(() => new ScenarioRun(s), /declares group "ghost" but its run does not know it/);
 });
 
+test('the geographic latency model, run from a scenario: round trips are access + distance within and across regions', () => {
+  // Two regions of points (radius 0), 100 units apart at 1 ms per unit, 5 ms access latency at each end:
+  // one way is 5 + 5 = 10 ms within a region and 5 + 5 + 100 = 110 ms across, so a ping's round trip is 20 or 220 ms.
+  const raw = {
+    kind: 'test-ping',
+    seed: 6,
+    durationMs: 30_000,
+    network: {
+      latency: {
+        model: 'geographic',
+        msPerUnit: 1,
+        regions: [
+          { name: 'west', center: [0, 0], accessMs: [5, 5] },
+          { name: 'east', center: [100, 0], accessMs: [5, 5] },
+        ],
+      },
+    },
+    params: { nodes: 40, pingEveryMs: 1000 },
+  };
+  const r = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const rtts = r.files['operations.csv']!.trim().split('\n').slice(1).map((l) => l.split(','));
+  const header = r.files['operations.csv']!.split('\n')[0]!.split(',');
+  const col = (name: string): number => header.indexOf(name);
+  // (A node that picked itself pings over loopback, in no time.)
+  const ok = rtts.filter((f) => f[col('ok')] === '1').map((f) => Number(f[col('end_ms')]) - Number(f[col('start_ms')])).filter((x) => x > 0);
+  assert.ok(ok.length > 1000, `${ok.length} pings`);
+  const near = ok.filter((x) => Math.abs(x - 20) < 1e-6).length;
+  const far = ok.filter((x) => Math.abs(x - 220) < 1e-6).length;
+  assert.equal(near + far, ok.length, `round trips other than 20 and 220 ms: ${[...new Set(ok)].slice(0, 10).join(', ')}`);
+  // Equal weights: a random pair is in different regions with probability 1/2.
+  const across = far / ok.length;
+  assert.ok(across > 0.3 && across < 0.7, `${across} of the pings crossed`);
+});
+
 test('fitLog2 recovers a + b log2 N and its R^2', () => {
   const ns = [1000, 3000, 10_000, 30_000, 100_000];
   const f = fitLog2(ns, ns.map((n) => 0.5 + 0.25 * Math.log2(n)));
