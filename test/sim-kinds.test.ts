@@ -197,8 +197,25 @@ test('fitLog2 recovers a + b log2 N and its R^2', () => {
   assert.throws(() => fitLog2([5, 5], [1, 2]), RangeError);
 });
 
-test('kademlia: the real DhtCore finds nodes; lookup hops grow with log N (small N)', () => {
-  const sizes = [64, 256, 1024];
+/** Least squares y = a + b x; R^2 of the fit. */
+function linearFit(xs: readonly number[], ys: readonly number[]): { a: number; b: number; r2: number } {
+  const n = xs.length;
+  const mx = xs.reduce((s, v) => s + v, 0) / n;
+  const my = ys.reduce((s, v) => s + v, 0) / n;
+  let sxx = 0;
+  let sxy = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxx += (xs[i]! - mx) ** 2;
+    sxy += (xs[i]! - mx) * (ys[i]! - my);
+    syy += (ys[i]! - my) ** 2;
+  }
+  const b = sxy / sxx;
+  return { a: my - b * mx, b, r2: (sxy * sxy) / (sxx * syy) };
+}
+
+test('kademlia: the real DhtCore finds nodes; lookup hops grow like log N, not like sqrt N or N (N = 64 .. 2048)', (t) => {
+  const sizes = [64, 128, 256, 512, 1024, 2048];
   const meanHops: number[] = [];
   for (const nodes of sizes) {
     const raw = {
@@ -221,8 +238,20 @@ test('kademlia: the real DhtCore finds nodes; lookup hops grow with log N (small
     assert.equal(r.summary['endReason'], 'goal reached');
   }
   const fit = fitLog2(sizes, meanHops);
-  assert.ok(meanHops[2]! > meanHops[0]!, `hops ${meanHops.join(', ')}`);
-  assert.ok(fit.b > 0.1, `hops = ${fit.a} + ${fit.b} log2 N`);
+  t.diagnostic(`N = ${sizes.join(', ')}: mean hops ${meanHops.map((h) => h.toFixed(3)).join(', ')}; fit hops = ${fit.a.toFixed(3)} + ${fit.b.toFixed(3)} log2 N, R^2 ${fit.r2.toFixed(4)}`);
+  // Logarithmic: the log fit explains the growth, and better than sqrt or linear growth would.
+  assert.ok(fit.r2 >= 0.95, `R^2 ${fit.r2}`);
+  const sqrtFit = linearFit(sizes.map(Math.sqrt), meanHops);
+  const linFit = linearFit(sizes, meanHops);
+  assert.ok(fit.r2 > sqrtFit.r2 && fit.r2 > linFit.r2, `R^2 log ${fit.r2}, sqrt ${sqrtFit.r2}, linear ${linFit.r2}`);
+  // Kademlia: each hop at least halves the XOR distance to the target, so doubling N adds at most
+  // one hop (0 < b <= 1), and from the smallest to the largest N at most log2(2048 / 64) = 5 hops.
+  assert.ok(fit.b > 0 && fit.b <= 1, `b = ${fit.b}`);
+  const [h0, hN] = [meanHops[0]!, meanHops.at(-1)!];
+  const ratio = sizes.at(-1)! / sizes[0]!;
+  assert.ok(hN > h0 && hN - h0 <= Math.log2(ratio), `hops ${h0} -> ${hN}`);
+  // Growth like sqrt N (or N) from the smallest network would need h0 * sqrt(32) = 5.7 h0 (or 32 h0) hops.
+  assert.ok(hN < (h0 * Math.sqrt(ratio)) / 2, `hops at N = ${sizes.at(-1)}: ${hN}, sqrt growth from ${h0} gives ${h0 * Math.sqrt(ratio)}`);
 });
 
 test('kademlia under churn and silent nodes: lookups still mostly succeed; dropped lookups count as failures', () => {
