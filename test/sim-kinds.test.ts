@@ -339,3 +339,27 @@ test('flash crowd: progress is the share of pieces the leechers have; the end is
   assert.ok(between >= 3, `${between} steps in between`);
   assert.equal(run.progress(), 1);
 });
+
+test('kademlia with NATed nodes: their NATs drop unsolicited queries, and lookups for them fail as they should', () => {
+  const run = (natFraction: number) => {
+    const raw = {
+      kind: 'kademlia',
+      seed: 2,
+      durationMs: 3_600_000,
+      sampleIntervalMs: 5000,
+      network: { latency: { model: 'constant', ms: 20 } },
+      params: { nodes: 300, lookups: 200, joinOverMs: 20_000, refreshAfterMs: 10_000, lookupsOverMs: 20_000, natFraction },
+    };
+    const r = new ScenarioRun(parseScenario(raw)).runToEnd();
+    const lookup = (r.summary['operations'] as { kind: string; count: number; ok: number }[]).find((o) => o.kind === 'lookup')!;
+    return { success: lookup.ok / lookup.count, filtered: (r.summary['network'] as { datagramsFiltered: number }).datagramsFiltered };
+  };
+  const open = run(0);
+  const natted = run(0.3);
+  assert.equal(open.filtered, 0);
+  assert.ok(natted.filtered > 0, 'no datagram was filtered');
+  // A NATed node answers only nodes it has just sent to, so it is mostly not among the k closest
+  // a lookup for it returns; lookups for the other ~70 % of the targets still succeed.
+  assert.ok(natted.success < open.success, `${natted.success} vs ${open.success}`);
+  assert.ok(natted.success >= 0.7 * 0.9, `${natted.success}`);
+});
