@@ -12,6 +12,11 @@
  * still gets `blockRead` and `pieceHashed` like it does from the real disk,
  * so bans, strikes and re-downloads follow the real code. Memory per node is
  * the core's own state plus a set of tainted pieces.
+ *
+ * Trackers are announced to as the real client does (a SimAnnouncer: the
+ * same TrackerTiers and UdpTrackerClient): `started` when the node starts,
+ * `completed` when the core completes, a re-announce when the core wants
+ * peers, `stopped` on a graceful stop and nothing on a crash.
  */
 import { TorrentCore, type PeerHandle, type TorrentAction, type TorrentLayout } from '../core/torrent/torrent-core.js';
 import type { ByteStream, Endpoint, StreamListener, TimerHandle } from '../runtime/contract.js';
