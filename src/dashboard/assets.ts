@@ -160,7 +160,7 @@ tr.pieces-row td { padding-top: 0; }
 tr.pieces-row:hover { background: transparent; }
 .piecemap { display: flex; align-items: center; gap: 12px; }
 canvas.pieces { display: block; flex: 1 1 auto; min-width: 160px; width: 100%; height: 22px; image-rendering: pixelated; background: #fff; }
-.piecemap .readout { flex: 0 0 auto; width: 330px; font-size: 12px; color: var(--muted); white-space: normal; }
+.piecemap .readout { flex: 0 0 auto; width: 290px; font-size: 12px; color: var(--muted); white-space: normal; }
 .empty { color: var(--muted); margin: 8px 0 0; }
 .legend { color: var(--muted); font-size: 12px; margin: 8px 0 0; }
 .legend .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px; vertical-align: -1px; }
@@ -679,7 +679,12 @@ export const APP_JS = String.raw`(function () {
     document.getElementById('clock').textContent = new Date(msg.t * 1000).toLocaleTimeString();
   }
 
+  var linkedTables = null;
   function renderLinks(tables) {
+    // Tables appear with their sources (a client added later brings peers and torrents): the links follow.
+    var key = tables.join(',');
+    if (key === linkedTables) return;
+    linkedTables = key;
     var nav = document.getElementById('links');
     var links = tables.map(function (t) { return [t + '.csv', t + '.csv']; }).concat([['JSON', 'api/state'], ['metrics', 'metrics']]);
     nav.replaceChildren.apply(nav, links.map(function (l) {
@@ -698,13 +703,19 @@ export const APP_JS = String.raw`(function () {
   es.addEventListener('hello', function (ev) {
     var hello = JSON.parse(ev.data);
     historyLength = hello.historyLength || historyLength;
+    document.body.dataset.intervalMs = String(hello.intervalMs);
     hist = { t: hello.history.t.slice(), charts: hello.history.charts };
     renderLinks(hello.tables || []);
     renderCharts();
   });
+  var states = 0;
   es.addEventListener('state', function (ev) {
     setStatus('live', 'live');
-    render(JSON.parse(ev.data));
+    var msg = JSON.parse(ev.data);
+    if (msg.tables) renderLinks(msg.tables);
+    render(msg);
+    // For scripts watching the page: how many updates it has shown.
+    document.body.dataset.states = String(++states);
   });
   es.addEventListener('error', function () {
     setStatus(es.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting', 'down');

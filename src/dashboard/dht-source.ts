@@ -169,8 +169,13 @@ export class DhtSource implements DashboardSource {
     return stats.map((b, i) => ({ index: i, ...bucketPrefix(self, i, stats.length), nodes: b.nodes, good: b.good, questionable: b.questionable, bad: b.bad, replacements: b.replacements, changedSecondsAgo: seconds(now, b.changed) }));
   }
 
-  state(): JsonValue {
+  /** State and tables at one instant (the same clock reading for every "seconds ago"). */
+  snapshot(): { state: JsonValue; tables: Record<string, Table> } {
     const now = this.now();
+    return { state: this.state(now), tables: this.tables(now) };
+  }
+
+  state(now = this.now()): JsonValue {
     const core = this.node.core;
     const s = core.stats(now);
     const r = this.rates(now, s);
@@ -205,8 +210,7 @@ export class DhtSource implements DashboardSource {
     return state as unknown as JsonValue;
   }
 
-  tables(): Record<string, Table> {
-    const now = this.now();
+  tables(now = this.now()): Record<string, Table> {
     const nodes = this.node.core.tableNodes(now, this.maxNodes);
     return {
       dht_nodes: {

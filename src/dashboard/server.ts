@@ -119,6 +119,17 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     const states: Snapshot['states'] = [];
     const tables: Snapshot['tables'] = [];
     for (const s of sources) {
+      if (s.snapshot) {
+        try {
+          const both = s.snapshot();
+          states.push({ id: s.id, kind: s.kind, state: both.state });
+          tables.push({ id: s.id, tables: both.tables });
+        } catch (e) {
+          states.push({ id: s.id, kind: s.kind, state: { error: errorMessage(e) } });
+          tables.push({ id: s.id, tables: {} });
+        }
+        continue;
+      }
       try {
         states.push({ id: s.id, kind: s.kind, state: s.state() });
       } catch (e) {
@@ -218,7 +229,7 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     res.on('error', drop);
     const now = snapshot();
     res.write(`retry: 2000\n\nevent: hello\ndata: ${JSON.stringify({ intervalMs, historyLength: history.capacity, tables: tableNames(), history: history.toJSON() })}\n\n`);
-    res.write(`event: state\ndata: ${JSON.stringify({ t: now.t, sources: now.states })}\n\n`);
+    res.write(`event: state\ndata: ${JSON.stringify({ t: now.t, sources: now.states, tables: tableNames() })}\n\n`);
   };
 
   const tick = (): void => {
@@ -227,7 +238,7 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     history.push(s);
     if (streams.size === 0) return;
     const now = snapshot();
-    const message = `event: state\ndata: ${JSON.stringify({ t: now.t, sources: now.states, sample: s })}\n\n`;
+    const message = `event: state\ndata: ${JSON.stringify({ t: now.t, sources: now.states, tables: tableNames(), sample: s })}\n\n`;
     for (const res of streams) {
       if (res.writableLength > MAX_STREAM_BACKLOG) {
         // A reader that does not keep up is cut off rather than buffered for without bound.

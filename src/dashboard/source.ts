@@ -30,6 +30,12 @@ export interface DashboardSource {
   state(): JsonValue;
   /** Tables by name ('peers', 'torrents', 'swarms'), served as `/<name>.csv`. */
   tables?(): Readonly<Record<string, Table>>;
+  /**
+   * The state and the tables read at one instant, when they share figures
+   * that change with time (rates): the server uses it, when there is one,
+   * instead of calling state() and tables() one after the other.
+   */
+  snapshot?(): { readonly state: JsonValue; readonly tables: Readonly<Record<string, Table>> };
   /** Prometheus families; the server adds a `source` label to every sample. Not `process_*` ones: the server adds those once. */
   metrics?(): readonly MetricFamily[];
   /** This tick's values for the charts, by chart name ('download', 'upload', 'announces'). */
