@@ -27,7 +27,8 @@
  * 130 / 143 stopped by SIGINT / SIGTERM before the checks were done. The
  * work folder (in the system's temp folder) is removed in every case. If
  * stdout is closed early (`npm run demo | head`), the demo goes on without
- * printing.
+ * printing there, and says its verdict (and, with --keep, that it keeps
+ * running and when it shuts down) on stderr.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
@@ -57,13 +58,19 @@ import { TrackerSource } from '../src/dashboard/tracker-source.js';
 // with its work folder left behind.
 let quiet = false;
 const gone = (e: NodeJS.ErrnoException): void => {
-  if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') quiet = true;
-  else throw e;
+  if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+  if (!quiet) process.stderr.write('demo: stdout is closed; carrying on, the verdict goes to stderr\n');
+  quiet = true;
 };
 process.stdout.on('error', gone);
 process.stderr.on('error', () => undefined); // nowhere left to report to
 const say = (line = ''): void => {
   if (!quiet) process.stdout.write(`${line}\n`);
+};
+/** For the lines that matter (the verdict, keeping running, shutting down): on stderr once stdout is gone. */
+const tell = (line: string): void => {
+  if (quiet) process.stderr.write(`${line}\n`);
+  else say(line);
 };
 const stdout = new Writable({
   write(chunk: Buffer, _encoding, done): void {
@@ -168,7 +175,7 @@ async function main(): Promise<number> {
   say(`work folder: ${work}`);
   // Ctrl-C or SIGTERM before the end: no half-written files left behind (sockets close with the process).
   const interrupted = (signal: NodeJS.Signals): void => {
-    say(`\ndemo: interrupted (${signal})`);
+    tell(`demo: interrupted (${signal})`);
     rmSync(work, { recursive: true, force: true });
     process.exit(signal === 'SIGTERM' ? 143 : 130);
   };
@@ -308,11 +315,12 @@ async function main(): Promise<number> {
     say(`tracker sees ${swarm.complete} seeders, ${swarm.incomplete} leechers, ${swarm.downloaded} completed downloads`);
     const stored = dhtNodes.reduce((a, n) => a + n.core.stats(n.runtime.clock.now()).storedPeers, 0);
     say(`the DHT's ${dhtCount} nodes store ${stored} peer addresses for the torrent's infohash`);
-    say(ok ? '\ndemo: all checks passed' : '\ndemo: some checks FAILED');
+    say();
+    tell(ok ? 'demo: all checks passed' : 'demo: some checks FAILED');
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
     if (keep && ok) {
-      say(`keeping everything running (files in ${work}, seeding${dashboard ? `, dashboard at ${dashboard.url}` : ''}) until Ctrl-C or SIGTERM`);
+      tell(`keeping everything running (files in ${work}, seeding${dashboard ? `, dashboard at ${dashboard.url}` : ''}) until Ctrl-C or SIGTERM`);
       // SIGTERM (a service manager, `kill`) stops it the same way as Ctrl-C: everything is closed and the folder removed.
       const signal = await new Promise<NodeJS.Signals>((r) => {
         const stop = (sig: NodeJS.Signals): void => {
@@ -323,7 +331,7 @@ async function main(): Promise<number> {
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
       });
-      say(`demo: ${signal}, shutting down`);
+      tell(`demo: ${signal}, shutting down`);
     }
     return ok ? 0 : 1;
   } finally {

@@ -285,6 +285,10 @@ test('the running demo in headless Chromium: peers appear, rates change, 100 % e
     );
     await demo.waitFor(/^demo: all checks passed$/, 30_000);
     await demo.waitFor(/^keeping everything running/, 10_000);
+    // The demo's own checks: the tracker saw every client that has its URL and handed peers to each leecher that asked.
+    assert.ok(demo.lines.some((l) => /^ok {3}the tracker saw announces from all 5 clients with its URL \(\d+ over HTTP, \d+ over UDP\)$/.test(l)), demo.lines.join('\n'));
+    assert.ok(demo.lines.some((l) => /^ok {3}the tracker handed out peers to every leecher that asked: [1-9]\d*, [1-9]\d*, [1-9]\d*, [1-9]\d* addresses$/.test(l)), demo.lines.join('\n'));
+    assert.ok(!demo.lines.some((l) => l.startsWith('FAIL')));
 
     // What the recorder saw over the transfer.
     const w = (await page.evaluate(() => (globalThis as unknown as PageGlobals).__watch))!;
