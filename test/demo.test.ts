@@ -149,7 +149,7 @@ test('demo --keep: carries on when its stdout is closed, keeps serving, and SIGT
 
 test('demo: SIGTERM before the checks are done exits 143 and removes its work folder', { timeout: 60_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'peerkit-demo-term-'));
-  const child = spawn(process.execPath, [DEMO, '--size', '64', '--limit', '1', '--leechers', '1', '--dht-nodes', '2'], { stdio: ['ignore', 'pipe', 'pipe'], env: envFor(dir) });
+  const child = spawn(process.execPath, [DEMO, '--size', '8', '--limit', '0.5', '--leechers', '1', '--dht-nodes', '2'], { stdio: ['ignore', 'pipe', 'pipe'], env: envFor(dir) });
   const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const out = lines(child.stdout);
   const err = lines(child.stderr);
