@@ -2,9 +2,15 @@
  * The tracker's statistics as JSON (`/stats`) and in the Prometheus text
  * exposition format 0.0.4 (`/metrics`). Names follow Prometheus practice:
  * the `peerkit_tracker_` prefix, base units, `_total` on counters, one
- * metric per meaning with labels for the dimensions.
+ * metric per meaning with labels for the dimensions. Rates are not
+ * exported: `rate(peerkit_tracker_announces_total[1m])` gives announces per
+ * second (the JSON and the dashboard show a 10-second average). The
+ * process's memory and start time use the standard `process_*` names and
+ * are added once per exposition (here, or by the dashboard), not by
+ * `trackerMetricFamilies`.
  */
 import type { FailureKind, TrackerStats } from '../core/tracker/tracker-core.js';
+import { processMetricFamilies } from '../metrics/process.js';
 import { renderPrometheus, type MetricFamily, type MetricType, type Sample } from '../metrics/prometheus.js';
 
 /** What the servers add to the core's figures. */
@@ -28,7 +34,7 @@ function metric(out: MetricFamily[], name: string, type: MetricType, help: strin
 
 const FAILURE_KINDS: readonly FailureKind[] = ['bad-request', 'unregistered-torrent', 'bad-passkey', 'tracker-full', 'peer-id-in-use', 'rate-limited', 'full-scrape'];
 
-/** The tracker's metric families (for merging into another exposition, like the dashboard's). */
+/** The tracker's own metric families (for merging into another exposition, like the dashboard's); no `process_*` ones. */
 export function trackerMetricFamilies(s: FullStats): MetricFamily[] {
   const out: MetricFamily[] = [];
   metric(out, 'peerkit_tracker_torrents', 'gauge', 'Torrents in the swarm registry.', [[undefined, s.torrents]]);
@@ -39,7 +45,6 @@ export function trackerMetricFamilies(s: FullStats): MetricFamily[] {
     [{ protocol: 'http' }, s.announces.http],
     [{ protocol: 'udp' }, s.announces.udp],
   ]);
-  metric(out, 'peerkit_tracker_announces_per_second', 'gauge', 'Announces per second, averaged over the last 10 seconds.', [[undefined, s.announcesPerSecond]]);
   metric(out, 'peerkit_tracker_scrapes_total', 'counter', 'Scrape requests parsed, by protocol.', [
     [{ protocol: 'http' }, s.scrapes.http],
     [{ protocol: 'udp' }, s.scrapes.udp],
@@ -64,13 +69,12 @@ export function trackerMetricFamilies(s: FullStats): MetricFamily[] {
   metric(out, 'peerkit_tracker_http_connections_refused_total', 'counter', 'HTTP connections closed at once: their address had too many open.', [[undefined, s.httpConnectionsRefused ?? 0]]);
   metric(out, 'peerkit_tracker_internal_errors_total', 'counter', 'Requests that failed inside the tracker (HTTP 500 or dropped).', [[undefined, s.internalErrors]]);
   metric(out, 'peerkit_tracker_peer_memory_bytes', 'gauge', 'Bytes allocated for peer records.', [[undefined, s.peerMemoryBytes]]);
-  metric(out, 'peerkit_tracker_resident_memory_bytes', 'gauge', 'Resident set size of the tracker process.', [[undefined, s.residentMemoryBytes]]);
-  metric(out, 'peerkit_tracker_uptime_seconds', 'gauge', 'Seconds since the tracker started.', [[undefined, s.uptimeSeconds]]);
   return out;
 }
 
+/** The tracker's /metrics: its families and the process's. */
 export function prometheusText(s: FullStats): string {
-  return renderPrometheus(trackerMetricFamilies(s));
+  return renderPrometheus([...trackerMetricFamilies(s), ...processMetricFamilies()]);
 }
 
 export function statsJson(s: FullStats): string {
