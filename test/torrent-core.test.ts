@@ -1151,6 +1151,39 @@ test('outgoing connections stay within maxPeers and maxConnecting', () => {
   assert.equal(h.connects.length, 3);
 });
 
+test('an unreachable peer is dialled again: one the user named for ever (2 s, 4 s, ... at most 30 s apart), one from a tracker five times', () => {
+  const h = new Harness(fixture());
+  const user = { host: '10.3.0.1', port: 6881 };
+  const tracker = { host: '10.3.0.2', port: 6881 };
+  h.core.addPeers(h.now, [user], 'user');
+  h.core.addPeers(h.now, [tracker], 'tracker');
+  h.drain();
+  const sources = h.actionsOf('connect').map((a) => a.source).sort();
+  assert.deepEqual(sources, ['tracker', 'user']);
+  const dialTimes = new Map<string, number[]>([[user.host, []], [tracker.host, []]]);
+  let seen = 0;
+  const start = h.now;
+  // Every attempt fails at once; 40 minutes go by.
+  for (let step = 0; step < 2400; step++) {
+    for (const e of h.connects.slice(seen)) {
+      dialTimes.get(e.host)!.push(h.now - start);
+      h.core.connectFailed(h.now, e);
+    }
+    seen = h.connects.length;
+    h.drain();
+    h.advance(1000);
+  }
+  const u = dialTimes.get(user.host)!;
+  const t = dialTimes.get(tracker.host)!;
+  assert.equal(t.length, 5, `tracker peer dialled at ${t.join(', ')}`);
+  assert.ok(u.length > 60, `user peer dialled ${u.length} times`);
+  const gaps = u.slice(1).map((x, i) => x - u[i]!);
+  assert.ok(gaps[0]! >= 2000 && gaps[0]! <= 3000, `first retry after ${gaps[0]} ms`);
+  assert.ok(gaps[1]! >= 4000 && gaps[1]! <= 5000, `second retry after ${gaps[1]} ms`);
+  assert.ok(gaps.every((g) => g <= 31_000), `gaps ${gaps.join(', ')}`);
+  assert.ok(gaps.slice(-5).every((g) => g >= 30_000), 'the backoff reaches its 30 s cap');
+});
+
 // ---------------------------------------------------------------- the property
 
 interface SeedModel {

@@ -67,9 +67,16 @@ export interface TorrentCoreOptions {
   /** Shared or own limits, in bytes per second. */
   readonly uploadLimiter?: TokenBucket;
   readonly downloadLimiter?: TokenBucket;
+  /** Choking (src/core/choker.ts): peers unchoked by rate. Default 4. */
   readonly regularUnchokeSlots?: number;
+  /** Peers unchoked regardless of rate. Default 1. */
+  readonly optimisticSlots?: number;
+  /** Default 30 000. */
   readonly optimisticIntervalMs?: number;
+  /** Default 10 000. */
   readonly rechokeIntervalMs?: number;
+  /** A peer we are interested in that sends no block for this long loses its regular slot (anti-snubbing). Default 60 000. */
+  readonly snubTimeoutMs?: number;
   /** A peer with requests outstanding that sends nothing for this long is snubbed and its requests re-issued. */
   readonly requestTimeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
@@ -90,8 +97,15 @@ export interface TorrentCoreOptions {
 
 export type TorrentAction =
   | { readonly type: 'send'; readonly peer: PeerHandle; readonly data: readonly Uint8Array[] }
-  | { readonly type: 'close'; readonly peer: PeerHandle; readonly reason: string }
-  | { readonly type: 'connect'; readonly endpoint: Endpoint }
+  /**
+   * Close the connection. `kind` says why: 'violation' (the peer broke the
+   * protocol: oversized or malformed messages, out-of-range requests or
+   * indexes, messages out of order), 'ban' (bad data; a `banned` action came
+   * first) or 'normal' (limits, timeouts, duplicates, both seeds, stop).
+   */
+  | { readonly type: 'close'; readonly peer: PeerHandle; readonly reason: string; readonly kind: CloseKind }
+  /** Dial a known peer; `source` is where we heard of it ('user', 'tracker', 'pex', 'dht', ...). */
+  | { readonly type: 'connect'; readonly endpoint: Endpoint; readonly source: string }
   | { readonly type: 'read'; readonly peer: PeerHandle; readonly index: number; readonly begin: number; readonly length: number }
   | { readonly type: 'write'; readonly index: number; readonly begin: number; readonly data: Buffer }
   | { readonly type: 'verify'; readonly index: number }
@@ -103,6 +117,8 @@ export type TorrentAction =
   | { readonly type: 'complete' }
   | { readonly type: 'want-peers' }
   | { readonly type: 'dht-port'; readonly endpoint: Endpoint; readonly port: number };
+
+export type CloseKind = 'violation' | 'ban' | 'normal';
 
 export interface PeerSnapshot {
   readonly handle: PeerHandle;
@@ -168,6 +184,7 @@ const PEX_INTERVAL_MS = 60_000;
 const RETRY_FIRST_MS = 2_000;
 const RETRY_MAX_MS = 60_000;
 const RETRY_RESET_SESSION_MS = 60_000;
+const USER_RETRY_MAX_MS = 30_000;
 const METADATA_TIMEOUT_MS = 20_000;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
@@ -308,8 +325,10 @@ export class TorrentCore {
     this.choker = new Choker<PeerHandle>({
       random: this.random,
       regularSlots: options.regularUnchokeSlots ?? 4,
+      optimisticSlots: options.optimisticSlots ?? 1,
       optimisticIntervalMs: options.optimisticIntervalMs ?? 30_000,
       rechokeIntervalMs: options.rechokeIntervalMs ?? 10_000,
+      snubTimeoutMs: options.snubTimeoutMs ?? 60_000,
     });
     const dht = options.dhtPort !== undefined && options.dhtPort > 0 && options.dhtPort < 65536 && !options.layout?.private;
     this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true, dht } });
@@ -510,8 +529,12 @@ export class TorrentCore {
     this.connecting.delete(key);
     const k = this.known.get(key);
     if (k) {
+      k.connected = false;
       k.attempts++;
-      if (k.attempts >= 5) this.known.delete(key);
+      if (k.source === 'user') {
+        // A peer the user named is never given up on (it may not be up yet): 2 s, 4 s, 8 s... at most every 30 s.
+        k.nextAttemptAt = now + Math.min(USER_RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(k.attempts - 1, 10));
+      } else if (k.attempts >= 5) this.known.delete(key);
       else k.nextAttemptAt = now + 15_000 * 2 ** (k.attempts - 1);
     }
     this.connectMore(now);
@@ -537,7 +560,7 @@ export class TorrentCore {
         if (peer.closed) return;
       }
     } catch (e) {
-      if (e instanceof CodecError) this.close(peer, `protocol error: ${e.message}`);
+      if (e instanceof CodecError) this.close(peer, `protocol error: ${e.message}`, 'violation');
       else throw e;
       return;
     }
@@ -757,7 +780,7 @@ export class TorrentCore {
       if (k.connected || this.connecting.has(key) || connectedHosts.has(key) || k.nextAttemptAt > now) continue;
       k.connected = true;
       this.connecting.add(key);
-      this.queue.push({ type: 'connect', endpoint: k.endpoint });
+      this.queue.push({ type: 'connect', endpoint: k.endpoint, source: k.source });
       room--;
     }
   }
@@ -936,7 +959,7 @@ export class TorrentCore {
   private validIndex(peer: Peer, index: number): boolean {
     if (!this.layout) return true;
     if (index < this.layout.pieceCount) return true;
-    this.close(peer, `piece index ${index} out of range`);
+    this.close(peer, `piece index ${index} out of range`, 'violation');
     return false;
   }
 
@@ -983,7 +1006,7 @@ export class TorrentCore {
       }
       case 'bitfield': {
         if (peer.gotHaves) {
-          this.close(peer, 'bitfield after other piece announcements');
+          this.close(peer, 'bitfield after other piece announcements', 'violation');
           return;
         }
         peer.gotHaves = true;
@@ -1000,11 +1023,11 @@ export class TorrentCore {
       case 'have-all':
       case 'have-none': {
         if (!peer.fast) {
-          this.close(peer, `${m.type} without the fast extension`);
+          this.close(peer, `${m.type} without the fast extension`, 'violation');
           return;
         }
         if (peer.gotHaves) {
-          this.close(peer, `${m.type} after other piece announcements`);
+          this.close(peer, `${m.type} after other piece announcements`, 'violation');
           return;
         }
         peer.gotHaves = true;
@@ -1037,7 +1060,7 @@ export class TorrentCore {
         return;
       case 'reject': {
         if (!peer.fast) {
-          this.close(peer, 'reject without the fast extension');
+          this.close(peer, 'reject without the fast extension', 'violation');
           return;
         }
         const key = blockKey(m.index, m.begin);
@@ -1068,7 +1091,7 @@ export class TorrentCore {
       return;
     }
     if (index >= this.layout.pieceCount || length <= 0 || length > MAX_BLOCK || begin + length > picker.pieceSize(index)) {
-      this.close(peer, `request out of range (piece ${index}, ${begin}+${length})`);
+      this.close(peer, `request out of range (piece ${index}, ${begin}+${length})`, 'violation');
       return;
     }
     const allowed = !peer.amChoking || peer.allowedFastOut.has(index);
@@ -1100,11 +1123,11 @@ export class TorrentCore {
   private onBlock(now: number, peer: Peer, index: number, begin: number, block: Buffer): void {
     const picker = this.picker;
     if (!picker || !this.layout) {
-      this.close(peer, 'piece data before the metadata');
+      this.close(peer, 'piece data before the metadata', 'violation');
       return;
     }
     if (index >= this.layout.pieceCount || begin + block.length > picker.pieceSize(index)) {
-      this.close(peer, `block out of range (piece ${index}, ${begin}+${block.length})`);
+      this.close(peer, `block out of range (piece ${index}, ${begin}+${block.length})`, 'violation');
       return;
     }
     const key = blockKey(index, begin);
@@ -1273,7 +1296,7 @@ export class TorrentCore {
     }
     if (msg.msgType !== 'data') return;
     if (msg.totalSize !== peer.metadataSize) {
-      this.close(peer, 'metadata of a different size than it announced');
+      this.close(peer, 'metadata of a different size than it announced', 'violation');
       return;
     }
     // An answer for a fetch given up on (started over at another size).
@@ -1317,7 +1340,7 @@ export class TorrentCore {
         peer.bitfield = new Bitfield(n, peer.earlyBitfield);
         picker.peerBitfield(peer.handle, peer.earlyBitfield);
       } catch {
-        this.close(peer, 'bad bitfield');
+        this.close(peer, 'bad bitfield', 'violation');
         return;
       }
       peer.earlyBitfield = undefined;
@@ -1327,7 +1350,7 @@ export class TorrentCore {
       peer.bitfield ??= new Bitfield(n);
       for (const i of peer.early) {
         if (i >= n) {
-          this.close(peer, `piece index ${i} out of range`);
+          this.close(peer, `piece index ${i} out of range`, 'violation');
           return;
         }
         if (!peer.bitfield.get(i)) {
@@ -1384,7 +1407,7 @@ export class TorrentCore {
 
   private ban(peer: Peer, reason: string): void {
     this.banHost(peer.endpoint, reason);
-    this.close(peer, `banned: ${reason}`);
+    this.close(peer, `banned: ${reason}`, 'ban');
   }
 
   private banHost(endpoint: Endpoint, reason: string): void {
@@ -1395,7 +1418,7 @@ export class TorrentCore {
     for (const [k, kp] of this.known) if (kp.endpoint.host === endpoint.host) this.known.delete(k);
   }
 
-  private close(peer: Peer, reason: string): void {
+  private close(peer: Peer, reason: string, kind: CloseKind = 'normal'): void {
     if (peer.closed) return;
     // Whatever is queued for the peer goes out before the close.
     if (peer.outbox.length > 0) {
@@ -1404,7 +1427,7 @@ export class TorrentCore {
     }
     this.dirty.delete(peer);
     peer.closed = true;
-    this.queue.push({ type: 'close', peer: peer.handle, reason });
+    this.queue.push({ type: 'close', peer: peer.handle, reason, kind });
     this.detach(peer);
   }
 
