@@ -14,6 +14,8 @@ import { Client } from '../src/client/client.js';
 import type { Torrent } from '../src/client/torrent.js';
 import { createTorrent } from '../src/files/create-torrent.js';
 import { buildMagnet } from '../src/codec/magnet.js';
+import { createServer, type Socket } from 'node:net';
+import { MessageReader, encodeHandshake, encodeMessage } from '../src/codec/peer-wire.js';
 import type { Metainfo } from '../src/codec/metainfo.js';
 import { freePort, lineSplitter, spawnManaged, waitUntil, withTimeout, type ManagedProcess } from './harness/proc.js';
 
@@ -204,6 +206,41 @@ test('the long options: seed --dir --port; get --out --port --seed --max-peers; 
       await third?.close();
       await get?.proc.stop('SIGKILL');
       await seed.proc.stop('SIGKILL');
+    }
+  });
+});
+
+test('a peer that breaks the protocol is dropped with a warning line naming the violation; normal output stays clean', { timeout: 60_000 }, async () => {
+  await withFixture(1 * MiB, async (f) => {
+    const s = await seeder(f, 512 * KiB); // a download of ~2 s: the bad peer is surely met on the way
+    // On 127.0.0.2: handshakes, then asks for a piece past the end of the torrent.
+    const sockets: Socket[] = [];
+    const bad = createServer((sock) => {
+      sockets.push(sock);
+      sock.on('error', () => undefined);
+      const reader = new MessageReader({ expectHandshake: true });
+      sock.on('data', (chunk: Buffer) => {
+        reader.push(chunk);
+        for (const m of reader) {
+          if (m.type !== 'handshake') continue;
+          sock.write(encodeHandshake({ infoHash: f.metainfo.infoHash, peerId: Buffer.from('-EV0001-badbadbadbad', 'latin1'), reserved: { fast: true } }));
+          sock.write(Buffer.concat([encodeMessage({ type: 'have-none' }), encodeMessage({ type: 'request', index: f.metainfo.pieceCount, begin: 0, length: 16 * KiB })]));
+        }
+      });
+    });
+    await new Promise<void>((resolve) => bad.listen(0, '127.0.0.2', resolve));
+    const badPort = (bad.address() as { port: number }).port;
+    try {
+      const get = peerkit(['get', f.torrentPath, '--out', join(f.dir, 'out'), '--port', '0', '--host', '127.0.0.1', '--peer', `127.0.0.2:${badPort}`, '--peer', `127.0.0.1:${s.client.port}`]);
+      assert.equal(await get.exit(45_000), 0, get.proc.tail());
+      const warnings = get.stderr.filter((l) => l.startsWith('warning: '));
+      assert.deepEqual(warnings, [`warning: dropped peer 127.0.0.2:${badPort}: protocol violation: request out of range (piece ${f.metainfo.pieceCount}, 0+16384)`]);
+      // Ordinary disconnects (the seeder at the end) are not reported without --verbose.
+      assert.ok(get.stderr.every((l) => !/disconnected from/.test(l)), get.stderr.join('\n'));
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((resolve) => bad.close(() => resolve()));
+      await s.client.close();
     }
   });
 });

@@ -565,6 +565,7 @@ test('a bad piece from one peer: piece-failed, that peer banned and closed, the 
   assert.equal(banned.length, 1);
   assert.deepEqual(banned[0]!.endpoint, bad.endpoint);
   assert.match(bad.closed ?? '', /banned/);
+  assert.deepEqual(h.actionsOf('close').filter((a) => a.peer === bad.handle).map((a) => a.kind), ['ban']);
   assert.equal(h.core.stats(h.now).banned, 1);
   assert.ok(h.core.stats(h.now).wasted > 0);
 
@@ -681,6 +682,9 @@ test('protocol violations close the connection with a reason', () => {
     const h = new Harness(fx);
     const p = run(h);
     assert.match(p.closed ?? '(still open)', reason, name);
+    // Marked as a violation, so the driver can report it (src/client/torrent.ts: the 'disconnect' event).
+    const closes = h.actionsOf('close').filter((a) => a.peer === p.handle);
+    assert.deepEqual(closes.map((a) => a.kind), ['violation'], name);
     // Nothing more is sent to a closed peer (the harness asserts it too).
     const n = p.got.length;
     h.advance(60_000);
@@ -1131,6 +1135,7 @@ test('connection limit: maxPeers connections, the next one is closed', () => {
   for (const p of ps) assert.equal(p.closed, undefined);
   const extra = h.connect('in');
   assert.equal(extra.closed, 'too many peers');
+  assert.deepEqual(h.actionsOf('close').filter((a) => a.peer === extra.handle).map((a) => a.kind), ['normal'], 'a limit is no violation');
   // One leaves: room for one more.
   h.core.peerClosed(h.now, ps[0]!.handle);
   ps[0]!.closed = 'gone';
