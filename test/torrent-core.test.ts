@@ -508,6 +508,67 @@ test('the request pipeline never exceeds the peer\'s reqq', () => {
   }
 });
 
+/**
+ * A seed with a round trip of `latencyMs` (a request is answered no sooner)
+ * that sends at most `rate` bytes/s, for `seconds` of simulated time in 5 ms
+ * steps. Returns the requests outstanding at the end and the bytes received
+ * in the last second.
+ */
+function pipeline(o: { rate: number; latencyMs: number; reqq?: number; seconds?: number }): { outstanding: number; lastSecond: number; most: number } {
+  const fx = fixture({ pieceLength: 1024 * KiB, length: 512 * 1024 * KiB, fakeData: true });
+  const h = new Harness(fx);
+  h.autoVerify = false; // the data is made up: nothing is hashed
+  const p = h.peer({ reqq: o.reqq ?? 2000 });
+  const sentAt = new Map<string, number>();
+  const step = 5;
+  const end = (o.seconds ?? 6) * 1000;
+  let budget = 0;
+  let lastSecond = 0;
+  let most = 0;
+  p.feed({ type: 'unchoke' });
+  for (let t = 0; t < end; t += step) {
+    for (const k of p.pending.keys()) if (!sentAt.has(k)) sentAt.set(k, h.now);
+    most = Math.max(most, p.pending.size);
+    budget = Math.min(budget + (o.rate * step) / 1000, o.rate); // at most a second's worth saved up
+    const msgs: MessageInput[] = [];
+    for (const [k, r] of p.pending) {
+      if (h.now - sentAt.get(k)! < o.latencyMs || budget < r.length) break; // served in order
+      budget -= r.length;
+      p.pending.delete(k);
+      sentAt.delete(k);
+      if (t >= end - 1000) lastSecond += r.length;
+      msgs.push({ type: 'piece', index: r.index, begin: r.begin, block: Buffer.alloc(r.length) });
+    }
+    if (msgs.length > 0) p.feed(...msgs);
+    h.advance(step);
+  }
+  return { outstanding: p.pending.size, lastSecond, most };
+}
+
+test('the request pipeline follows the bandwidth-delay product: deeper for a faster or farther peer, within reqq, and the link stays full', () => {
+  const MB = 1_000_000;
+  const near = pipeline({ rate: 2 * MB, latencyMs: 20 });
+  const far = pipeline({ rate: 2 * MB, latencyMs: 400 });
+  const fastFar = pipeline({ rate: 8 * MB, latencyMs: 400 });
+  const capped = pipeline({ rate: 8 * MB, latencyMs: 400, reqq: 150 });
+  assert.ok(near.outstanding < far.outstanding, `latency: ${near.outstanding} < ${far.outstanding}`);
+  assert.ok(far.outstanding < fastFar.outstanding, `rate: ${far.outstanding} < ${fastFar.outstanding}`);
+  // Enough to cover the round trip (rate x latency / 16 KiB), not wildly more.
+  const bdp = (rate: number, ms: number): number => (rate * ms) / 1000 / BLOCK;
+  assert.ok(far.outstanding >= bdp(2 * MB, 400) && far.outstanding <= 3 * bdp(2 * MB, 400) + 16, `far ${far.outstanding} vs BDP ${bdp(2 * MB, 400)}`);
+  assert.ok(fastFar.outstanding >= bdp(8 * MB, 400) && fastFar.outstanding <= 3 * bdp(8 * MB, 400) + 16, `fast far ${fastFar.outstanding} vs BDP ${bdp(8 * MB, 400)}`);
+  // A near peer at 2 MB/s needs few: a slow peer is not handed seconds of requests.
+  assert.ok(near.outstanding <= 40, `near ${near.outstanding}`);
+  // The peer's reqq bounds it, all along.
+  assert.ok(capped.most <= 150, `capped at most ${capped.most}`);
+  // Each link is kept busy: the last second moved (nearly) the peer's whole rate.
+  for (const [name, r, rate] of [['near', near, 2 * MB], ['far', far, 2 * MB], ['fast far', fastFar, 8 * MB]] as const) {
+    assert.ok(r.lastSecond >= 0.9 * rate, `${name}: ${r.lastSecond} bytes in the last second`);
+  }
+  // The reqq-capped one cannot be: 150 blocks per 400 ms round trip is about 6 MB/s.
+  assert.ok(capped.lastSecond < 0.9 * 8 * MB, `capped ${JSON.stringify(capped)}`);
+});
+
 test('received blocks become writes, a complete piece a verify; a good hash announces it and completes once', () => {
   const fx = fixture();
   const h = new Harness(fx);

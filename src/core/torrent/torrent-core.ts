@@ -29,6 +29,7 @@ import type { Endpoint, Random } from '../../runtime/contract.js';
 import { endpointKey } from '../../runtime/contract.js';
 import { MetadataFetcher } from './metadata-fetcher.js';
 import { RateMeter } from './rate.js';
+import { LatencyEstimator, QUEUE_MAX_DEPTH, requestQueueDepth } from './request-queue.js';
 import { TokenBucket } from './token-bucket.js';
 
 export type PeerHandle = number;
@@ -91,6 +92,12 @@ export interface TorrentCoreOptions {
    * it at about 16 MB/s from us.
    */
   readonly maxIncomingRequests?: number;
+  /**
+   * Most requests we keep outstanding at one peer, whatever its
+   * bandwidth-delay product (the peer's reqq bounds it too). Default 500
+   * (8 MiB), as libtorrent.
+   */
+  readonly maxRequestQueue?: number;
   /** Stay connected as a seed (false: the driver will stop after completing). */
   readonly seedWhenDone?: boolean;
 }
@@ -136,6 +143,10 @@ export interface PeerSnapshot {
   /** Fraction of pieces the peer has (0..1), when known. */
   readonly progress: number;
   readonly outstanding: number;
+  /** Requests we aim to keep outstanding at it (bandwidth-delay product, request-queue.ts). */
+  readonly queueDepth: number;
+  /** Its request round trip as estimated (ms), once measured. */
+  readonly latencyMs: number | undefined;
   readonly queued: number;
   readonly snubbed: boolean;
   readonly optimistic: boolean;
@@ -219,7 +230,11 @@ interface Peer {
   earlyBitfield: Buffer | undefined;
   messages: number;
   /** Our outstanding requests to them: key index*2^20+begin/16K... (see blockKey). */
-  outReqs: Map<number, { index: number; begin: number; length: number; at: number }>;
+  outReqs: Map<number, { index: number; begin: number; length: number; at: number; ahead: number }>;
+  /** Request round trip (request-queue.ts), for the pipeline depth. */
+  latency: LatencyEstimator;
+  /** Its rate over the last second: the pipeline follows a rising rate sooner than `down` (5 s) shows it. */
+  downRecent: RateMeter;
   /** Their requests waiting to be read from disk. */
   inQueue: BlockRequest[];
   /** Their requests being read right now (cancelled ones are marked false). */
@@ -304,6 +319,7 @@ export class TorrentCore {
   private readonly handshakeTimeoutMs: number;
   private readonly maxStrikes: number;
   private readonly maxIncoming: number;
+  private readonly maxRequestQueue: number;
   private readonly pexEnabled: () => boolean;
   private stopped = false;
   private limiterWakeAt: number | undefined;
@@ -319,6 +335,7 @@ export class TorrentCore {
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 20_000;
     this.maxStrikes = options.maxStrikes ?? 3;
     this.maxIncoming = options.maxIncomingRequests ?? 2000;
+    this.maxRequestQueue = options.maxRequestQueue ?? QUEUE_MAX_DEPTH;
     this.upLimit = options.uploadLimiter ?? new TokenBucket(0);
     this.downLimit = options.downloadLimiter ?? new TokenBucket(0);
     this.pexEnabled = () => (options.pex ?? true) && !(this.layout?.private ?? false);
@@ -426,6 +443,8 @@ export class TorrentCore {
         uploaded: x.up.total,
         progress: this.layout ? count / this.layout.pieceCount : 0,
         outstanding: x.outReqs.size,
+        queueDepth: this.queueDepth(now, x),
+        latencyMs: x.latency.latencyMs,
         queued: x.inQueue.length,
         snubbed: this.choker.isSnubbed(x.handle, now),
         optimistic: this.choker.isOptimistic(x.handle),
@@ -480,6 +499,8 @@ export class TorrentCore {
       earlyBitfield: undefined,
       messages: 0,
       outReqs: new Map(),
+      latency: new LatencyEstimator(),
+      downRecent: new RateMeter(1000, 125),
       inQueue: [],
       reading: new Map(),
       allowedFastIn: new Set(),
@@ -1131,9 +1152,12 @@ export class TorrentCore {
       return;
     }
     const key = blockKey(index, begin);
+    const req = peer.outReqs.get(key);
     peer.outReqs.delete(key);
     peer.lastBlockAt = now;
     peer.down.add(now, block.length);
+    peer.downRecent.add(now, block.length);
+    if (req) peer.latency.sample(now - req.at, req.ahead, block.length, peer.downRecent.rate(now));
     this.down.add(now, block.length);
     this.choker.blockReceived(peer.handle, now);
     if (now < peer.snubbedUntil) {
@@ -1162,11 +1186,10 @@ export class TorrentCore {
     this.send(peer, { type: want ? 'interested' : 'not-interested' });
   }
 
-  /** Desired requests in flight: enough for ~1 s of the peer's rate, within the peer's reqq. */
+  /** Desired requests in flight: the peer's bandwidth-delay product and some (request-queue.ts), within its reqq. */
   private queueDepth(now: number, peer: Peer): number {
-    const rate = peer.down.rate(now);
-    const depth = Math.ceil(rate / BLOCK) + 8;
-    return Math.min(peer.reqq, Math.max(8, Math.min(depth, 500)));
+    const rate = Math.max(peer.down.rate(now), peer.downRecent.rate(now));
+    return requestQueueDepth(rate, peer.latency.latencyMs ?? NaN, peer.reqq, BLOCK, this.maxRequestQueue);
   }
 
   private fillRequests(now: number, peer: Peer): void {
@@ -1184,7 +1207,7 @@ export class TorrentCore {
     const reqs = picker.pick(peer.handle, want, choked ? { choked: true, allowedFast: peer.allowedFastIn } : undefined);
     for (const r of reqs) {
       if (!this.downLimit.unlimited) this.downLimit.take(now, r.length);
-      peer.outReqs.set(blockKey(r.index, r.begin), { index: r.index, begin: r.begin, length: r.length, at: now });
+      peer.outReqs.set(blockKey(r.index, r.begin), { index: r.index, begin: r.begin, length: r.length, at: now, ahead: peer.outReqs.size });
       this.send(peer, { type: 'request', index: r.index, begin: r.begin, length: r.length });
     }
   }
