@@ -173,10 +173,11 @@ test('get with an unreachable --peer warns once, keeps trying, and --timeout end
   });
 });
 
-test('the long options: seed --dir --port; get --out --port --seed --max-peers; the getter seeds on after completing', { timeout: 90_000 }, async () => {
+test('the long options: seed --dir --port (and the choking flags); get --out --port --seed --max-peers; the getter seeds on after completing', { timeout: 90_000 }, async () => {
   await withFixture(2 * MiB + 5, async (f) => {
     const seedPort = await freePort();
-    const seed = peerkit(['seed', f.torrentPath, '--dir', f.seedDir, '--port', String(seedPort), '--host', '127.0.0.1', '--upload-limit', '4MiB']);
+    const seed = peerkit(['seed', f.torrentPath, '--dir', f.seedDir, '--port', String(seedPort), '--host', '127.0.0.1', '--upload-limit', '4MiB',
+      '--unchoke-slots', '2', '--optimistic-slots', '1', '--rechoke-interval', '5', '--optimistic-interval', '20', '--snub-timeout', '30', '--max-connections', '20']);
     let get: Run | undefined;
     let third: Client | undefined;
     try {

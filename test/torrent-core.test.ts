@@ -1492,6 +1492,50 @@ test('a peer that closed on us is dialled again after 2 s, then 6 s, 18 s...; a 
   assert.ok(wait >= 2_000 && wait < 4_000, `retry after a useful session after ${wait} ms`);
 });
 
+test('choking options reach the choker: regular and optimistic slots, rechoke and optimistic intervals, snub timeout', () => {
+  const fx = fixture();
+  const all = Array.from({ length: fx.pieceCount }, (_, i) => i);
+  const unchoked = (h: Harness, peers: FakePeer[]): number => h.core.peerSnapshots(h.now).filter((s) => peers.some((p) => p.handle === s.handle) && !s.amChoking).length;
+  const seedWith = (o: Partial<TorrentCoreOptions>): { h: Harness; leechers: FakePeer[] } => {
+    const h = new Harness(fx, { have: all, ...o });
+    const leechers = Array.from({ length: 6 }, () => h.peer({ seed: false }));
+    for (const l of leechers) l.feed({ type: 'interested' });
+    h.advance(1000);
+    return { h, leechers };
+  };
+  // Defaults: 4 regular + 1 optimistic.
+  const d = seedWith({});
+  assert.equal(unchoked(d.h, d.leechers), 5);
+  // 1 regular, no optimistic.
+  const one = seedWith({ regularUnchokeSlots: 1, optimisticSlots: 0 });
+  assert.equal(unchoked(one.h, one.leechers), 1);
+  // 2 regular + 3 optimistic.
+  const five = seedWith({ regularUnchokeSlots: 2, optimisticSlots: 3 });
+  assert.equal(unchoked(five.h, five.leechers), 5);
+
+  // The optimistic unchoke rotates on its interval: with no regular slot, each rotation may pick another peer.
+  const rot = seedWith({ regularUnchokeSlots: 0, optimisticSlots: 1, optimisticIntervalMs: 5000, rechokeIntervalMs: 1000 });
+  const seen = new Set<number>();
+  for (let i = 0; i < 12; i++) {
+    const u = rot.h.core.peerSnapshots(rot.h.now).filter((x) => !x.amChoking);
+    assert.equal(u.length, 1);
+    seen.add(u[0]!.handle);
+    rot.h.advance(5000);
+  }
+  assert.ok(seen.size >= 3, `the optimistic slot went to ${seen.size} peers in a minute`);
+
+  // Snub timeout: a peer we want from that sends nothing for snubTimeoutMs is snubbed (and not before).
+  const h = new Harness(fx, { snubTimeoutMs: 8000 });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  p.serve();
+  h.advance(6000);
+  p.feed({ type: 'keep-alive' });
+  assert.equal(h.core.peerSnapshots(h.now)[0]!.snubbed, false);
+  h.advance(3000);
+  assert.equal(h.core.peerSnapshots(h.now)[0]!.snubbed, true, 'snubbed after 8 s without a block');
+});
+
 test('a seeder sends unchoke only once a peer is interested, and then at once (WebTorrent 1.9.7 loses an earlier one)', () => {
   const fx = fixture();
   const h = new Harness(fx, { have: Array.from({ length: fx.pieceCount }, (_, i) => i) });
