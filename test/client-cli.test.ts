@@ -15,6 +15,8 @@ import type { Torrent } from '../src/client/torrent.js';
 import { createTorrent } from '../src/files/create-torrent.js';
 import { buildMagnet } from '../src/codec/magnet.js';
 import { createServer, type Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { run } from '../src/cli/main.js';
 import { MessageReader, encodeHandshake, encodeMessage } from '../src/codec/peer-wire.js';
 import type { Metainfo } from '../src/codec/metainfo.js';
 import { freePort, lineSplitter, spawnManaged, waitUntil, withTimeout, type ManagedProcess } from './harness/proc.js';
@@ -243,5 +245,38 @@ test('a peer that breaks the protocol is dropped with a warning line naming the 
       await new Promise<void>((resolve) => bad.close(() => resolve()));
       await s.client.close();
     }
+  });
+});
+
+/** A stream that collects what is written, claiming to be a terminal or not. */
+class Capture extends PassThrough {
+  text = '';
+  readonly columns = 120;
+  constructor(readonly isTTY: boolean) {
+    super();
+    this.on('data', (d: Buffer) => (this.text += d.toString('utf8')));
+  }
+}
+
+test('progress goes by stdout: a bar when stdout is a terminal, plain lines when it is not (whatever stderr is); the ETA is --:-- while the metadata is unknown', { timeout: 30_000 }, async () => {
+  await withFixture(64 * KiB, async (f) => {
+    const closed = await freePort();
+    const magnet = buildMagnet({ infoHash: f.metainfo.infoHash, name: 'data.bin', peers: [{ host: '127.0.0.1', port: closed }] });
+    const args = (out: string): string[] => ['get', magnet, '--out', join(f.dir, out), '--port', '0', '--host', '127.0.0.1', '--timeout', '2.5'];
+
+    const tty = { stdout: new Capture(true), stderr: new Capture(false) };
+    assert.equal(await run(args('a'), tty), 1);
+    assert.match(tty.stdout.text, /[█░]/, 'a bar on the terminal');
+    assert.match(tty.stdout.text, /metadata 0%.*ETA --:--/);
+    assert.doesNotMatch(tty.stdout.text, / eta \S+\n/, 'no plain lines');
+    assert.doesNotMatch(tty.stderr.text, /[█░]|%/, 'nothing of the progress on stderr');
+    assert.match(tty.stderr.text, /peerkit: not complete after 2\.5 s \(the metadata not fetched yet, 0 peer\(s\) connected\)/);
+
+    const piped = { stdout: new Capture(false), stderr: new Capture(true) };
+    assert.equal(await run(args('b'), piped), 1);
+    const lines = piped.stdout.text.split('\n').filter((l) => l !== '');
+    assert.ok(lines.length >= 2, piped.stdout.text);
+    for (const l of lines) assert.match(l, /^0\.0% metadata 0% down 0 B\/s up 0 B\/s peers 0 eta --:--$/);
+    assert.doesNotMatch(piped.stdout.text + piped.stderr.text, /[█░]/, 'no bar anywhere');
   });
 });

@@ -177,6 +177,19 @@ test('started pieces are finished first, the peer’s own piece before others', 
   assert.deepEqual(p.pick('d', 1).map(key), ['2:0']);
 });
 
+test('sequential while choked: the lowest of the allowed-fast pieces first', () => {
+  const p = picker({ pieceCount: 40, pieceLength: 16 * KiB, mode: 'sequential' });
+  p.peerHaveAll('s');
+  p.peerBitfield('rare', only(40, 31)); // 31 is rarer than 7 and 20; rarest-first would take it
+  const fast = new Set([31, 7, 20]);
+  assert.deepEqual(p.pick('s', 2, { choked: true, allowedFast: fast }).map((r) => r.index), [7, 20]);
+  assert.deepEqual(p.pick('s', 5, { choked: true, allowedFast: fast }).map((r) => r.index), [31]);
+  const r = picker({ pieceCount: 40, pieceLength: 16 * KiB });
+  r.peerHaveAll('s');
+  r.peerBitfield('rare', only(40, 7, 20));
+  assert.deepEqual(r.pick('s', 1, { choked: true, allowedFast: fast }).map((x) => x.index), [31], 'rarest mode: the rarest allowed-fast piece');
+});
+
 test('sequential: lowest index first; with a window, rarest beyond it', () => {
   const p = picker({ pieceCount: 6, pieceLength: 16 * KiB, mode: 'sequential' });
   p.peerHaveAll('s');

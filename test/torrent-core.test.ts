@@ -894,6 +894,26 @@ test('the upload limit delays reads, and pollTimeout says when to come back', ()
 
 // ---------------------------------------------------------------- seeding and time
 
+test('the download limit paces requests: about rate x time + the burst are asked for, never a whole pipeline at once', () => {
+  const rate = 64 * KiB;
+  const fx = fixture({ pieceLength: 256 * KiB, length: 16 * 256 * KiB });
+  const h = new Harness(fx, { downloadLimiter: new TokenBucket(rate, 64 * KiB) });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  const start = h.now;
+  // The first batch: the burst's worth and one more, not the pipeline's depth.
+  assert.ok(p.of('request').length <= 64 / 16 + 1, `${p.of('request').length} requests at once`);
+  for (let ms = 0; ms < 10_000; ms += 50) {
+    p.serve(); // an instant, unlimited seed: only the limit holds us back
+    h.advance(50);
+    const asked = p.of('request').reduce((n, r) => n + r.length, 0);
+    const allowed = rate * ((h.now - start) / 1000) + 64 * KiB + 2 * BLOCK;
+    assert.ok(asked <= allowed, `${asked} bytes requested by ${h.now - start} ms (allowed ${allowed})`);
+  }
+  const got = p.of('request').length * BLOCK;
+  assert.ok(got >= 0.8 * rate * 10, `only ${got} bytes in 10 s at ${rate} B/s`);
+});
+
 test('two seeds disconnect', () => {
   const fx = fixture();
   const all = [...Array(fx.pieceCount).keys()];

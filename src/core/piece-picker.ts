@@ -16,6 +16,8 @@
  *     random with the injected Random.
  *  4. 'sequential' mode: the lowest-index piece, within `sequentialWindow`
  *     pieces of the first piece we lack; beyond the window (when set), rarest.
+ *     While the peer chokes us, the lowest of its allowed-fast pieces (BEP 6;
+ *     in 'rarest' mode the rarest of them).
  *  5. Endgame: when every block that can be fetched from a connected peer is
  *     already requested, blocks outstanding at other peers are requested once
  *     more (never twice from one peer; those with the fewest requests first).
@@ -697,7 +699,7 @@ export class PiecePicker<P = string | number> {
 
   /** A candidate piece to start for the peer, or -1. */
   private choose(ps: PeerState<P>, fast: ReadonlySet<number> | undefined): number {
-    if (fast) return this.rarestOf(ps, fast);
+    if (fast) return this.mode === 'sequential' ? this.lowestOf(ps, fast) : this.rarestOf(ps, fast);
     if (this.mode === 'sequential') {
       const i = this.lowest(ps);
       return i >= 0 || this.window === Infinity ? i : this.rarest(ps);
@@ -801,6 +803,16 @@ export class PiecePicker<P = string | number> {
         best = i;
         ties = 1;
       } else if (a === bestA && this.random.below(++ties) === 0) best = i;
+    }
+    return best;
+  }
+
+  /** Lowest-index candidate among the allowed-fast pieces the peer has (sequential mode). */
+  private lowestOf(ps: PeerState<P>, set: ReadonlySet<number>): number {
+    let best = -1;
+    for (const i of set) {
+      if (!this.valid(i) || this.pos[i]! < 0 || !(ps.all || bit(ps.bits, i))) continue;
+      if (best < 0 || i < best) best = i;
     }
     return best;
   }

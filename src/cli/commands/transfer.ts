@@ -129,7 +129,7 @@ class Progress {
       this.bar = new cliProgress.SingleBar(
         {
           stream: this.io.stdout,
-          format: '{name} |{bar}| {percentage}% {done}  ↓ {down} ↑ {up}  peers {peers}  ETA {eta}',
+          format: '{name} |{bar}| {percentage}% {done}  ↓ {down} ↑ {up}  peers {peers}  ETA {etaText}',
           barCompleteChar: '█',
           barIncompleteChar: '░',
           hideCursor: true,
@@ -156,7 +156,8 @@ class Progress {
       down: formatRate(s.downloadRate),
       up: formatRate(s.uploadRate),
       peers: String(s.peers),
-      eta: left === 0 ? '0:00' : formatEta(eta),
+      // Not `eta`: cli-progress fills a token of that name itself (its own estimate, 0 or INF while unknown).
+      etaText: left === 0 ? '0:00' : formatEta(eta),
     };
   }
 
@@ -172,7 +173,7 @@ class Progress {
       return;
     }
     const f = this.fields();
-    this.io.stdout.write(`${this.percent().toFixed(1)}% ${f.done} down ${f.down} up ${f.up} peers ${f.peers} eta ${f.eta}\n`);
+    this.io.stdout.write(`${this.percent().toFixed(1)}% ${f.done} down ${f.down} up ${f.up} peers ${f.peers} eta ${f.etaText}\n`);
   }
 
   stop(): void {

@@ -1198,11 +1198,16 @@ export class TorrentCore {
     if (now < peer.snubbedUntil) return;
     const choked = peer.peerChoking;
     if (choked && peer.allowedFastIn.size === 0) return;
-    const want = this.queueDepth(now, peer) - peer.outReqs.size;
+    let want = this.queueDepth(now, peer) - peer.outReqs.size;
     if (want <= 0) return;
-    if (!this.downLimit.unlimited && !this.downLimit.take(now, 0)) {
-      this.wakeAt(this.downLimit.availableAt(now));
-      return;
+    if (!this.downLimit.unlimited) {
+      const tokens = this.downLimit.available(now);
+      if (tokens <= 0) {
+        this.wakeAt(this.downLimit.availableAt(now));
+        return;
+      }
+      // As many requests as there are tokens for (and one in debt), not a whole pipeline at once.
+      want = Math.min(want, Math.floor(tokens / BLOCK) + 1);
     }
     const reqs = picker.pick(peer.handle, want, choked ? { choked: true, allowedFast: peer.allowedFastIn } : undefined);
     for (const r of reqs) {
