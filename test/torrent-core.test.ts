@@ -774,6 +774,39 @@ function seeding(o: { fast?: boolean } & Partial<TorrentCoreOptions> = {}): { h:
   return { h, p };
 }
 
+test('BEP 6 suggest, sent: a new interested peer is told the pieces we served last (at most 4, not ones it has), once; not without fast', () => {
+  const fx = fixture({ pieceLength: 32 * KiB, length: 20 * 32 * KiB });
+  const h = new Harness(fx, { have: [...Array(fx.pieceCount).keys()] });
+  const first = h.peer({ seed: false });
+  first.feed({ type: 'interested' });
+  h.advance(0);
+  assert.equal(first.of('suggest').length, 0, 'nothing served yet: nothing to suggest');
+  // It fetches pieces 3, 9, 4, 12, 15, 9 (served in that order).
+  for (const i of [3, 9, 4, 12, 15, 9]) first.feed({ type: 'request', index: i, begin: 0, length: BLOCK });
+  assert.equal(first.of('piece').length, 6);
+  // A newcomer that has piece 15 already.
+  const b = h.peer({ seed: false, fast: false });
+  const c = h.peer({ seed: false });
+  c.feed({ type: 'have', index: 15 });
+  for (const p of [b, c]) p.feed({ type: 'interested' });
+  assert.deepEqual(c.of('suggest').map((m) => m.index), [9, 12, 4, 3], 'most recent first, bounded, without 15');
+  assert.equal(b.of('suggest').length, 0, 'suggest is a fast-extension message');
+  // Once per connection.
+  c.feed({ type: 'not-interested' }, { type: 'interested' });
+  assert.equal(c.of('suggest').length, 4);
+});
+
+test('BEP 6 suggest, received: the suggested piece is fetched first among equals; a bad index closes the connection', () => {
+  const fx = fixture({ pieceLength: 16 * KiB, length: 64 * 16 * KiB });
+  const h = new Harness(fx);
+  const p = h.peer();
+  p.feed({ type: 'suggest', index: 37 }, { type: 'unchoke' });
+  assert.equal(p.of('request')[0]!.index, 37);
+  const q = h.peer();
+  q.feed({ type: 'suggest', index: fx.pieceCount });
+  assert.match(q.closed ?? '', /out of range/);
+});
+
 test('incoming requests: served once unchoked, with the right data', () => {
   const { h, p } = seeding();
   assert.equal(p.of('unchoke').length, 1);

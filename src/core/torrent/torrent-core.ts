@@ -202,6 +202,9 @@ const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
 const MAX_READS_IN_FLIGHT = 16;
 const MAX_DEPARTED = 4096;
+/** Pieces remembered as recently served, and suggested to a new peer at most (BEP 6). */
+const SUGGEST_RECENT = 16;
+const SUGGEST_MAX = 4;
 
 interface Peer {
   readonly handle: PeerHandle;
@@ -260,6 +263,8 @@ interface Peer {
   metadataIdleUntil: number;
   pexSent: Set<string>;
   lastPexAt: number;
+  /** We sent it our suggestions (once per connection). */
+  suggested: boolean;
   outbox: Uint8Array[];
   closed: boolean;
 }
@@ -299,6 +304,8 @@ export class TorrentCore {
   private readonly bannedHosts = new Set<string>();
   /** Endpoints of peers that left, by handle (bounded), for blaming them for bad pieces. */
   private readonly departed = new Map<PeerHandle, Endpoint>();
+  /** Pieces read for upload lately, oldest first (see sendSuggestions). */
+  private readonly recentlyServed = new Set<number>();
   private readonly connecting = new Set<string>();
   private readonly queue: TorrentAction[] = [];
   private readonly dirty = new Set<Peer>();
@@ -520,6 +527,7 @@ export class TorrentCore {
       metadataIdleUntil: 0,
       pexSent: new Set(),
       lastPexAt: now,
+      suggested: false,
       outbox: [],
       closed: false,
     };
@@ -1004,6 +1012,7 @@ export class TorrentCore {
       case 'interested':
         peer.peerInterested = true;
         this.choker.setInterested(peer.handle, true);
+        this.sendSuggestions(peer);
         return;
       case 'not-interested':
         peer.peerInterested = false;
@@ -1094,8 +1103,10 @@ export class TorrentCore {
         picker?.peerAllowedFast(peer.handle, m.index);
         return;
       case 'suggest':
-        this.validIndex(peer, m.index);
-        return; // a hint; rarest-first already serves the swarm better
+        // A hint (the peer has the piece at hand): a tie-break in the picker, bounded there.
+        if (!this.validIndex(peer, m.index)) return;
+        picker?.peerSuggest(peer.handle, m.index);
+        return;
       case 'port':
         if (m.port > 0 && !this.layout?.private) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
         return;
@@ -1133,7 +1144,35 @@ export class TorrentCore {
       }
       peer.inQueue.shift();
       peer.reading.set(blockKey(r.index, r.begin), true);
+      this.noteServed(r.index);
       this.queue.push({ type: 'read', peer: peer.handle, index: r.index, begin: r.begin, length: r.length });
+    }
+  }
+
+  /** A piece is being read for upload: most recently served last, at most SUGGEST_RECENT. */
+  private noteServed(index: number): void {
+    const r = this.recentlyServed;
+    if (r.has(index)) r.delete(index);
+    r.add(index);
+    if (r.size > SUGGEST_RECENT) r.delete(r.values().next().value!);
+  }
+
+  /**
+   * BEP 6 suggest, once per peer, when it first becomes interested: up to
+   * SUGGEST_MAX of the pieces we served most recently that it lacks. The
+   * driver keeps recently read pieces in its read cache, so serving these
+   * costs no disk read, and peers that follow the hint share those pieces
+   * among themselves sooner.
+   */
+  private sendSuggestions(peer: Peer): void {
+    if (!peer.fast || peer.suggested || !this.picker || !this.layout) return;
+    peer.suggested = true;
+    let n = 0;
+    for (const i of [...this.recentlyServed].reverse()) {
+      if (n >= SUGGEST_MAX) break;
+      if (!this.picker.has(i) || peer.haveAll || peer.bitfield?.get(i) === true) continue;
+      this.send(peer, { type: 'suggest', index: i });
+      n++;
     }
   }
 
