@@ -280,3 +280,20 @@ test('progress goes by stdout: a bar when stdout is a terminal, plain lines when
     assert.doesNotMatch(piped.stdout.text + piped.stderr.text, /[█░]/, 'no bar anywhere');
   });
 });
+
+test('seed on incomplete data says so, then downloads the rest while seeding; SIGTERM exits 0', { timeout: 30_000 }, async () => {
+  await withFixture(256 * KiB, async (f) => {
+    const empty = join(f.dir, 'empty');
+    await mkdir(empty);
+    const seed = peerkit(['seed', f.torrentPath, '--dir', empty, '--port', '0', '--host', '127.0.0.1']);
+    try {
+      await waitUntil('the incomplete-data message', 20_000, () => seed.stderr.some((l) => /incomplete/.test(l)));
+      const line = seed.stderr.find((l) => /incomplete/.test(l))!;
+      assert.equal(line, `data.bin: the data in ${empty} is incomplete (0 of ${f.metainfo.pieceCount} pieces verified); downloading the rest, seeding meanwhile`);
+      await seed.proc.stop('SIGTERM', 10_000);
+      assert.equal((await seed.proc.exited).code, 0, seed.proc.tail());
+    } finally {
+      await seed.proc.stop('SIGKILL');
+    }
+  });
+});

@@ -696,6 +696,51 @@ test('pieces shared with a peer already banned for bad data do not count against
   assert.ok(h.image.equals(fx.data));
 });
 
+test('strikes: a peer never the sole sender, in three bad pieces each shared with a different honest peer, is banned at the third; the honest ones are not', () => {
+  const fx = fixture({ pieceLength: 2 * BLOCK, length: 12 * 2 * BLOCK });
+  const h = new Harness(fx); // maxStrikes 3 (the default)
+  h.autoVerify = false;
+  const bad = h.peer({ reqq: 1, host: '10.6.6.6' });
+  bad.feed({ type: 'unchoke' });
+  const honest: FakePeer[] = [];
+  for (let k = 0; k < 3; k++) {
+    assert.equal(bad.pending.size, 1);
+    const mine = [...bad.pending.values()][0]!;
+    assert.equal(mine.begin, 0, 'the bad peer starts a new piece');
+    // A new honest peer takes the other block of that piece: the piece is shared.
+    const hk = h.peer({ reqq: 1, fast: false });
+    honest.push(hk);
+    hk.feed({ type: 'unchoke' });
+    assert.deepEqual([...hk.pending.values()].map((r) => [r.index, r.begin]), [[mine.index, BLOCK]]);
+    hk.serve();
+    hk.feed({ type: 'choke' }); // and steps aside, so the next piece goes to the next one
+    bad.serve({ corrupt: true });
+    assert.deepEqual(h.verifyQueue, [mine.index]);
+    h.hashPiece(h.verifyQueue.shift()!);
+    h.drain();
+    const failed = h.actionsOf('piece-failed').at(-1)!;
+    assert.equal(failed.index, mine.index);
+    assert.deepEqual(new Set(failed.peers.map((e) => e.host)), new Set(['10.6.6.6', hk.endpoint.host]), 'both senders are named');
+    if (k < 2) {
+      assert.equal(h.actionsOf('banned').length, 0, `no ban after ${k + 1} shared bad piece(s)`);
+      assert.equal(bad.closed, undefined);
+    }
+  }
+  assert.deepEqual(h.actionsOf('banned').map((b) => b.endpoint.host), ['10.6.6.6']);
+  assert.match(h.actionsOf('banned')[0]!.reason, /3 piece\(s\) that failed/);
+  assert.match(bad.closed ?? '', /banned/);
+  for (const hk of honest) assert.equal(hk.closed, undefined, 'honest peers stay');
+  // The honest peers finish the download.
+  for (const hk of honest) hk.feed({ type: 'unchoke' });
+  for (let i = 0; i < 200 && !h.core.isComplete; i++) {
+    for (const hk of honest) hk.serve();
+    while (h.verifyQueue.length > 0) h.hashPiece(h.verifyQueue.shift()!);
+    h.drain();
+  }
+  assert.equal(h.completes, 1);
+  assert.ok(h.image.equals(fx.data));
+});
+
 test('a peer that disconnects before its bad piece is hashed is still blamed and banned', () => {
   const fx = fixture();
   const h = new Harness(fx);
