@@ -8,9 +8,9 @@ const BLOCK = 16 * 1024;
 const MB = 1_000_000;
 
 test('depth = rate x latency / 16 KiB x gain + headroom, for a link past the floors', () => {
-  // 10 MB/s at 200 ms: 122 blocks in flight, x1.5, +8.
-  assert.equal(requestQueueDepth(10 * MB, 200, 2000), Math.ceil(((10 * MB * 0.2) / BLOCK) * QUEUE_GAIN) + QUEUE_HEADROOM);
-  assert.equal(requestQueueDepth(10 * MB, 200, 2000), 192);
+  // 10 MB/s at 400 ms: 244 blocks in flight, x1.5, +8.
+  assert.equal(requestQueueDepth(10 * MB, 400, 2000), Math.ceil(((10 * MB * 0.4) / BLOCK) * QUEUE_GAIN) + QUEUE_HEADROOM);
+  assert.equal(requestQueueDepth(10 * MB, 400, 2000), 375);
 });
 
 test('depth grows with the rate and with the latency', () => {
@@ -18,7 +18,7 @@ test('depth grows with the rate and with the latency', () => {
   // With the rate, at a fixed latency.
   assert.ok(at(1, 300) < at(2, 300) && at(2, 300) < at(4, 300) && at(4, 300) < at(8, 300), [at(1, 300), at(2, 300), at(4, 300), at(8, 300)].join(' '));
   // With the latency, at a fixed rate (above the floor).
-  assert.ok(at(4, 150) < at(4, 300) && at(4, 300) < at(4, 600), [at(4, 150), at(4, 300), at(4, 600)].join(' '));
+  assert.ok(at(4, 300) < at(4, 450) && at(4, 450) < at(4, 600), [at(4, 300), at(4, 450), at(4, 600)].join(' '));
   // Below the latency floor, the floor counts.
   assert.equal(at(4, 1), at(4, MIN_LATENCY_MS));
   // Unknown latency (nothing measured yet): the default.

@@ -557,8 +557,8 @@ test('the request pipeline follows the bandwidth-delay product: deeper for a fas
   const bdp = (rate: number, ms: number): number => (rate * ms) / 1000 / BLOCK;
   assert.ok(far.outstanding >= bdp(2 * MB, 400) && far.outstanding <= 3 * bdp(2 * MB, 400) + 16, `far ${far.outstanding} vs BDP ${bdp(2 * MB, 400)}`);
   assert.ok(fastFar.outstanding >= bdp(8 * MB, 400) && fastFar.outstanding <= 3 * bdp(8 * MB, 400) + 16, `fast far ${fastFar.outstanding} vs BDP ${bdp(8 * MB, 400)}`);
-  // A near peer at 2 MB/s needs few: a slow peer is not handed seconds of requests.
-  assert.ok(near.outstanding <= 40, `near ${near.outstanding}`);
+  // A near peer at 2 MB/s needs few: a slow peer is not handed seconds of requests (it was 130, 1 s of its rate).
+  assert.ok(near.outstanding <= 64, `near ${near.outstanding}`);
   // The peer's reqq bounds it, all along.
   assert.ok(capped.most <= 150, `capped at most ${capped.most}`);
   // Each link is kept busy: the last second moved (nearly) the peer's whole rate.

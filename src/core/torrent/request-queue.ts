@@ -17,7 +17,7 @@
  */
 
 export const QUEUE_MIN_DEPTH = 8;
-/** 500 × 16 KiB = 8 MiB in flight at one peer: 27 ms of a 300 MB/s link, 2.7 s of 3 MB/s. */
+/** 500 × 16 KiB = 8 MiB in flight at one peer: 27 ms of a 300 MB/s link, 2.7 s of 3 MB/s (as libtorrent's default). */
 export const QUEUE_MAX_DEPTH = 500;
 export const QUEUE_GAIN = 1.5;
 export const QUEUE_HEADROOM = 8;
@@ -29,15 +29,17 @@ export const QUEUE_HEADROOM = 8;
 export const DEFAULT_LATENCY_MS = 1000;
 /**
  * Latencies below this count as this: the smallest time of data in flight
- * we plan for. On a fast local link the measured round trip is a few
- * milliseconds, but a peer stalls now and then for tens of them (a disk read
- * of a cold piece, a busy event loop, batched socket reads), and the rate we
- * measure lags behind a rising one: with this floor the depth grows several
- * times over per rate measurement while the pipeline is what limits the
- * rate, so a fast peer reaches full speed in well under a second. A slow peer
- * (1 MB/s: 17 requests) is hardly affected.
+ * we plan for (x GAIN). On a fast local link the measured round trip is a
+ * few milliseconds, but a peer stalls now and then for tens of them (a disk
+ * read of a cold piece, a busy event loop, batched socket reads), and the
+ * rate we measure lags behind a rising one: with this floor the depth grows
+ * several times over per rate measurement while the pipeline is what limits
+ * the rate, so a fast peer reaches full speed quickly. In interleaved
+ * 256 MiB loopback runs, 250 ms matched the old "1 s of the rate" sizing
+ * where 100 ms was a little slower. A slow peer (1 MB/s: 31 requests) is
+ * hardly affected.
  */
-export const MIN_LATENCY_MS = 100;
+export const MIN_LATENCY_MS = 250;
 
 export function requestQueueDepth(rateBytesPerSec: number, latencyMs: number, reqq: number, blockSize = 16 * 1024, maxDepth = QUEUE_MAX_DEPTH): number {
   const rate = Number.isFinite(rateBytesPerSec) && rateBytesPerSec > 0 ? rateBytesPerSec : 0;
