@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Metainfo } from '../codec/metainfo.js';
 import { parseInfoDictionary, withTrackers } from '../codec/metainfo.js';
-import { TorrentCore, type PeerHandle, type PeerSnapshot, type PieceMap, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
+import { TorrentCore, type CloseKind, type PeerHandle, type PeerSnapshot, type PieceMap, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
 import type { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -42,7 +42,26 @@ export interface TorrentOptions {
   /** Use the client's DHT node for this torrent (if it has one; never for private torrents). Default true. */
   readonly dht?: boolean;
   readonly httpGet?: HttpGet;
+  /** Choking (tit-for-tat) settings for this torrent; default the client's (ClientOptions.choking). */
+  readonly choking?: ChokingOptions;
 }
+
+/** The choking algorithm's settings (src/core/choker.ts). */
+export interface ChokingOptions {
+  /** Peers unchoked by rate (tit-for-tat). Default 4. */
+  readonly unchokeSlots?: number;
+  /** Peers unchoked regardless of rate. Default 1. */
+  readonly optimisticSlots?: number;
+  /** How often the optimistic unchokes rotate. Default 30 000 ms. */
+  readonly optimisticIntervalMs?: number;
+  /** How often the regular slots are recomputed. Default 10 000 ms. */
+  readonly rechokeIntervalMs?: number;
+  /** A peer we are interested in that sends no block for this long loses its regular slot. Default 60 000 ms. */
+  readonly snubTimeoutMs?: number;
+}
+
+/** Why a connection ended: as TorrentCore closed it ('violation', 'ban', 'normal'), or 'remote' (the peer or the network). */
+export type DisconnectKind = CloseKind | 'remote';
 
 export interface TorrentEvents {
   /** The info dictionary arrived from peers (magnet links). */
@@ -54,6 +73,15 @@ export interface TorrentEvents {
   'piece-failed': (index: number, peers: readonly Endpoint[]) => void;
   complete: () => void;
   peer: (endpoint: Endpoint, client: string) => void;
+  /**
+   * A peer connection ended. `kind` 'violation': we closed it because the
+   * peer broke the protocol (`reason` says how); 'ban': bad data (a `banned`
+   * event came first); 'normal': limits, timeouts, both seeds, stop;
+   * 'remote': the peer hung up or the connection failed.
+   */
+  disconnect: (endpoint: Endpoint, reason: string, kind: DisconnectKind) => void;
+  /** An outgoing connection could not be made. `source` is where the address came from ('user' for ones given to us). It is retried later. */
+  'connect-failed': (endpoint: Endpoint, reason: string, source: string) => void;
   banned: (endpoint: Endpoint, reason: string) => void;
   warning: (message: string) => void;
   error: (error: Error) => void;
@@ -67,6 +95,8 @@ export interface TorrentHost {
   readonly clientName: string;
   readonly uploadLimiter: TokenBucket;
   readonly downloadLimiter: TokenBucket;
+  /** Choking defaults for torrents that set none. */
+  readonly choking?: ChokingOptions | undefined;
   nextHandle(): PeerHandle;
   /** The client's DHT node, if it runs one (BEP 5), and its UDP port. */
   readonly dht?: (DhtPeerFinder & { ping(to: Endpoint): Promise<unknown> }) | undefined;
@@ -115,6 +145,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   private announcer: TrackerAnnouncer | undefined;
   private dhtAnnouncer: DhtAnnouncer | undefined;
   private readonly streams = new Map<PeerHandle, ByteStream>();
+  /** Why we closed a connection, until its stream reports the close. */
+  private readonly closing = new Map<PeerHandle, { reason: string; kind: CloseKind }>();
   private readonly congested = new Set<PeerHandle>();
   private readonly pendingWrites = new Map<number, Promise<void>[]>();
   /** Pieces being assembled in memory: written to disk only once their hash is right. */
@@ -185,6 +217,16 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     return this.dhtAnnouncer?.status;
   }
 
+  /** Where peers can come from: tracker tiers, peers given directly (options or magnet x.pe), the DHT. */
+  get sources(): { trackers: number; peers: number; dht: boolean } {
+    const tiers = [...(this.metainfo?.announceList ?? []), ...this.source.trackers, ...(this.options.trackers ?? [])];
+    return {
+      trackers: tiers.reduce((n, t) => n + t.length, 0),
+      peers: this.source.peers.length + (this.options.peers?.length ?? 0),
+      dht: this.dhtAnnouncer !== undefined,
+    };
+  }
+
   /** Whether start() has got as far as running the core (stats, peers and pieceMap need it). */
   get isRunning(): boolean {
     return this.core !== undefined;
@@ -222,6 +264,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     if (this.metainfo) have = await this.openStorage(this.metainfo);
     if (this.stopped) return;
     const m = this.metainfo;
+    const choking = { ...this.host.choking, ...this.options.choking };
     this.core = new TorrentCore({
       infoHash: this.infoHash,
       peerId: this.host.peerId,
@@ -237,6 +280,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       pex: this.options.pex,
       seedWhenDone: this.options.seed ?? true,
       dhtPort: this.options.dht === false ? undefined : this.host.dhtPort,
+      regularUnchokeSlots: choking.unchokeSlots,
+      optimisticSlots: choking.optimisticSlots,
+      optimisticIntervalMs: choking.optimisticIntervalMs,
+      rechokeIntervalMs: choking.rechokeIntervalMs,
+      snubTimeoutMs: choking.snubTimeoutMs,
     });
     const tiers = [...(m?.announceList ?? []), ...this.source.trackers, ...(this.options.trackers ?? [])];
     this.announcer = new TrackerAnnouncer({
@@ -341,11 +389,14 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         this.pump();
       }
     });
-    stream.onClose(() => {
+    stream.onClose((error) => {
+      const why = this.closing.get(handle);
+      this.closing.delete(handle);
       this.streams.delete(handle);
       this.congested.delete(handle);
       this.host.releaseConnection();
       this.core.peerClosed(rt.clock.now(), handle);
+      this.emit('disconnect', stream.remote, why?.reason ?? (error ? `connection error: ${error.message}` : 'closed by peer'), why?.kind ?? 'remote');
       this.pump();
     });
     if (initial && initial.length > 0) sink(initial);
@@ -401,6 +452,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       case 'close': {
         const s = this.streams.get(a.peer);
         if (!s) return;
+        this.closing.set(a.peer, { reason: a.reason, kind: a.kind });
         s.end();
         // A peer that does not finish the close is cut off; stop() cancels these so they never hold the process.
         const t = rt.timers.at(rt.clock.now() + 2000, () => {
@@ -417,9 +469,10 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         }
         rt.connectStream(a.endpoint, { timeoutMs: 10_000 }).then(
           (stream) => this.attach(stream, 'out'),
-          () => {
+          (e: unknown) => {
             this.host.releaseConnection();
             if (this.stopped) return;
+            this.emit('connect-failed', a.endpoint, e instanceof Error ? e.message : String(e), a.source);
             this.core.connectFailed(rt.clock.now(), a.endpoint);
             this.pump();
           },
