@@ -19,6 +19,7 @@ import { HashPool } from '../files/hash-pool.js';
 import { loadResume, planResume, resumePath, saveResume } from '../storage/resume.js';
 import { TrackerAnnouncer, type HttpGet, type ScrapeOutcome, type TrackerStatus } from './tracker-announcer.js';
 import { DhtAnnouncer, type DhtAnnounceStatus, type DhtPeerFinder } from './dht-announcer.js';
+import { UploadCache } from './upload-cache.js';
 import { TypedEmitter } from './typed-emitter.js';
 
 export interface TorrentOptions {
@@ -164,9 +165,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   /** Complete pieces in memory waiting for their hash and write: freed without any more input. */
   private verifyingBytes = 0;
   private readPaused = false;
-  private readonly readCache = new Map<number, Buffer>();
-  private readCacheBytes = 0;
-  private readonly pieceReads = new Map<number, Promise<Buffer>>();
+  private uploadCache: UploadCache | undefined;
   private readonly closeTimers = new Set<TimerHandle>();
   private timer: TimerHandle | undefined;
   private timerAt: number | undefined;
@@ -381,7 +380,17 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       this.pump();
     };
     if (route) route(sink);
-    else stream.onData(sink);
+    else {
+      // The runtime may lend its read buffer: blocks are copied into their pieces (store) in
+      // this pump, before the buffer is read into again.
+      stream.onData(
+        (data) => {
+          this.core.peerData(rt.clock.now(), handle, data, true);
+          this.pump();
+        },
+        { borrow: true },
+      );
+    }
     if (this.readPaused) stream.pause();
     stream.onDrain(() => {
       if (this.congested.delete(handle)) {
@@ -442,7 +451,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         // Several buffers (a block's header and the block) are written one by one: the stream
         // gathers the writes of a tick into one writev, so nothing is copied.
         let ok = true;
-        for (const d of a.data) ok = s.write(d) && ok;
+        const cache = this.uploadCache;
+        for (const d of a.data) ok = s.write(d, cache?.retain(d)) && ok;
         if (!ok && !this.congested.has(a.peer)) {
           this.congested.add(a.peer);
           this.core.setCongested(rt.clock.now(), a.peer, true);
@@ -483,7 +493,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         this.readBlock(a.index, a.begin, a.length).then(
           (data) => {
             this.core.blockRead(rt.clock.now(), a.peer, a.index, a.begin, data);
-            this.pump();
+            this.pump(); // the block's stream write (if it is still wanted) takes its own reference
+            this.uploadCache?.release(data);
           },
           (e: Error) => {
             this.emit('warning', `reading piece ${a.index}: ${e.message}`);
@@ -564,6 +575,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     if (asm) {
       asm.view.set(data, begin);
     } else {
+      // The block may be a view of a borrowed read buffer, and both of these keep it.
+      data = Buffer.from(data);
       this.onDisk.add(index);
       this.hasher.add(index, begin, data);
       this.pendingDiskBytes += data.length;
@@ -598,39 +611,21 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     }
   }
 
-  /** A block for upload, from a small cache of whole pieces. */
-  private async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+  /**
+   * A block for upload, from a small cache of whole pieces (pieces over 4 MiB are read block by
+   * block). A cached block holds a reference to its piece's memory: `releaseBlock` gives it back.
+   */
+  private readBlock(index: number, begin: number, length: number): Promise<Buffer> {
     const storage = this.storage;
-    if (!storage) throw new Error('no storage');
+    if (!storage) return Promise.reject(new Error('no storage'));
     const size = this.pieceSize(index);
     if (size > CACHE_WHOLE_PIECES_UP_TO) return storage.read(index, begin, length);
-    let piece = this.readCache.get(index);
-    if (piece) {
-      // Refresh its place in the LRU order.
-      this.readCache.delete(index);
-      this.readCache.set(index, piece);
-    } else {
-      let pending = this.pieceReads.get(index);
-      if (!pending) {
-        pending = storage.read(index, 0, size);
-        this.pieceReads.set(index, pending);
-        pending.then(
-          (buf) => {
-            this.pieceReads.delete(index);
-            this.readCache.set(index, buf);
-            this.readCacheBytes += buf.length;
-            for (const [i, b] of this.readCache) {
-              if (this.readCacheBytes <= READ_CACHE_BYTES) break;
-              this.readCache.delete(i);
-              this.readCacheBytes -= b.length;
-            }
-          },
-          () => this.pieceReads.delete(index),
-        );
-      }
-      piece = await pending;
-    }
-    return piece.subarray(begin, begin + length);
+    this.uploadCache ??= new UploadCache({
+      pieceLength: this.metainfo!.pieceLength,
+      maxBytes: READ_CACHE_BYTES,
+      read: (i, n, into) => storage.read(i, 0, n, into),
+    });
+    return this.uploadCache.block(index, size, begin, length);
   }
 
   private async verify(index: number): Promise<void> {

@@ -569,12 +569,24 @@ export class TorrentCore {
     this.connectMore(now);
   }
 
-  peerData(now: number, handle: PeerHandle, data: Uint8Array): void {
+  /**
+   * Bytes from a peer. `borrowed`: the driver will reuse `data`'s memory once it has carried
+   * out the actions this call queues (drain `pollAction()` first); the core copies what it keeps.
+   */
+  peerData(now: number, handle: PeerHandle, data: Uint8Array, borrowed = false): void {
     this.now = now;
     const peer = this.peers.get(handle);
     if (!peer || peer.closed) return;
     peer.lastReceivedAt = now;
-    peer.reader.push(data);
+    peer.reader.push(data, borrowed);
+    try {
+      this.readItems(now, peer);
+    } finally {
+      if (borrowed) peer.reader.detach();
+    }
+  }
+
+  private readItems(now: number, peer: Peer): void {
     try {
       for (;;) {
         let item: ReaderItem | undefined;
