@@ -241,10 +241,44 @@ test('a lookup runs alpha=3 requests at a time, does not stall on a silent node,
   assert.equal(done.result.hops, 2);
   assert.equal(done.result.queries, 4);
   assert.ok(core.inTable(close.id));
-  // The silent node fails for good after its retry; it never entered the table.
+  // The silent node fails for good after its retry (no third datagram); it never entered the table.
   core.handleTimeout(200);
-  assert.equal(core.stats(200).transactions, 0);
+  core.handleTimeout(300);
+  assert.deepEqual(drain(core).filter((o) => o.to.host === '10.0.0.13'), []);
   assert.equal(core.inTable(seeds[2]!.id), false);
+});
+
+function sharedBits(a: Buffer, b: Buffer): number {
+  for (let i = 0; i < 20; i++) {
+    const x = a[i]! ^ b[i]!;
+    if (x !== 0) return i * 8 + Math.clz32(x) - 24;
+  }
+  return 160;
+}
+
+test('after a bootstrap, every part of the id space farther than the k closest neighbours is refreshed, farthest first, two lookups at a time', () => {
+  const core = makeCore({ k: 2, timeoutMs: 100 });
+  // The self-lookup ends on two nodes sharing 7 and 6 leading bits with us: ranges 0..5 are farther.
+  const near = [
+    { id: Buffer.concat([Buffer.from([0x01]), Buffer.alloc(19)]), at: { host: '10.0.0.31', port: 6881 } },
+    { id: Buffer.concat([Buffer.from([0x02]), Buffer.alloc(19)]), at: { host: '10.0.0.32', port: 6881 } },
+  ];
+  const boot = core.bootstrap(0, near.map((n) => ({ id: n.id, address: n.at })));
+  const reply = (now: number, qs: { to: Endpoint; msg: KrpcMessage }[]): void => {
+    for (const o of qs) answer(core, now, o.to, o.msg, near.find((n) => n.at.host === o.to.host)!.id);
+  };
+  reply(1, drain(core));
+  assert.ok(events(core).some((e) => e.type === 'done' && e.op === boot));
+  const refreshed: number[] = [];
+  for (let now = 2; now < 20; now++) {
+    const qs = drain(core).filter((o) => o.msg.y === 'q');
+    if (qs.length === 0) break;
+    const ranges = [...new Set(qs.map((o) => (o.msg.y === 'q' && o.msg.q === 'find_node' ? sharedBits(o.msg.target, SELF) : -1)))];
+    assert.ok(ranges.length <= 2, `at most two refreshes at once, got ranges ${ranges.join(',')}`);
+    refreshed.push(...ranges);
+    reply(now, qs); // nobody knows anyone else: each refresh ends on its first answers
+  }
+  assert.deepEqual(refreshed, [0, 1, 2, 3, 4, 5]);
 });
 
 test('a response from the wrong id does not enter the table; an external address voted 3 times is adopted with a BEP 42 id', () => {

@@ -41,6 +41,7 @@ import {
   addrIp,
   addrOf,
   bep42Id,
+  commonPrefixBits,
   compareDistance,
   endpointOf,
   idBytes,
@@ -82,6 +83,12 @@ export interface DhtOptions extends RoutingTableOptions {
   maintenanceMs?: number;
   /** Refresh a bucket that has not changed for this long, in ms (default 15 minutes). */
   bucketRefreshMs?: number;
+  /**
+   * Refresh an empty bucket after this long without change, in ms (default
+   * 1 minute); a bucket holding fewer than k nodes is due in proportion to
+   * how full it is, between this and `bucketRefreshMs`.
+   */
+  emptyBucketRefreshMs?: number;
   /** Ping a questionable node at most this often, in ms (default 60 s). */
   pingIntervalMs?: number;
   /** Distinct voters needed to accept an external address from the `ip` field (default 3). */
@@ -288,6 +295,8 @@ class Txn {
 const MAX_LOOKUP_PEERS = 2000;
 const MAX_VERIFY_PINGS = 16;
 const PEERS_PER_RESPONSE = 50;
+/** Bucket refresh lookups running at once. */
+const MAX_REFRESHES = 2;
 
 export class DhtCore implements DatagramCore<DhtEvent> {
   private selfId: Id;
@@ -307,6 +316,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly tokenRotateMs: number;
   private readonly maintenanceMs: number;
   private readonly bucketRefreshMs: number;
+  private readonly emptyBucketRefreshMs: number;
   private readonly pingIntervalMs: number;
   private readonly addressVotes: number;
   private readonly deriveId: boolean;
@@ -317,7 +327,10 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly ops = new Map<number, Operation>();
   private nextOp = 1;
   private verifyPings = 0;
-  private refreshing = false;
+  /** Bucket refreshes (internal lookups) running. */
+  private refreshes = 0;
+  /** The next bucket of the refresh pass that follows a bootstrap (-1: no pass running). */
+  private refreshNext = -1;
 
   private secret: Buffer;
   private previousSecret: Buffer;
@@ -360,6 +373,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     this.tokenRotateMs = o.tokenRotateMs ?? 5 * 60_000;
     this.maintenanceMs = o.maintenanceMs ?? 10_000;
     this.bucketRefreshMs = o.bucketRefreshMs ?? 15 * 60_000;
+    this.emptyBucketRefreshMs = o.emptyBucketRefreshMs ?? 60_000;
     this.pingIntervalMs = o.pingIntervalMs ?? 60_000;
     this.addressVotes = o.addressVotes ?? 3;
     this.deriveId = o.deriveIdFromAddress ?? true;
@@ -580,6 +594,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   private step(now: number, op: Operation): void {
     if (op.phase !== 0) return;
+    if (op.kind === 'refresh' && this.bucketFull(op.target)) {
+      // A refresh is for filling its bucket: once it is full, the rest of the lookup would teach us nothing.
+      this.lookupFinished(now, op);
+      return;
+    }
     const budget = (): boolean => op.queries < this.maxLookupQueries;
     let busy = false;
     for (const s of op.seeds) {
@@ -617,6 +636,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private lookupFinished(now: number, op: Operation): void {
     if (op.kind !== 'announce' && op.kind !== 'put') {
       this.finish(op);
+      if (op.kind === 'bootstrap') this.queueFarRefreshes(now);
+      else if (op.kind === 'refresh') this.startRefreshes(now);
       return;
     }
     op.phase = 1;
@@ -657,7 +678,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     if (op.phase === 2) return;
     op.phase = 2;
     this.ops.delete(op.op);
-    if (op.kind === 'refresh') this.refreshing = false;
+    if (op.kind === 'refresh') this.refreshes--;
     if (op.internal) return;
     const done = this.closestDone(op);
     const nodes = done.map((c) => ({ id: idBytes(c.id!), address: endpointOf(c.addr) }));
@@ -1133,15 +1154,67 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     }
     this.limiter?.sweep(now);
     for (const n of this.table.questionable(now, 3, this.pingIntervalMs)) this.pingNode(now, n);
-    if (!this.refreshing && this.table.size > 0) {
-      const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random);
-      if (target !== undefined) {
-        const op = this.newOperation(now, 'refresh', target, 'find_node', true);
-        if (op !== undefined) {
-          this.refreshing = true;
-          this.startLookup(now, op);
-        }
+    this.startRefreshes(now);
+    if (this.refreshes < MAX_REFRESHES && this.table.size > 0) {
+      const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random, this.emptyBucketRefreshMs);
+      if (target !== undefined) this.startRefresh(now, target);
+    }
+  }
+
+  /**
+   * After a bootstrap, as Kademlia (§2.3) says: refresh every bucket farther
+   * than our closest neighbours' (the k the table holds), farthest first, so lookups into the far
+   * half of the id space work at once rather than after bucketRefreshMs
+   * (only nodes that answered us enter the table, so a self-lookup alone
+   * leaves far buckets nearly empty). The bound is taken again at each step,
+   * since the refreshes themselves split buckets; a bucket already full when
+   * its turn comes is skipped, and a refresh ends once its bucket is full.
+   * At most MAX_REFRESHES run at once, so a join does not flood the network.
+   */
+  private queueFarRefreshes(now: number): void {
+    this.refreshNext = 0;
+    this.startRefreshes(now);
+  }
+
+  private startRefreshes(now: number): void {
+    while (this.refreshNext >= 0 && this.refreshes < MAX_REFRESHES) {
+      const i = this.refreshNext;
+      if (i >= this.nearestBucket(now)) {
+        // Done, unless refreshes still running may split the table further.
+        if (this.refreshes === 0) this.refreshNext = -1;
+        return;
+      }
+      this.refreshNext = i + 1;
+      if (i < this.table.bucketCount - 1 && this.table.bucketEntries(i).nodes.length >= this.k) continue;
+      if (!this.startRefresh(now, this.table.refreshTarget(i, now, this.random))) {
+        this.refreshNext = i; // no operation slot: the next tick tries again
+        return;
       }
     }
+  }
+
+  /**
+   * Leading bits the farthest of our k closest neighbours shares with us (0
+   * with an empty table): every part of the id space sharing fewer is
+   * farther than them, whether it has a bucket of its own yet or is still
+   * part of the last one (a short self-lookup can leave the table unsplit).
+   */
+  private nearestBucket(now: number): number {
+    const near = this.table.closest(this.selfId, this.k, now);
+    return near.length === 0 ? 0 : commonPrefixBits(this.selfId, near[near.length - 1]!.id);
+  }
+
+  /** Whether the bucket for `id` is full and not the last one (which splits instead). */
+  private bucketFull(id: Id): boolean {
+    const i = commonPrefixBits(this.selfId, id);
+    return i < this.table.bucketCount - 1 && this.table.bucketEntries(i).nodes.length >= this.k;
+  }
+
+  private startRefresh(now: number, target: Id): boolean {
+    const op = this.newOperation(now, 'refresh', target, 'find_node', true);
+    if (op === undefined) return false;
+    this.refreshes++;
+    this.startLookup(now, op);
+    return true;
   }
 }
