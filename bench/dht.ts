@@ -8,8 +8,19 @@
  * sequential get_peers lookups for them start at random other nodes.
  * Measured: lookup latency (median, p95), success (the announced peer was
  * found), datagrams sent per lookup (every socket in the process, counted
- * by wrapping dgram's send, so the same way for both), RSS per idle node.
+ * by wrapping dgram's send, so the same way for both), memory per idle node.
  * Only 127.0.0.1 is ever contacted (the send wrapper throws otherwise).
+ *
+ * Memory per node is (after - before) / N, where "before" is taken before the
+ * first node starts and "after" once the network has joined and idled for
+ * 12 s (past one 10 s maintenance tick of every node, which sweeps the
+ * per-source rate-limit entries of the join burst), each after a forced
+ * full GC (the children run with --expose-gc).
+ * RSS also holds V8's young generation, which grows to tens of MiB during
+ * the join burst and stays committed: process-wide, bounded by the
+ * semi-space limit, not per-node state, yet divided by N here. So each
+ * implementation runs a second time, memory only, with the young
+ * generation capped (--max-semi-space-size=1), which takes it out.
  *
  *     npm run bench:dht [-- N L]
  */
@@ -32,6 +43,8 @@ interface Result {
   messagesPerLookup: number;
   rssPerNodeKiB: number;
   heapPerNodeKiB: number;
+  /** ArrayBuffer memory (Buffers) per node. */
+  arrayBuffersPerNodeKiB: number;
   joinSeconds: number;
 }
 
@@ -126,8 +139,7 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
     return seed % k;
   };
   gc();
-  const rss0 = process.memoryUsage().rss;
-  const heap0 = process.memoryUsage().heapUsed;
+  const m0 = process.memoryUsage();
   const t0 = performance.now();
   const addrs: string[] = [await impl.start([])];
   for (let i = 1; i < n; i++) {
@@ -135,11 +147,17 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
     addrs.push(await impl.start(via === addrs[0] ? [addrs[0]!] : [addrs[0]!, via]));
   }
   const joinSeconds = (performance.now() - t0) / 1000;
-  await sleep(3000);
+  await sleep(12_000);
   gc();
   await sleep(500);
-  const rssPerNodeKiB = (process.memoryUsage().rss - rss0) / n / 1024;
-  const heapPerNodeKiB = (process.memoryUsage().heapUsed - heap0) / n / 1024;
+  gc();
+  const m1 = process.memoryUsage();
+  const perNode = (a: number, b: number): number => (b - a) / n / 1024;
+  const memory = { rssPerNodeKiB: perNode(m0.rss, m1.rss), heapPerNodeKiB: perNode(m0.heapUsed, m1.heapUsed), arrayBuffersPerNodeKiB: perNode(m0.arrayBuffers, m1.arrayBuffers) };
+  if (lookups === 0) {
+    await impl.close();
+    return { impl: implName, nodes: n, lookups, success: 0, medianMs: 0, p95Ms: 0, messagesPerLookup: 0, ...memory, joinSeconds };
+  }
   const hashes = Array.from({ length: 20 }, (_, j) => createHash('sha1').update(`bench-${j}`).digest());
   const owners: number[] = [];
   for (let j = 0; j < hashes.length; j++) {
@@ -163,12 +181,12 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
   await impl.close();
   times.sort((a, b) => a - b);
   const q = (p: number): number => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
-  return { impl: implName, nodes: n, lookups, success: success / lookups, medianMs: q(0.5), p95Ms: q(0.95), messagesPerLookup: messages / lookups, rssPerNodeKiB, heapPerNodeKiB, joinSeconds };
+  return { impl: implName, nodes: n, lookups, success: success / lookups, medianMs: q(0.5), p95Ms: q(0.95), messagesPerLookup: messages / lookups, ...memory, joinSeconds };
 }
 
-function runChild(impl: string, n: number, lookups: number): Promise<Result> {
+function runChild(impl: string, n: number, lookups: number, flags: string[] = []): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['--expose-gc', new URL(import.meta.url).pathname, '--child', impl, String(n), String(lookups)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, ['--expose-gc', ...flags, new URL(import.meta.url).pathname, '--child', impl, String(n), String(lookups)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => c.kill('SIGKILL'), 30 * 60_000);
@@ -195,12 +213,24 @@ if (args[0] === '--child') {
     rows.push(r);
     console.log(
       `${impl.padEnd(15)} success ${(100 * r.success).toFixed(1)} %  median ${r.medianMs.toFixed(1)} ms  p95 ${r.p95Ms.toFixed(1)} ms  ` +
-        `messages/lookup ${r.messagesPerLookup.toFixed(1)}  RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
+        `messages/lookup ${r.messagesPerLookup.toFixed(1)}  RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  ` +
+        `buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
+    );
+  }
+  const capped: Result[] = [];
+  for (const impl of ['peerkit', 'bittorrent-dht']) {
+    const r = await runChild(impl, n, 0, ['--max-semi-space-size=1']);
+    capped.push(r);
+    console.log(
+      `${impl.padEnd(15)} young generation capped (--max-semi-space-size=1), memory only: RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  ` +
+        `heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB`,
     );
   }
   const [p, b] = rows as [Result, Result];
+  const [pc, bc] = capped as [Result, Result];
   console.log(
     `ratios peerkit/bittorrent-dht: median latency ${(p.medianMs / b.medianMs).toFixed(2)}, p95 ${(p.p95Ms / b.p95Ms).toFixed(2)}, ` +
-      `messages ${(p.messagesPerLookup / b.messagesPerLookup).toFixed(2)}, RSS/node ${(p.rssPerNodeKiB / b.rssPerNodeKiB).toFixed(2)}`,
+      `messages ${(p.messagesPerLookup / b.messagesPerLookup).toFixed(2)}, RSS/node ${(p.rssPerNodeKiB / b.rssPerNodeKiB).toFixed(2)}, ` +
+      `RSS/node capped ${(pc.rssPerNodeKiB / bc.rssPerNodeKiB).toFixed(2)}`,
   );
 }
