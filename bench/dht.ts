@@ -13,14 +13,18 @@
  *
  * Memory per node is (after - before) / N, where "before" is taken before the
  * first node starts and "after" once the network has joined and idled for
- * 12 s (past one 10 s maintenance tick of every node, which sweeps the
- * per-source rate-limit entries of the join burst), each after a forced
- * full GC (the children run with --expose-gc).
+ * 45 s, each after three forced full GCs a little apart (the children run
+ * with --expose-gc). The idle time matters: 12 s after the join, RSS still
+ * held some 20 KiB per peerkit node of free heap pages that V8 gives back
+ * later on its own (52 KiB per node at 12 s, 32 KiB at 45 s, for the same
+ * 22 KiB of heap); by 45 s it has, and every node has had its maintenance
+ * ticks (which sweep the per-source rate-limit entries of the join burst).
  * RSS also holds V8's young generation, which grows to tens of MiB during
  * the join burst and stays committed: process-wide, bounded by the
  * semi-space limit, not per-node state, yet divided by N here. So each
- * implementation runs a second time, memory only, with the young
- * generation capped (--max-semi-space-size=1), which takes it out.
+ * implementation also runs memory only with the young generation capped
+ * (--max-semi-space-size=1), which takes it out: three times, interleaved,
+ * since RSS varies a lot between runs (the median is printed, and the range).
  *
  *     npm run bench:dht [-- N L]
  */
@@ -59,6 +63,13 @@ UdpSocket.prototype.send = function (this: UdpSocket, ...args: unknown[]) {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
+/** Full GCs (synchronous with --expose-gc), a few, with pauses: free heap pages are given back, the join's garbage is gone. */
+async function reduceMemory(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(300);
+  }
+}
 
 interface Impl {
   start(bootstrap: string[]): Promise<string>;
@@ -138,7 +149,7 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed % k;
   };
-  gc();
+  await reduceMemory();
   const m0 = process.memoryUsage();
   const t0 = performance.now();
   const addrs: string[] = [await impl.start([])];
@@ -147,10 +158,8 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
     addrs.push(await impl.start(via === addrs[0] ? [addrs[0]!] : [addrs[0]!, via]));
   }
   const joinSeconds = (performance.now() - t0) / 1000;
-  await sleep(12_000);
-  gc();
-  await sleep(500);
-  gc();
+  await sleep(45_000);
+  await reduceMemory();
   const m1 = process.memoryUsage();
   const perNode = (a: number, b: number): number => (b - a) / n / 1024;
   const memory = { rssPerNodeKiB: perNode(m0.rss, m1.rss), heapPerNodeKiB: perNode(m0.heapUsed, m1.heapUsed), arrayBuffersPerNodeKiB: perNode(m0.arrayBuffers, m1.arrayBuffers) };
@@ -217,13 +226,20 @@ if (args[0] === '--child') {
         `buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
     );
   }
+  // Memory only, young generation capped, three runs each, interleaved: RSS varies a lot from run to
+  // run (how many free pages V8 and malloc have given back), so the median is kept, the range shown.
+  const memRuns: Record<string, Result[]> = { peerkit: [], 'bittorrent-dht': [] };
+  for (let run = 0; run < 3; run++) for (const impl of ['peerkit', 'bittorrent-dht']) memRuns[impl]!.push(await runChild(impl, n, 0, ['--max-semi-space-size=1']));
+  const median = (rs: Result[], f: (r: Result) => number): number => rs.map(f).sort((x, y) => x - y)[Math.floor(rs.length / 2)]!;
   const capped: Result[] = [];
   for (const impl of ['peerkit', 'bittorrent-dht']) {
-    const r = await runChild(impl, n, 0, ['--max-semi-space-size=1']);
+    const rs = memRuns[impl]!;
+    const rss = rs.map((r) => r.rssPerNodeKiB);
+    const r = { ...rs[0]!, rssPerNodeKiB: median(rs, (x) => x.rssPerNodeKiB), heapPerNodeKiB: median(rs, (x) => x.heapPerNodeKiB), arrayBuffersPerNodeKiB: median(rs, (x) => x.arrayBuffersPerNodeKiB) };
     capped.push(r);
     console.log(
-      `${impl.padEnd(15)} young generation capped (--max-semi-space-size=1), memory only: RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  ` +
-        `heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB`,
+      `${impl.padEnd(15)} young generation capped (--max-semi-space-size=1), memory only, median of 3: RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB ` +
+        `(${Math.min(...rss).toFixed(1)}-${Math.max(...rss).toFixed(1)})  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB`,
     );
   }
   const [p, b] = rows as [Result, Result];
