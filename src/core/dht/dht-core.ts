@@ -1210,10 +1210,10 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   /**
    * After a bootstrap, as Kademlia (§2.3) says: refresh every bucket farther
-   * than our closest neighbours' (the k the table holds), farthest first, so lookups into the far
-   * half of the id space work at once rather than after bucketRefreshMs
-   * (only nodes that answered us enter the table, so a self-lookup alone
-   * leaves far buckets nearly empty). The bound is taken again at each step,
+   * than our closest neighbours' (the k the table holds), farthest first, so
+   * lookups into the far half of the id space work at once rather than after
+   * bucketRefreshMs (only nodes that answered us enter the table, so a
+   * self-lookup alone leaves far buckets nearly empty). The bound is taken again at each step,
    * since the refreshes themselves split buckets; a bucket already full when
    * its turn comes is skipped, and a refresh ends once its bucket is full.
    * At most MAX_REFRESHES run at once, so a join does not flood the network.
