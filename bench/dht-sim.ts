@@ -1,9 +1,12 @@
 /**
  * DHT on the simulator: N DhtCores (default 2,000) on a SimNetwork driven by
  * the generic driver, each joining through a random earlier node, then idle
- * for a simulated 20 minutes (pings, bucket refreshes). Prints heap bytes
- * per idle node (core + driver + simulated socket), then the outcome of
- * random find_node lookups: exact closest set found, hops, queries.
+ * for a simulated 20 minutes (pings, bucket refreshes). Prints the datagrams
+ * sent per join (by every node, until 30 s after the last join: the join's
+ * own lookups, its bucket refreshes, and the answers and verify pings they
+ * cause), heap bytes per idle node (core + driver + simulated socket), then
+ * the outcome of random find_node lookups: exact closest set found, hops,
+ * queries.
  *
  *     npm run build && node --expose-gc dist/bench/dht-sim.js [N] [lookups]
  */
@@ -44,6 +47,10 @@ for (let i = 0; i < N; i++) {
   }
   net.engine.run({ until: net.engine.now + 50 });
 }
+net.engine.run({ until: net.engine.now + 30_000 });
+let joinSent = 0;
+for (const n of nodes) joinSent += n.core.stats(net.engine.now).sent;
+console.log(`datagrams per join: ${(joinSent / N).toFixed(1)} (sent by all nodes until 30 s after the last join, divided by N)`);
 const t0 = performance.now();
 net.engine.run({ until: net.engine.now + 20 * 60_000 });
 const idleWall = performance.now() - t0;

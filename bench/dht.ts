@@ -8,8 +8,23 @@
  * sequential get_peers lookups for them start at random other nodes.
  * Measured: lookup latency (median, p95), success (the announced peer was
  * found), datagrams sent per lookup (every socket in the process, counted
- * by wrapping dgram's send, so the same way for both), RSS per idle node.
+ * by wrapping dgram's send, so the same way for both), memory per idle node.
  * Only 127.0.0.1 is ever contacted (the send wrapper throws otherwise).
+ *
+ * Memory per node is (after - before) / N, where "before" is taken before the
+ * first node starts and "after" once the network has joined and idled for
+ * 45 s, each after three forced full GCs a little apart (the children run
+ * with --expose-gc). The idle time matters: 12 s after the join, RSS still
+ * held some 20 KiB per peerkit node of free heap pages that V8 gives back
+ * later on its own (52 KiB per node at 12 s, 32 KiB at 45 s, for the same
+ * 22 KiB of heap); by 45 s it has, and every node has had its maintenance
+ * ticks (which sweep the per-source rate-limit entries of the join burst).
+ * RSS also holds V8's young generation, which grows to tens of MiB during
+ * the join burst and stays committed: process-wide, bounded by the
+ * semi-space limit, not per-node state, yet divided by N here. So each
+ * implementation also runs memory only with the young generation capped
+ * (--max-semi-space-size=1), which takes it out: three times, interleaved,
+ * since RSS varies a lot between runs (the median is printed, and the range).
  *
  *     npm run bench:dht [-- N L]
  */
@@ -32,6 +47,8 @@ interface Result {
   messagesPerLookup: number;
   rssPerNodeKiB: number;
   heapPerNodeKiB: number;
+  /** ArrayBuffer memory (Buffers) per node. */
+  arrayBuffersPerNodeKiB: number;
   joinSeconds: number;
 }
 
@@ -46,6 +63,13 @@ UdpSocket.prototype.send = function (this: UdpSocket, ...args: unknown[]) {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
+/** Full GCs (synchronous with --expose-gc), a few, with pauses: free heap pages are given back, the join's garbage is gone. */
+async function reduceMemory(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(300);
+  }
+}
 
 interface Impl {
   start(bootstrap: string[]): Promise<string>;
@@ -125,9 +149,8 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed % k;
   };
-  gc();
-  const rss0 = process.memoryUsage().rss;
-  const heap0 = process.memoryUsage().heapUsed;
+  await reduceMemory();
+  const m0 = process.memoryUsage();
   const t0 = performance.now();
   const addrs: string[] = [await impl.start([])];
   for (let i = 1; i < n; i++) {
@@ -135,11 +158,15 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
     addrs.push(await impl.start(via === addrs[0] ? [addrs[0]!] : [addrs[0]!, via]));
   }
   const joinSeconds = (performance.now() - t0) / 1000;
-  await sleep(3000);
-  gc();
-  await sleep(500);
-  const rssPerNodeKiB = (process.memoryUsage().rss - rss0) / n / 1024;
-  const heapPerNodeKiB = (process.memoryUsage().heapUsed - heap0) / n / 1024;
+  await sleep(45_000);
+  await reduceMemory();
+  const m1 = process.memoryUsage();
+  const perNode = (a: number, b: number): number => (b - a) / n / 1024;
+  const memory = { rssPerNodeKiB: perNode(m0.rss, m1.rss), heapPerNodeKiB: perNode(m0.heapUsed, m1.heapUsed), arrayBuffersPerNodeKiB: perNode(m0.arrayBuffers, m1.arrayBuffers) };
+  if (lookups === 0) {
+    await impl.close();
+    return { impl: implName, nodes: n, lookups, success: 0, medianMs: 0, p95Ms: 0, messagesPerLookup: 0, ...memory, joinSeconds };
+  }
   const hashes = Array.from({ length: 20 }, (_, j) => createHash('sha1').update(`bench-${j}`).digest());
   const owners: number[] = [];
   for (let j = 0; j < hashes.length; j++) {
@@ -163,12 +190,12 @@ async function child(implName: string, n: number, lookups: number): Promise<Resu
   await impl.close();
   times.sort((a, b) => a - b);
   const q = (p: number): number => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
-  return { impl: implName, nodes: n, lookups, success: success / lookups, medianMs: q(0.5), p95Ms: q(0.95), messagesPerLookup: messages / lookups, rssPerNodeKiB, heapPerNodeKiB, joinSeconds };
+  return { impl: implName, nodes: n, lookups, success: success / lookups, medianMs: q(0.5), p95Ms: q(0.95), messagesPerLookup: messages / lookups, ...memory, joinSeconds };
 }
 
-function runChild(impl: string, n: number, lookups: number): Promise<Result> {
+function runChild(impl: string, n: number, lookups: number, flags: string[] = []): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['--expose-gc', new URL(import.meta.url).pathname, '--child', impl, String(n), String(lookups)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, ['--expose-gc', ...flags, new URL(import.meta.url).pathname, '--child', impl, String(n), String(lookups)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => c.kill('SIGKILL'), 30 * 60_000);
@@ -195,12 +222,31 @@ if (args[0] === '--child') {
     rows.push(r);
     console.log(
       `${impl.padEnd(15)} success ${(100 * r.success).toFixed(1)} %  median ${r.medianMs.toFixed(1)} ms  p95 ${r.p95Ms.toFixed(1)} ms  ` +
-        `messages/lookup ${r.messagesPerLookup.toFixed(1)}  RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
+        `messages/lookup ${r.messagesPerLookup.toFixed(1)}  RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  ` +
+        `buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB  join ${r.joinSeconds.toFixed(1)} s`,
+    );
+  }
+  // Memory only, young generation capped, three runs each, interleaved: RSS varies a lot from run to
+  // run (how many free pages V8 and malloc have given back), so the median is kept, the range shown.
+  const memRuns: Record<string, Result[]> = { peerkit: [], 'bittorrent-dht': [] };
+  for (let run = 0; run < 3; run++) for (const impl of ['peerkit', 'bittorrent-dht']) memRuns[impl]!.push(await runChild(impl, n, 0, ['--max-semi-space-size=1']));
+  const median = (rs: Result[], f: (r: Result) => number): number => rs.map(f).sort((x, y) => x - y)[Math.floor(rs.length / 2)]!;
+  const capped: Result[] = [];
+  for (const impl of ['peerkit', 'bittorrent-dht']) {
+    const rs = memRuns[impl]!;
+    const rss = rs.map((r) => r.rssPerNodeKiB);
+    const r = { ...rs[0]!, rssPerNodeKiB: median(rs, (x) => x.rssPerNodeKiB), heapPerNodeKiB: median(rs, (x) => x.heapPerNodeKiB), arrayBuffersPerNodeKiB: median(rs, (x) => x.arrayBuffersPerNodeKiB) };
+    capped.push(r);
+    console.log(
+      `${impl.padEnd(15)} young generation capped (--max-semi-space-size=1), memory only, median of 3: RSS/node ${r.rssPerNodeKiB.toFixed(1)} KiB ` +
+        `(${Math.min(...rss).toFixed(1)}-${Math.max(...rss).toFixed(1)})  heap/node ${r.heapPerNodeKiB.toFixed(1)} KiB  buffers/node ${r.arrayBuffersPerNodeKiB.toFixed(1)} KiB`,
     );
   }
   const [p, b] = rows as [Result, Result];
+  const [pc, bc] = capped as [Result, Result];
   console.log(
     `ratios peerkit/bittorrent-dht: median latency ${(p.medianMs / b.medianMs).toFixed(2)}, p95 ${(p.p95Ms / b.p95Ms).toFixed(2)}, ` +
-      `messages ${(p.messagesPerLookup / b.messagesPerLookup).toFixed(2)}, RSS/node ${(p.rssPerNodeKiB / b.rssPerNodeKiB).toFixed(2)}`,
+      `messages ${(p.messagesPerLookup / b.messagesPerLookup).toFixed(2)}, RSS/node ${(p.rssPerNodeKiB / b.rssPerNodeKiB).toFixed(2)}, ` +
+      `RSS/node capped ${(pc.rssPerNodeKiB / bc.rssPerNodeKiB).toFixed(2)}`,
   );
 }

@@ -2,7 +2,7 @@
  * bench/download: one seeder, one leecher, a generated file, peerkit and
  * Transmission 3.00 (transmission-cli) in every pairing, in the same run.
  *
- *   npm run bench:download -- [--size MiB] [--timeout SECONDS] [--only a,b,c,d]
+ *   npm run bench:download -- [--size MiB] [--timeout SECONDS] [--only a,b,c,d,e]
  *
  *   (a) peerkit leecher      <- peerkit seeder       127.0.0.1
  *   (b) peerkit leecher      <- Transmission seeder  127.0.0.1 (the leecher dials it)
@@ -11,6 +11,9 @@
  *       bridge (veth, not loopback): Transmission 3.00 never dials a 127/8 peer
  *       it hears of from a tracker (see test/harness/transmission.ts), so the
  *       leecher learns the seeder from a tracker stub at a 10.x address.
+ *   (e) peerkit leecher      <- Transmission seeder  the same two namespaces as (d),
+ *       the peerkit leecher dialing the seeder: (e) against (d) compares the two
+ *       leechers over the same path from the same kind of seeder.
  *
  * Every process is separate and started through the harness (own process
  * group, SIGKILLed with us). Each leecher writes into a fresh folder, removed
@@ -39,7 +42,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnManaged, lineSplitter, withTimeout, type ManagedProcess } from '../test/harness/proc.js';
 import { startTransmission, type TransmissionHandle } from '../test/harness/transmission.js';
-import { createNetwork, type TestNetwork } from '../test/harness/netns.js';
+import { createNetwork, type NetnsHost, type TestNetwork } from '../test/harness/netns.js';
 import { startTrackerStub, type TrackerStub } from '../test/harness/tracker-stub.js';
 
 const args = process.argv.slice(2);
@@ -49,17 +52,18 @@ const opt = (name: string, def: string): string => {
 };
 const sizeMiB = Number(opt('--size', '1024'));
 const timeoutMs = Number(opt('--timeout', '300')) * 1000;
-const only = new Set(opt('--only', 'a,b,c,d').split(','));
+const only = new Set(opt('--only', 'a,b,c,d,e').split(','));
 const peerkitBin = fileURLToPath(new URL('../../bin/peerkit.js', import.meta.url));
 const sizeBytes = sizeMiB * 1024 * 1024;
 const START_BYTES = 16 * 1024 * 1024;
 
-type Row = 'a' | 'b' | 'c' | 'd';
+type Row = 'a' | 'b' | 'c' | 'd' | 'e';
 const LABEL: Record<Row, string> = {
   a: '(a) peerkit <- peerkit',
   b: '(b) peerkit <- Transmission',
   c: '(c) Transmission <- peerkit',
   d: '(d) Transmission <- Transmission',
+  e: '(e) peerkit <- Transmission (netns)',
 };
 
 interface Result {
@@ -149,11 +153,12 @@ function startPeerkitSeeder(torrent: string, dataDir: string, peers: string[] = 
 }
 
 /** `peerkit get` from one peer; resolves with the leecher's numbers once it exits 0. */
-async function peerkitLeecher(torrent: string, out: string, peer: string, seederPid: number): Promise<Result> {
+async function peerkitLeecher(torrent: string, out: string, peer: string, seederPid: number, inside?: { net: TestNetwork; host: NetnsHost }): Promise<Result> {
   const seeder = new Sampler(seederPid);
   seeder.resetPeak();
   const t0 = performance.now();
-  const proc = spawnManaged(process.execPath, [peerkitBin, 'get', torrent, '-o', out, '--port', '0', '--host', '127.0.0.1', '--peer', peer, '-q']);
+  const argv = [peerkitBin, 'get', torrent, '-o', out, '--port', '0', '--host', inside ? inside.host.address : '127.0.0.1', '--peer', peer, '-q'];
+  const proc = inside ? inside.net.spawn(inside.host, process.execPath, argv) : spawnManaged(process.execPath, argv);
   const leecher = new Sampler(proc.pid);
   try {
     const e = await withTimeout('peerkit get', timeoutMs, proc.exited);
@@ -254,6 +259,27 @@ async function rowD(dir: string, dataDir: string, out: string): Promise<Result> 
   }
 }
 
+async function rowE(dir: string, dataDir: string, out: string): Promise<Result> {
+  let net: TestNetwork | undefined;
+  let tracker: TrackerStub | undefined;
+  let seeder: TransmissionHandle | undefined;
+  try {
+    net = await createNetwork({ hosts: 2 });
+    const [sh, lh] = net.hosts as [(typeof net.hosts)[0], (typeof net.hosts)[0]];
+    // The seeder is started exactly as in (d); only the leecher differs.
+    tracker = await startTrackerStub({ host: net.rootAddress!, peers: [{ host: sh.address, port: 51413 }] });
+    const torrent = join(dir, 'bench-tracker.torrent');
+    await runTo(process.execPath, [peerkitBin, 'create', join(dataDir, 'bench.bin'), '-o', torrent, '--piece-length', '1MiB', '--no-date', '-t', tracker.announceUrl]);
+    seeder = await startTransmission({ mode: 'seed', torrent, dir: dataDir, netns: sh, allowedHosts: net.addresses, messageLevel: 1 });
+    await seeder.waitForSeeding(120_000);
+    return await peerkitLeecher(torrent, out, `${sh.address}:51413`, seeder.pid, { net, host: lh });
+  } finally {
+    await seeder?.stop();
+    await tracker?.close();
+    await net?.stop();
+  }
+}
+
 async function runTo(cmd: string, argv: string[]): Promise<void> {
   const p = spawnManaged(cmd, argv);
   const e = await withTimeout(cmd, 120_000, p.exited).finally(() => p.stop('SIGKILL', 1000));
@@ -285,10 +311,11 @@ async function main(): Promise<void> {
       ['b', (out) => rowB(torrent, dataDir, out)],
       ['c', (out) => rowC(torrent, dataDir, out)],
       ['d', (out) => rowD(dir, dataDir, out)],
+      ['e', (out) => rowE(dir, dataDir, out)],
     ];
     for (const [row, run] of rows) {
       if (!only.has(row)) continue;
-      if (row === 'd' && process.getuid?.() !== 0) {
+      if ((row === 'd' || row === 'e') && process.getuid?.() !== 0) {
         skipped.set(row, 'needs root for network namespaces');
         console.log(`${LABEL[row]}: skipped (${skipped.get(row)})`);
         continue;
@@ -311,10 +338,10 @@ async function main(): Promise<void> {
     }
 
     console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
-    console.log(`file: ${sizeMiB} MiB, 1 MiB pieces; MB = 10^6 bytes; (d) runs over a veth bridge between two namespaces`);
+    console.log(`file: ${sizeMiB} MiB, 1 MiB pieces; MB = 10^6 bytes; (d) and (e) run over a veth bridge between two namespaces`);
     console.log('\n| pairing (leecher <- seeder) | time | MB/s | MB/s after first 16 MiB | leecher peak RSS | seeder peak RSS |');
     console.log('| --- | --- | --- | --- | --- | --- |');
-    for (const row of ['a', 'b', 'c', 'd'] as Row[]) {
+    for (const row of ['a', 'b', 'c', 'd', 'e'] as Row[]) {
       const r = results.get(row);
       if (r) console.log(`| ${LABEL[row]} | ${r.seconds.toFixed(2)} s | ${mbps(r.seconds)} | ${mbps(r.transferSeconds)} | ${r.leecherRssMB.toFixed(1)} MB | ${r.seederRssMB.toFixed(1)} MB |`);
       else if (skipped.has(row)) console.log(`| ${LABEL[row]} | ${skipped.get(row)} | | | | |`);
@@ -330,15 +357,24 @@ async function main(): Promise<void> {
     };
     console.log('\nratios peerkit / Transmission (speed: higher is better for peerkit; RSS: lower is better):');
     ratio('a', 'd', 'both sides, (a) vs (d)');
-    ratio('a', 'c', 'as leecher (same peerkit seeder), (a) vs (c)');
+    ratio('a', 'c', 'as leecher from a peerkit seeder, (a) vs (c)');
+    ratio('e', 'd', 'as leecher from a Transmission seeder, same namespaces, (e) vs (d)');
+    ratio('b', 'd', 'as leecher from a Transmission seeder, (b) on loopback vs (d)');
     ratio('a', 'b', 'as seeder (same peerkit leecher), (a) vs (b)');
     const a = results.get('a');
     const d = results.get('d');
     console.log('\ntargets:');
-    if (a && d) console.log(`  peerkit >= 2x Transmission (a vs d, total time): ${d.seconds / a.seconds >= 2 ? 'met' : 'MISSED'} (${(d.seconds / a.seconds).toFixed(2)}x)`);
+    const twice = (p: Row, t: Row, what: string): void => {
+      const x = results.get(p);
+      const y = results.get(t);
+      if (x && y) console.log(`  peerkit downloads >= 2x Transmission ${what}: ${y.seconds / x.seconds >= 2 ? 'met' : 'MISSED'} (${(y.seconds / x.seconds).toFixed(2)}x)`);
+    };
+    twice('a', 'c', 'from a peerkit seeder (a vs c)');
+    twice('e', 'd', 'from a Transmission seeder (e vs d)');
+    if (a && d) console.log(`  both sides, peerkit pair vs Transmission pair (a vs d): ${(d.seconds / a.seconds).toFixed(2)}x`);
     if (a) console.log(`  >= 300 MB/s peerkit to peerkit: ${sizeBytes / 1e6 / a.seconds >= 300 ? 'met' : 'MISSED'} (${mbps(a.seconds)} MB/s)`);
     const rss = [...results.entries()].flatMap(([row, r]) => [
-      ...(row === 'a' || row === 'b' ? [r.leecherRssMB] : []),
+      ...(row === 'a' || row === 'b' || row === 'e' ? [r.leecherRssMB] : []),
       ...(row === 'a' || row === 'c' ? [r.seederRssMB] : []),
     ]);
     if (rss.length) console.log(`  peerkit RSS <= 150 MB: ${Math.max(...rss) <= 150 ? 'met' : 'MISSED'} (max ${Math.max(...rss).toFixed(1)} MB)`);

@@ -9,7 +9,8 @@
  * For each tracker, in turn:
  *  1. start it on 127.0.0.1 with a whitelist of the bench's info hashes
  *     (opentracker's Debian build requires one; peerkit gets the same file),
- *     rate limiting off (opentracker has none);
+ *     rate limiting and the per-address connection cap off (opentracker has
+ *     neither; all the load comes from one address);
  *  2. read its RSS (VmRSS from /proc), then preload every peer with a UDP
  *     `started` announce and read its RSS again: (loaded - empty) / peers is
  *     its memory per peer;
@@ -103,7 +104,7 @@ interface Running {
 }
 
 async function startPeerkit(whitelist: string): Promise<Running> {
-  const child = spawn(process.execPath, [peerkitBin, 'tracker', '--host', '127.0.0.1', '--http', '0', '--udp', '0', '--rate-limit', '0', '--whitelist', whitelist], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [peerkitBin, 'tracker', '--host', '127.0.0.1', '--http', '0', '--udp', '0', '--rate-limit', '0', '--max-connections-per-address', '100000', '--whitelist', whitelist], { stdio: ['ignore', 'pipe', 'inherit'] });
   const text = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (c: Buffer) => {

@@ -9,4 +9,5 @@ if (!existsSync(fileURLToPath(main))) {
   process.exit(1);
 }
 const { run } = await import(main.href);
+// run() resolves to the exit code; nothing else in the CLI sets process.exitCode.
 process.exitCode = await run(process.argv.slice(2));

@@ -49,7 +49,7 @@ function completes(t: Torrent, ms: number): Promise<void> {
   );
 }
 
-type Behaviour = 'corrupt' | 'huge-length' | 'garbage';
+type Behaviour = 'corrupt' | 'huge-length' | 'garbage' | 'bad-request';
 
 /** A peer that speaks the handshake properly, then misbehaves. */
 class BadPeer {
@@ -121,6 +121,10 @@ class BadPeer {
         case 'garbage':
           s.write(Buffer.from('GARBAGE, NOT A MESSAGE '.repeat(20)));
           return;
+        case 'bad-request':
+          // Well-framed, but asks for a piece past the end of the torrent.
+          s.write(Buffer.concat([encodeMessage({ type: 'have-none' }), encodeMessage({ type: 'interested' }), encodeMessage({ type: 'request', index: this.meta.pieceCount + 5, begin: 0, length: 16 * KiB })]));
+          return;
       }
     }
     if (type === 'request' && this.behaviour === 'corrupt') {
@@ -173,6 +177,8 @@ test('a peer sending corrupt data is caught, banned and closed; the download com
       const t = await leecher.add(metainfo, { dir: join(dir, 'out'), peers: [badAt, honest] });
       t.on('piece-failed', (index, peers) => failed.push({ index, peers }));
       t.on('banned', (endpoint, reason) => banned.push({ endpoint, reason }));
+      const kinds: string[] = [];
+      t.on('disconnect', (endpoint, reason, kind) => endpoint.host === BAD_HOST && kinds.push(`${kind}: ${reason}`));
       await completes(t, 15_000);
       assert.ok((await readFile(join(dir, 'out', 'data.bin'))).equals(data), 'the leecher has the right bytes');
       assert.ok(bad.handshakes >= 1 && bad.blocksSent > 0, `the bad peer took part (${bad.blocksSent} blocks)`);
@@ -182,6 +188,14 @@ test('a peer sending corrupt data is caught, banned and closed; the download com
       assert.deepEqual(banned.map((b) => b.endpoint), [badAt], 'the bad peer, and only it, was banned');
       assert.match(banned[0]!.reason, /hash check/);
       await within(bad.closed(), 5000, 'the bad peer to be disconnected');
+      await within(
+        (async () => {
+          while (kinds.length === 0) await new Promise((r) => setTimeout(r, 20));
+        })(),
+        5000,
+        'the disconnect event',
+      );
+      assert.match(kinds[0]!, /^ban: banned: sent data for \d+ piece\(s\) that failed the hash check$/);
       assert.equal(t.stats().banned, 1);
       assert.ok(t.stats().wasted > 0);
       assert.ok(t.peers().every((p) => p.endpoint.host !== BAD_HOST), 'no connection left to the bad peer');
@@ -191,8 +205,14 @@ test('a peer sending corrupt data is caught, banned and closed; the download com
   });
 });
 
-for (const behaviour of ['huge-length', 'garbage'] as const) {
-  test(`a peer sending ${behaviour === 'huge-length' ? 'a 0xffffffff length prefix' : 'garbage'} after the handshake is dropped; the download goes on`, { timeout: 20_000 }, async () => {
+const VIOLATIONS = {
+  'huge-length': { what: 'a 0xffffffff length prefix', reason: /^protocol error: .*exceeds/ },
+  garbage: { what: 'garbage', reason: /^protocol error: / },
+  'bad-request': { what: 'a request for a piece past the end', reason: /^request out of range \(piece \d+, 0\+16384\)$/ },
+} as const;
+
+for (const behaviour of ['huge-length', 'garbage', 'bad-request'] as const) {
+  test(`a peer sending ${VIOLATIONS[behaviour].what} after the handshake is dropped with the reason reported; the download goes on`, { timeout: 20_000 }, async () => {
     await withSwarm(async ({ dir, data, metainfo, seeder, leecher }) => {
       const bad = new BadPeer(metainfo, behaviour);
       const badAt = await bad.listen();
@@ -201,7 +221,21 @@ for (const behaviour of ['huge-length', 'garbage'] as const) {
         const t = await leecher.add(metainfo, { dir: join(dir, 'out'), peers: [badAt, honest] });
         const warnings: string[] = [];
         t.on('warning', (w) => warnings.push(w));
+        const disconnects: { endpoint: Endpoint; reason: string; kind: string }[] = [];
+        t.on('disconnect', (endpoint, reason, kind) => disconnects.push({ endpoint, reason, kind }));
         await within(bad.closed(), 5000, 'the bad peer to be disconnected');
+        await within(
+          (async () => {
+            while (!disconnects.some((d) => d.endpoint.host === BAD_HOST)) await new Promise((r) => setTimeout(r, 20));
+          })(),
+          5000,
+          () => `the disconnect event (${JSON.stringify(disconnects)})`,
+        );
+        const d = disconnects.filter((x) => x.endpoint.host === BAD_HOST);
+        assert.equal(d.length, 1, JSON.stringify(d));
+        assert.equal(d[0]!.kind, 'violation');
+        assert.match(d[0]!.reason, VIOLATIONS[behaviour].reason);
+        assert.deepEqual(d[0]!.endpoint, badAt);
         assert.equal(bad.handshakes, 1);
         assert.equal(t.isComplete, false, 'dropped early, long before the download ends');
         await completes(t, 15_000);

@@ -98,3 +98,37 @@ test('magnet link: metadata fetched from the seeder (BEP 9), then the data', asy
     assert.ok((await readFile(join(dir, 'out', 'm.bin'))).equals(data));
   });
 });
+
+test('choking settings: the client\'s defaults and a torrent\'s own, merged (1 regular slot from the client, 1 optimistic from the torrent)', { timeout: 30_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerkit-choke-'));
+  const clients: Client[] = [];
+  try {
+    const seedDir = join(dir, 'seed');
+    await mkdir(seedDir);
+    await writeFile(join(seedDir, 'c.bin'), randomBytes(4 * 1024 * 1024));
+    const { metainfo } = await createTorrent(join(seedDir, 'c.bin'), { pieceLength: 64 * 1024 });
+    // Slow, so the leechers stay interested for the whole test.
+    const seeder = await Client.create({ port: 0, host: '127.0.0.1', uploadLimit: 256 * 1024, choking: { unchokeSlots: 1, optimisticSlots: 0, rechokeIntervalMs: 500 } });
+    clients.push(seeder);
+    const s = await seeder.add(metainfo, { dir: seedDir, choking: { optimisticSlots: 1 } });
+    for (let i = 0; i < 4; i++) {
+      const c = await Client.create({ port: 0, host: '127.0.0.1' });
+      clients.push(c);
+      await c.add(metainfo, { dir: join(dir, `l${i}`), peers: [{ host: '127.0.0.1', port: seeder.port }], pex: false });
+    }
+    let most = 0;
+    let interested = 0;
+    const end = Date.now() + 3000;
+    while (Date.now() < end) {
+      const ps = s.peers();
+      interested = Math.max(interested, ps.filter((p) => p.peerInterested).length);
+      most = Math.max(most, ps.filter((p) => !p.amChoking).length);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(interested, 4, 'every leecher wanted data from the seeder');
+    assert.equal(most, 2, 'one regular and one optimistic slot, never more');
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});

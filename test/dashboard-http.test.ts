@@ -15,7 +15,7 @@ import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseCsv } from '../src/dashboard/csv.js';
-import { PEER_COLUMNS, TORRENT_COLUMNS } from '../src/dashboard/client-source.js';
+import { PEER_COLUMNS, TORRENT_COLUMNS, type ClientState } from '../src/dashboard/client-source.js';
 import { startDashboard } from '../src/dashboard/server.js';
 import { TrackerSource } from '../src/dashboard/tracker-source.js';
 import { DHT_BUCKET_COLUMNS, DHT_NODE_COLUMNS, DhtSource, type DhtState } from '../src/dashboard/dht-source.js';
@@ -25,6 +25,7 @@ import { DhtNode } from '../src/dht/node.js';
 import { startDhtDashboard } from '../src/cli/dashboard-option.js';
 import { startTracker } from '../src/tracker/index.js';
 import { completes, startSwarm } from './dashboard-swarm.js';
+import { checkPrometheus } from './dashboard-prometheus.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'peerkit.js');
 
@@ -88,32 +89,34 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 30_0
   }
 }
 
+/** A JSON value as its CSV cell reads back. */
+const cell = (v: string | number | boolean | null): string => (v === null ? '' : String(v));
+
 interface StateJson {
   sources: { id: string; kind: string; state: { torrents: unknown; peers?: { client: string; address: string }[]; swarms?: { infoHash: string; seeders: number; leechers: number }[] } & Record<string, unknown> }[];
 }
 
-/** Every line is HELP, TYPE or a sample of the family announced above it; each family once. */
+/** The whole exposition checked (see dashboard-prometheus.ts); the sample lines of each family, by name. */
 function checkExposition(text: string): Map<string, string[]> {
-  const families = new Map<string, string[]>();
-  let current = '';
-  for (const line of text.trimEnd().split('\n')) {
-    const help = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$/.exec(line);
-    if (help) {
-      assert.ok(!families.has(help[1]!), `family ${help[1]} twice`);
-      current = help[1]!;
-      families.set(current, []);
-      continue;
-    }
-    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
-    if (type) {
-      assert.equal(type[1], current);
-      if (type[2] === 'counter') assert.match(current, /_total$/, 'counters end in _total');
-      continue;
-    }
-    assert.match(line, new RegExp(`^${current}(\\{[a-zA-Z_][a-zA-Z0-9_]*="(\\\\.|[^"\\\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\\\.|[^"\\\\])*")*\\})? (-?[0-9.e+]+|NaN|[+-]Inf)$`), line);
-    families.get(current)!.push(line);
+  const fams = checkPrometheus(text);
+  // The process's figures come once, for the whole process; everything else is labelled by its source.
+  for (const name of ['process_resident_memory_bytes', 'process_start_time_seconds', 'process_cpu_seconds_total']) {
+    const f = fams.get(name);
+    assert.ok(f, name);
+    assert.equal(f.samples.length, 1, `${name} once`);
+    assert.deepEqual(f.samples[0]!.labels, {}, `${name} has no source label`);
   }
-  return families;
+  for (const f of fams.values()) if (!f.name.startsWith('process_')) for (const x of f.samples) assert.ok(x.labels.source !== undefined, `${x.line} has a source label`);
+  return new Map([...fams].map(([name, f]) => [name, f.samples.map((x) => x.line)]));
+}
+
+/** GETs with the X-Peerkit-Snapshot header's value. */
+async function snapshotGet(url: string): Promise<{ body: string; snapshot: string }> {
+  const r = await http(url);
+  assert.equal(r.status, 200, url);
+  const snapshot = r.headers['x-peerkit-snapshot'];
+  assert.equal(typeof snapshot, 'string', `${url} says its snapshot`);
+  return { body: r.body, snapshot: snapshot as string };
 }
 
 test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of a live swarm', { timeout: 90_000 }, async () => {
@@ -145,6 +148,20 @@ test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of 
       assert.equal(r[2], swarm.metainfo.name);
     }
 
+    // One tick's /api/state and CSVs are one snapshot: the same values, row for row.
+    const same = await until('/api/state and the CSVs from one snapshot', async () => {
+      const st = await snapshotGet(`${base}api/state`);
+      const pc = await snapshotGet(`${base}peers.csv`);
+      const tc = await snapshotGet(`${base}torrents.csv`);
+      return st.snapshot === pc.snapshot && pc.snapshot === tc.snapshot ? { state: JSON.parse(st.body) as { t: number; sources: { id: string; kind: string; state: ClientState }[] }, peers: parseCsv(pc.body), torrents: parseCsv(tc.body) } : undefined;
+    });
+    const clients = same.state.sources.filter((x) => x.kind === 'client');
+    const jsonPeers = clients.flatMap((x) => x.state.peers.map((p) => [x.id, p.torrent, p.torrentName, p.address, p.client, p.direction, p.amChoking, p.amInterested, p.peerChoking, p.peerInterested, p.downloadRate, p.uploadRate, p.downloaded, p.uploaded, p.ratio, p.progress].map(cell)));
+    assert.deepEqual(same.peers.slice(1), jsonPeers);
+    const jsonTorrents = clients.flatMap((x) => x.state.torrents.map((t) => [x.id, t.infoHash, t.name, t.state, t.size, t.progress, t.piecesDone, t.pieceCount, t.downloadRate, t.uploadRate, t.downloaded, t.uploaded, t.wasted, t.ratio, t.peers].map(cell)));
+    assert.deepEqual(same.torrents.slice(1), jsonTorrents);
+    assert.ok(jsonPeers.length >= 2, 'peers in the snapshot');
+
     const [hello, first] = await events(`${base}events`, 2);
     assert.equal(hello!.event, 'hello');
     const h = hello!.data as { intervalMs: number; historyLength: number; tables: string[]; history: { t: number[]; charts: Record<string, Record<string, unknown[]>> } };
@@ -174,6 +191,15 @@ test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of 
     const swarms = parseCsv((await http(`${base}swarms.csv`)).body);
     assert.deepEqual(swarms[0], ['source', 'info_hash', 'seeders', 'leechers', 'completed']);
     assert.equal(swarms[1]![1], swarm.metainfo.infoHash.toString('hex'));
+    // The tracker's swarm: the seeder and both leechers seed once the leechers have announced their completion.
+    const trackerState = await until('the tracker counts both completions', async () => {
+      const j = JSON.parse((await http(`${base}api/state`)).body) as StateJson;
+      const w = j.sources.find((x) => x.id === 'tracker')!.state.swarms!;
+      return w[0]?.seeders === 3 ? w : undefined;
+    });
+    assert.deepEqual(trackerState.map((w) => [w.infoHash, w.seeders, w.leechers]), [[swarm.metainfo.infoHash.toString('hex'), 3, 0]]);
+    const swarmsNow = parseCsv((await http(`${base}swarms.csv`)).body);
+    assert.deepEqual(swarmsNow.slice(1).map((r) => r.slice(0, 4)), [['tracker', swarm.metainfo.infoHash.toString('hex'), '3', '0']]);
 
     const metrics = await http(`${base}metrics`);
     assert.equal(metrics.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
@@ -281,6 +307,7 @@ test('a DHT on the dashboard: state with buckets and operations in flight, routi
     assert.ok(fams.get('peerkit_dht_nodes')!.some((l) => /^peerkit_dht_nodes\{source="dht 1",state="good"\} [1-9]/.test(l)));
     assert.ok(fams.get('peerkit_dht_nodes')!.some((l) => /^peerkit_dht_nodes\{source="client dht",state="good"\} [1-9]/.test(l)));
     assert.ok(fams.get('peerkit_dht_operations')!.includes('peerkit_dht_operations{source="dht 1",kind="ping"} 1'));
+    assert.ok(fams.get('peerkit_dht_operations')!.includes('peerkit_dht_operations{source="dht 1",kind="get_peers"} 0'), 'an idle kind reads 0');
     assert.ok(fams.get('peerkit_dht_queries_received_total')!.some((l) => /^peerkit_dht_queries_received_total\{source="dht 1"\} [1-9]/.test(l)));
     assert.ok(fams.get('peerkit_dht_bucket_nodes')!.every((l) => /\{source="[^"]+",bucket="\d+"\} \d+$/.test(l)));
 

@@ -39,6 +39,8 @@ export interface Swarm {
   readonly torrent: Buffer;
   readonly dashboard: DashboardHandle;
   readonly leechers: Torrent[];
+  /** The leechers' clients, in the same order. */
+  readonly leecherClients: Client[];
   readonly dhtNodes: readonly DhtNode[];
   /**
    * Adds a leecher (its own Client and a dashboard source `leecher N`);
@@ -92,6 +94,7 @@ export async function startSwarm(o: SwarmOptions): Promise<Swarm> {
       sources: [new TrackerSource('tracker', tracker), ...dhtNodes.map((n, i) => new DhtSource(`dht ${i + 1}`, n)), ...clientSources('seeder', seeder)],
     });
     const leechers: Torrent[] = [];
+    const leecherClients: Client[] = [];
     const d = dashboard;
     return {
       work,
@@ -101,10 +104,12 @@ export async function startSwarm(o: SwarmOptions): Promise<Swarm> {
       torrent,
       dashboard: d,
       leechers,
+      leecherClients,
       dhtNodes,
       async addLeecher(clientName?: string, magnet = false): Promise<Torrent> {
         const c = await Client.create({ port: 0, host: '127.0.0.1', clientName, ...dht });
         clients.push(c);
+        leecherClients.push(c);
         for (const src of clientSources(`leecher ${leechers.length + 1}`, c)) d.addSource(src);
         const source = magnet ? buildMagnet({ infoHash: metainfo.infoHash, name: metainfo.name, trackers: [announceUrl] }) : metainfo;
         const t = await c.add(source, { dir: join(work, `leecher-${leechers.length + 1}`), trackerMinIntervalMs: 1000 });

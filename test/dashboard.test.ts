@@ -11,13 +11,14 @@ import fc from 'fast-check';
 import { CsvError, parseCsv, toCsv } from '../src/dashboard/csv.js';
 import { checkBind, checkTokenFormat, DashboardConfigError, isLoopback, isLoopbackHostHeader, parseListenAddress, requestToken, tokenMatches } from '../src/dashboard/access.js';
 import { History } from '../src/dashboard/history.js';
-import { bucketPrefix, DhtSource, type DhtState } from '../src/dashboard/dht-source.js';
+import { bucketPrefix, DHT_OPERATION_KINDS, DhtSource, type DhtState } from '../src/dashboard/dht-source.js';
 import { DhtCore } from '../src/core/dht/dht-core.js';
 import { commonPrefixBits, idOf } from '../src/core/dht/id.js';
 import { decodeKrpc, encodeKrpc } from '../src/codec/krpc.js';
 import { seededRandom } from '../src/runtime/sim/index.js';
 import { escapeLabelValue, mergeFamilies, renderPrometheus, type MetricFamily } from '../src/metrics/prometheus.js';
 import { prometheusText } from '../src/tracker/metrics.js';
+import { checkPrometheus } from './dashboard-prometheus.js';
 
 // ---------------------------------------------------------------- CSV
 
@@ -96,32 +97,61 @@ test('Prometheus: families from several sources merge into one per name, each sa
   assert.doesNotMatch(text, /source="odd"/, 'a family of another type is dropped, not rendered invalid');
 });
 
-test('Prometheus: every line of the tracker\'s exposition is HELP, TYPE or a sample of the family above it', () => {
+test('Prometheus: the tracker\'s whole exposition follows the conventions; no pre-computed rate, process figures under their standard names', () => {
   const stats = {
     torrents: 1, peers: 2, seeders: 1, leechers: 1, users: 0, announcesPerSecond: 0.5, announces: { http: 3, udp: 4 }, scrapes: { http: 0, udp: 1 }, udpConnects: 2,
     failures: { 'bad-request': 1, 'unregistered-torrent': 0, 'bad-passkey': 0, 'tracker-full': 0, 'peer-id-in-use': 0, 'rate-limited': 0, 'full-scrape': 0 },
     dropped: { malformed: 0, forgedConnectionId: 0, rateLimited: 0 }, peersRefused: 0, peersExpired: 0, peerMemoryBytes: 4096, httpRequests: 5, internalErrors: 0, residentMemoryBytes: 1e8, uptimeSeconds: 9,
   };
-  let family = '';
-  const seen = new Set<string>();
-  for (const line of prometheusText(stats).trimEnd().split('\n')) {
-    const help = /^# HELP (\S+) \S/.exec(line);
-    if (help) {
-      family = help[1]!;
-      assert.ok(!seen.has(family), `${family} twice`);
-      seen.add(family);
-      assert.match(family, /^peerkit_tracker_[a-z_]+$/);
-      continue;
-    }
-    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
-    if (type) {
-      assert.equal(type[1], family);
-      if (type[2] === 'counter') assert.match(family, /_total$/);
-      continue;
-    }
-    assert.match(line, new RegExp(`^${family}(\\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\\})? -?[0-9.e+]+$`), line);
-  }
-  assert.ok(seen.has('peerkit_tracker_announces_total'));
+  const fams = checkPrometheus(prometheusText(stats), { requireSamples: true });
+  for (const name of fams.keys()) assert.match(name, /^(peerkit_tracker|process)_[a-z_]+$/);
+  assert.deepEqual(fams.get('peerkit_tracker_announces_total')!.samples.map((x) => [x.labels.protocol, x.value]), [['http', 3], ['udp', 4]]);
+  assert.ok(!fams.has('peerkit_tracker_announces_per_second'), 'rate(peerkit_tracker_announces_total[1m]) is the rate');
+  assert.ok(!fams.has('peerkit_tracker_resident_memory_bytes') && !fams.has('peerkit_tracker_uptime_seconds'));
+  const rss = fams.get('process_resident_memory_bytes')!;
+  assert.equal(rss.type, 'gauge');
+  assert.ok(rss.samples[0]!.value > 0);
+  const start = fams.get('process_start_time_seconds')!.samples[0]!.value;
+  assert.ok(start > Date.now() / 1000 - process.uptime() - 5 && start <= Date.now() / 1000, `a unix time in seconds: ${start}`);
+  assert.equal(fams.get('process_cpu_seconds_total')!.type, 'counter');
+});
+
+test('Prometheus conventions checker: a valid exposition passes; each kind of mistake is caught', () => {
+  const ok = '# HELP a_bytes_total Bytes sent.\n# TYPE a_bytes_total counter\na_bytes_total{x="1",y="q\\"\\\\\\n"} 3\na_bytes_total{x="2"} 0\n# HELP b_seconds Age in seconds.\n# TYPE b_seconds gauge\nb_seconds -1.5e3\nb_seconds{k="v"} NaN\n';
+  const fams = checkPrometheus(ok);
+  assert.deepEqual([...fams.keys()], ['a_bytes_total', 'b_seconds']);
+  assert.deepEqual(fams.get('a_bytes_total')!.samples[0]!.labels, { x: '1', y: 'q"\\\n' });
+  const bad: [string, string, RegExp][] = [
+    ['counter without _total', '# HELP a Things.\n# TYPE a counter\na 1\n', /does not end in _total/],
+    ['gauge with _total', '# HELP a_total Things.\n# TYPE a_total gauge\na_total 1\n', /reserved for counters/],
+    ['family twice', '# HELP a A.\n# TYPE a gauge\na 1\n# HELP b B.\n# TYPE b gauge\nb 1\n# HELP a A.\n# TYPE a gauge\na 2\n', /appears twice/],
+    ['no TYPE', '# HELP a A.\na 1\n', /outside its family|HELP without TYPE/],
+    ['no HELP', '# TYPE a gauge\na 1\n', /TYPE before HELP/],
+    ['sample before HELP', 'a 1\n# HELP a A.\n# TYPE a gauge\n', /outside its family/],
+    ['another family\'s sample', '# HELP a A.\n# TYPE a gauge\nb 1\n', /outside its family/],
+    ['bad label syntax', '# HELP a A.\n# TYPE a gauge\na{x=1} 1\n', /not quoted/],
+    ['label name', '# HELP a A.\n# TYPE a gauge\na{x-y="1"} 1\n', /bad label name/],
+    ['reserved label', '# HELP a A.\n# TYPE a gauge\na{__x="1"} 1\n', /reserved/],
+    ['label twice', '# HELP a A.\n# TYPE a gauge\na{x="1",x="2"} 1\n', /twice/],
+    ['bad escape', '# HELP a A.\n# TYPE a gauge\na{x="\\t"} 1\n', /bad escape/],
+    ['same series twice', '# HELP a A.\n# TYPE a gauge\na{x="1"} 1\na{x="1"} 2\n', /same series/],
+    ['bad value', '# HELP a A.\n# TYPE a gauge\na 1,5\n', /not a float/],
+    ['negative counter', '# HELP a_total A.\n# TYPE a_total counter\na_total -1\n', /below 0/],
+    ['milliseconds', '# HELP a_milliseconds A.\n# TYPE a_milliseconds gauge\na_milliseconds 1\n', /base units/],
+    ['MiB', '# HELP a_mib A.\n# TYPE a_mib gauge\na_mib 1\n', /base units/],
+    ['rate in the name', '# HELP announces_per_second Announces.\n# TYPE announces_per_second gauge\nannounces_per_second 1\n', /pre-computed rate/],
+    ['rate in the help', '# HELP announces Announces per second.\n# TYPE announces gauge\nannounces 1\n', /pre-computed rate/],
+    ['unit not at the end', '# HELP a_bytes_sent_total A.\n# TYPE a_bytes_sent_total counter\na_bytes_sent_total 1\n', /goes at the end/],
+    ['unit missing from the name', '# HELP uptime Seconds since start.\n# TYPE uptime gauge\nuptime 1\n', /no _seconds suffix/],
+    ['upper case', '# HELP aB A.\n# TYPE aB gauge\naB 1\n', /lower snake case/],
+    ['colon', '# HELP a:b A.\n# TYPE a:b gauge\na:b 1\n', /lower snake case/],
+    ['other comment', '# a note\n', /neither HELP nor TYPE/],
+    ['blank line', '# HELP a A.\n# TYPE a gauge\na 1\n\n', /blank line/],
+    ['no final newline', '# HELP a A.\n# TYPE a gauge\na 1', /newline/],
+  ];
+  for (const [what, text, why] of bad) assert.throws(() => checkPrometheus(text), why, what);
+  assert.throws(() => checkPrometheus('# HELP a A.\n# TYPE a gauge\n', { requireSamples: true }), /without samples: a/);
+  assert.doesNotThrow(() => checkPrometheus('# HELP a A.\n# TYPE a gauge\n'));
 });
 
 // ---------------------------------------------------------------- access
@@ -272,4 +302,10 @@ test('DhtSource on a hand-driven core: buckets add up, operations listed up to t
   assert.match(text, /^peerkit_dht_queries_received_total 5$/m);
   assert.match(text, /^peerkit_dht_operations\{kind="find_node"\} 3$/m);
   assert.match(text, /^# TYPE peerkit_dht_sent_datagrams_total counter$/m);
+  // Every kind has a sample, 0 when none is in flight: a dashboard or alert sees 0, not an absent series.
+  const ops = checkPrometheus(text, { requireSamples: true }).get('peerkit_dht_operations')!;
+  assert.deepEqual(Object.fromEntries(ops.samples.map((x) => [x.labels.kind, x.value])), { bootstrap: 0, refresh: 0, find_node: 3, get_peers: 0, announce: 0, get: 0, put: 0, ping: 0 });
+  assert.deepEqual(ops.samples.map((x) => x.labels.kind), [...DHT_OPERATION_KINDS]);
+  const idle = new DhtSource('idle', { core: new DhtCore({ id: Buffer.alloc(20, 7), random: seededRandom(6), now: 0 }), address: { host: '127.0.0.1', port: 1 }, runtime: { clock: { now: () => 0 } } });
+  assert.ok(checkPrometheus(renderPrometheus(idle.metrics())).get('peerkit_dht_operations')!.samples.every((x) => x.value === 0));
 });

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,8 +16,12 @@ import { createInterface } from 'node:readline';
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'peerkit.js');
 
 function peerkit(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return peerkitWith([], {}, ...args);
+}
+
+function peerkitWith(nodeArgs: string[], env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [...nodeArgs, bin, ...args], { timeout: 30_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
     });
   });
@@ -121,6 +126,73 @@ test('peerkit dht: run two nodes, announce and look up, put and get immutable an
     assert.ok(state.nodes.some((n) => `127.0.0.1:${n.port}` === b.address), 'the state file holds the other node');
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Loaded into a child with --import: logs every datagram sent, every TCP
+ * connect and every DNS lookup the process makes (one JSON line each), and
+ * refuses any that would leave 127.0.0.0/8.
+ */
+const CONTACT_LOGGER = `
+import dgram from 'node:dgram';
+import net from 'node:net';
+import dns from 'node:dns';
+import { appendFileSync } from 'node:fs';
+const log = (what) => appendFileSync(process.env.PEERKIT_CONTACT_LOG, JSON.stringify(what) + '\\n');
+const send = dgram.Socket.prototype.send;
+dgram.Socket.prototype.send = function (...args) {
+  const at = args.findLastIndex((a) => typeof a === 'string');
+  const host = at >= 0 ? args[at] : '(connected)';
+  log({ udp: host + ':' + args[at - 1] });
+  if (!host.startsWith('127.')) throw new Error('refusing to send to ' + host);
+  return send.apply(this, args);
+};
+const connect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function (...args) {
+  const o = typeof args[0] === 'object' && args[0] !== null ? args[0] : { port: args[0], host: args[1] };
+  if (o.path === undefined) log({ tcp: (o.host ?? 'localhost') + ':' + o.port });
+  return connect.apply(this, args);
+};
+for (const api of [dns, dns.promises]) {
+  const lookup = api.lookup;
+  api.lookup = function (name, ...rest) {
+    if (net.isIP(name) === 0) log({ dns: name }); // binding to an address literal resolves it locally
+    return lookup.call(this, name, ...rest);
+  };
+}
+`;
+
+test('peerkit get --dht with no bootstrap node contacts nobody; with --bootstrap, only the node named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'peerkit-dht-contacts-'));
+  const named = createSocket('udp4');
+  let received = 0;
+  named.on('message', () => received++); // a silent bootstrap node
+  await new Promise<void>((r) => named.bind(0, '127.0.0.1', r));
+  try {
+    const logger = join(dir, 'contacts.mjs');
+    writeFileSync(logger, CONTACT_LOGGER);
+    const magnet = `magnet:?xt=urn:btih:${randomBytes(20).toString('hex')}`;
+    const contacts = async (name: string, ...extra: string[]): Promise<{ code: number; stderr: string; log: Record<string, string>[] }> => {
+      const logFile = join(dir, `${name}.log`);
+      writeFileSync(logFile, '');
+      const r = await peerkitWith(['--import', logger], { PEERKIT_CONTACT_LOG: logFile }, 'get', magnet, '-o', join(dir, name), '--host', '127.0.0.1', '--port', '0', '-q', '--timeout', '4', ...extra);
+      const log = readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, string>);
+      return { code: r.code, stderr: r.stderr, log };
+    };
+    const alone = await contacts('alone', '--dht');
+    assert.equal(alone.code, 1);
+    assert.match(alone.stderr, /not complete after 4 s/);
+    assert.deepEqual(alone.log, [], 'no datagram, connection or name lookup');
+
+    const port = named.address().port;
+    const withBoot = await contacts('named', '--dht', '--bootstrap', `127.0.0.1:${port}`);
+    assert.equal(withBoot.code, 1);
+    assert.ok(withBoot.log.length >= 1 && received >= 1, 'the named node was asked');
+    assert.deepEqual([...new Set(withBoot.log.map((e) => JSON.stringify(e)))], [JSON.stringify({ udp: `127.0.0.1:${port}` })]);
+  } finally {
+    named.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { decodeKrpc, encodeKrpc, type KrpcMessage, type KrpcQuery, type KrpcResponse, type QueryBody } from '../src/codec/krpc.js';
 import { encode } from '../src/codec/bencode.js';
-import { DhtCore, type DhtEvent, type DhtOptions } from '../src/core/dht/index.js';
+import { DhtCore, type DhtEvent, type DhtOptions, type OperationResult } from '../src/core/dht/index.js';
+import { idOf, isBep42Id } from '../src/core/dht/id.js';
+import { ItemStore } from '../src/core/dht/storage.js';
+import { parseIp } from '../src/codec/ip.js';
 import { immutableTarget, mutableTarget, signMutableItem } from '../src/core/dht/bep44.js';
 import { seededRandom } from '../src/runtime/sim/index.js';
 import type { Endpoint } from '../src/runtime/contract.js';
@@ -215,8 +218,8 @@ test('fuzz: hostile datagrams never throw and never put a node in the table', ()
   );
 });
 
-test('a lookup runs alpha=3 requests at a time, does not stall on a silent node, and ends on the closest set', () => {
-  const core = makeCore({ k: 3, alpha: 3, timeoutMs: 100, retries: 1 });
+test('a lookup runs alpha=3 (the default) requests at a time, does not stall on a silent node, and ends on the closest set', () => {
+  const core = makeCore({ k: 3, timeoutMs: 100, retries: 1 });
   const seeds = [1, 2, 3, 4].map((i) => ({ id: Buffer.alloc(20, 0x10 * i), at: { host: `10.0.0.${10 + i}`, port: 6881 } }));
   const boot = core.bootstrap(0, seeds.map((s) => ({ id: s.id, address: s.at })));
   let out = drain(core);
@@ -239,12 +242,47 @@ test('a lookup runs alpha=3 requests at a time, does not stall on a silent node,
   assert.ok(done !== undefined && done.type === 'done');
   assert.deepEqual(done.result.nodes.map((n) => n.id[0]), [0x01, 0x10, 0x20]);
   assert.equal(done.result.hops, 2);
-  assert.equal(done.result.queries, 4);
+  assert.equal(done.result.queries, 5, 'four queries and one resend');
+  assert.equal(done.result.responses, 3);
   assert.ok(core.inTable(close.id));
-  // The silent node fails for good after its retry; it never entered the table.
+  // The silent node fails for good after its retry (no third datagram); it never entered the table.
   core.handleTimeout(200);
-  assert.equal(core.stats(200).transactions, 0);
+  core.handleTimeout(300);
+  assert.deepEqual(drain(core).filter((o) => o.to.host === '10.0.0.13'), []);
   assert.equal(core.inTable(seeds[2]!.id), false);
+});
+
+function sharedBits(a: Buffer, b: Buffer): number {
+  for (let i = 0; i < 20; i++) {
+    const x = a[i]! ^ b[i]!;
+    if (x !== 0) return i * 8 + Math.clz32(x) - 24;
+  }
+  return 160;
+}
+
+test('after a bootstrap, every part of the id space farther than the k closest neighbours is refreshed, farthest first, two lookups at a time', () => {
+  const core = makeCore({ k: 2, timeoutMs: 100 });
+  // The self-lookup ends on two nodes sharing 7 and 6 leading bits with us: ranges 0..5 are farther.
+  const near = [
+    { id: Buffer.concat([Buffer.from([0x01]), Buffer.alloc(19)]), at: { host: '10.0.0.31', port: 6881 } },
+    { id: Buffer.concat([Buffer.from([0x02]), Buffer.alloc(19)]), at: { host: '10.0.0.32', port: 6881 } },
+  ];
+  const boot = core.bootstrap(0, near.map((n) => ({ id: n.id, address: n.at })));
+  const reply = (now: number, qs: { to: Endpoint; msg: KrpcMessage }[]): void => {
+    for (const o of qs) answer(core, now, o.to, o.msg, near.find((n) => n.at.host === o.to.host)!.id);
+  };
+  reply(1, drain(core));
+  assert.ok(events(core).some((e) => e.type === 'done' && e.op === boot));
+  const refreshed: number[] = [];
+  for (let now = 2; now < 20; now++) {
+    const qs = drain(core).filter((o) => o.msg.y === 'q');
+    if (qs.length === 0) break;
+    const ranges = [...new Set(qs.map((o) => (o.msg.y === 'q' && o.msg.q === 'find_node' ? sharedBits(o.msg.target, SELF) : -1)))];
+    assert.ok(ranges.length <= 2, `at most two refreshes at once, got ranges ${ranges.join(',')}`);
+    refreshed.push(...ranges);
+    reply(now, qs); // nobody knows anyone else: each refresh ends on its first answers
+  }
+  assert.deepEqual(refreshed, [0, 1, 2, 3, 4, 5]);
 });
 
 test('a response from the wrong id does not enter the table; an external address voted 3 times is adopted with a BEP 42 id', () => {
@@ -265,9 +303,174 @@ test('a response from the wrong id does not enter the table; an external address
   const changed = ev.find((e) => e.type === 'id-changed');
   assert.ok(changed !== undefined && changed.type === 'id-changed');
   assert.ok(!changed.id.equals(SELF));
+  assert.ok(changed.id.equals(core.id));
+  assert.ok(isBep42Id(idOf(core.id), parseIp('203.0.113.5')!), 'the new id is a valid BEP 42 id for the voted address');
   assert.deepEqual(core.externalAddress, seen);
   // The nodes that answered are still in the rebuilt table.
   for (let i = 0; i < 3; i++) assert.ok(core.inTable(Buffer.alloc(20, 0x30 + i)));
+});
+
+test('BEP 42 votes are counted per voter IP: one host with three sockets cannot move our id; three hosts can', () => {
+  const core = makeCore({ addressVotes: 3 });
+  const claim = { host: '198.51.100.77', port: 6881 };
+  const vote = (now: number, voters: Endpoint[]): DhtEvent[] => {
+    core.bootstrap(now, voters);
+    const qs = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'find_node' && voters.some((v) => v.host === o.to.host && v.port === o.to.port));
+    assert.equal(qs.length, voters.length);
+    for (const o of qs) answer(core, now + 1, o.to, o.msg, Buffer.alloc(20, 0x40 + o.to.port - 7000 + Number(o.to.host.split('.')[3])), { ip: claim });
+    return events(core);
+  };
+  const oneHost = vote(0, [7001, 7002, 7003].map((port) => ({ host: '10.0.4.1', port })));
+  assert.ok(!oneHost.some((e) => e.type === 'external-address' || e.type === 'id-changed'), 'three sockets of one host are one voter');
+  assert.ok(core.id.equals(SELF));
+  assert.equal(core.externalAddress, undefined);
+  // Two more hosts make three voters.
+  const more = vote(10, [{ host: '10.0.4.2', port: 7001 }, { host: '10.0.4.3', port: 7001 }]);
+  assert.ok(more.some((e) => e.type === 'external-address'));
+  assert.ok(isBep42Id(idOf(core.id), parseIp(claim.host)!));
+});
+
+test('BEP 44: an oversized value is answered 205, an oversized salt 207, as BEP 44 defines', () => {
+  const core = makeCore();
+  const g = ask(core, 0, A, idA, { q: 'get', target: Buffer.alloc(20) }, true);
+  assert.ok(g.y === 'r');
+  const put = (a: Record<string, unknown>): KrpcMessage => {
+    const t = Buffer.from('pz');
+    core.handleDatagram(0, A, encode({ t, y: 'q', q: 'put', a: { id: idA, token: g.token!, ...a } } as Parameters<typeof encode>[0]));
+    const out = drain(core).filter((o) => o.msg.t.equals(t));
+    assert.equal(out.length, 1);
+    return out[0]!.msg;
+  };
+  const big = put({ v: 'x'.repeat(1000) }); // bencoded: 1005 bytes
+  assert.ok(big.y === 'e' && big.code === 205, JSON.stringify(big));
+  const salted = put({ v: 'hi', k: Buffer.alloc(32, 1), sig: Buffer.alloc(64, 2), seq: 1, salt: Buffer.alloc(65, 3) });
+  assert.ok(salted.y === 'e' && salted.code === 207, JSON.stringify(salted));
+  // At the limits the put is read, and checked as usual (here: a bad signature).
+  const atLimit = put({ v: 'hi', k: Buffer.alloc(32, 1), sig: Buffer.alloc(64, 2), seq: 1, salt: Buffer.alloc(64, 3) });
+  assert.ok(atLimit.y === 'e' && atLimit.code === 206);
+  // Other malformed queries still get 203.
+  const other = put({ v: 'hi', k: Buffer.alloc(31, 1), sig: Buffer.alloc(64, 2), seq: 1 });
+  assert.ok(other.y === 'e' && other.code === 203);
+  assert.equal(core.stats(0).storedItems, 0);
+});
+
+/**
+ * A getter's view of a BEP 44 get: six nodes (ids next to the target, the
+ * first closest) answer a get lookup each with its own `items` entry;
+ * within a round of answers, closer nodes answer first.
+ */
+function runGet(target: Buffer, items: (Partial<KrpcResponse> | undefined)[], salt?: Buffer): { result: OperationResult; order: number[] } {
+  const core = makeCore({ timeoutMs: 100 });
+  const nodes = items.map((_, i) => {
+    const id = Buffer.from(target);
+    id[19] = id[19]! ^ (i + 1);
+    return { id, at: { host: `10.0.5.${i + 1}`, port: 6881 } };
+  });
+  const index = new Map(nodes.map((n, i) => [n.at.host, i]));
+  const order: number[] = [];
+  const serve = (now: number, gets: boolean): void => {
+    for (let round = 0; round < 30; round++) {
+      const qs = drain(core).filter((o) => o.msg.y === 'q');
+      if (qs.length === 0) return;
+      qs.sort((a, b) => index.get(a.to.host)! - index.get(b.to.host)!);
+      for (const o of qs) {
+        const i = index.get(o.to.host)!;
+        if (gets && o.msg.y === 'q' && o.msg.q === 'get') {
+          order.push(i);
+          answer(core, now, o.to, o.msg, nodes[i]!.id, { token: Buffer.from('tk'), ...(items[i] ?? {}) });
+        } else answer(core, now, o.to, o.msg, nodes[i]!.id);
+      }
+    }
+  };
+  core.bootstrap(0, nodes.map((n) => ({ id: n.id, address: n.at })));
+  serve(1, false);
+  events(core);
+  const op = core.get(2, target, salt);
+  serve(3, true);
+  const done = events(core).find((e) => e.type === 'done' && e.op === op);
+  assert.ok(done !== undefined && done.type === 'done', 'the get finished');
+  return { result: done.result, order };
+}
+
+test('BEP 44 get as the getter: a wrong-hash immutable item and forged mutable items are rejected, a lower seq never replaces a higher one', () => {
+  const value = encode('the real value');
+  const target = immutableTarget(value);
+  const wrong = runGet(target, [{ value: encode('not it') }, { value: encode('nor this') }, undefined]);
+  assert.equal(wrong.result.ok, false);
+  assert.equal(wrong.result.item, undefined);
+  assert.equal(wrong.order.length, 3, 'every node was asked');
+  const right = runGet(target, [{ value: encode('not it') }, { value }, undefined]);
+  assert.ok(right.result.ok && right.result.item!.value.equals(value));
+  assert.equal(right.result.item!.value.buffer.byteLength, right.result.item!.value.length, 'the item owns its memory (not a slice of the datagram or the Buffer pool)');
+
+  const seed = Buffer.alloc(32, 7);
+  const salt = Buffer.from('room');
+  const m5 = signMutableItem(seed, encode('five'), 5, salt);
+  const m3 = signMutableItem(seed, encode('three'), 3, salt);
+  const m9 = signMutableItem(seed, encode('nine'), 9, salt);
+  const otherSalt = signMutableItem(seed, encode('seven'), 7, Buffer.from('hall'));
+  const otherKey = signMutableItem(Buffer.alloc(32, 8), encode('eight'), 8, salt);
+  const asResponse = (m: typeof m5, over: Partial<KrpcResponse> = {}): Partial<KrpcResponse> => ({ value: m.value, k: m.k!, sig: m.sig!, seq: m.seq!, ...over });
+  const mt = mutableTarget(m5.k!, salt);
+  const got = runGet(
+    mt,
+    [
+      asResponse(m5),
+      asResponse(m3), // valid, but a lower seq than the one already known
+      asResponse(m9, { value: encode('forged') }), // bad signature
+      asResponse(m9, { seq: 10 }), // seq not the signed one
+      asResponse(otherSalt), // signed for another salt
+      asResponse(otherKey), // another key's item: not this target
+    ],
+    salt,
+  );
+  assert.deepEqual(got.order.slice(0, 2), [0, 1], 'the seq 3 answer came after the seq 5 one');
+  assert.equal(got.order.length, 6);
+  assert.ok(got.result.ok);
+  assert.equal(got.result.item!.seq, 5);
+  assert.ok(got.result.item!.value.equals(encode('five')));
+  assert.ok(got.result.item!.k!.equals(m5.k!));
+  // Without the right salt nothing verifies.
+  const noSalt = runGet(mt, [asResponse(m5), asResponse(m3)], Buffer.from('hall'));
+  assert.equal(noSalt.result.ok, false);
+});
+
+test('an announce counts its store-phase queries and resends in `queries`', () => {
+  const core = makeCore({ timeoutMs: 100, retries: 1 });
+  const nodes = [1, 2].map((i) => ({ id: Buffer.alloc(20, i), at: { host: `10.0.6.${i}`, port: 6881 } }));
+  const ih = Buffer.alloc(20, 3);
+  core.bootstrap(0, nodes.map((n) => ({ id: n.id, address: n.at })));
+  const who = (o: { to: Endpoint }): Buffer => nodes.find((n) => n.at.host === o.to.host)!.id;
+  for (const o of drain(core)) answer(core, 1, o.to, o.msg, who(o));
+  for (const o of drain(core)) if (o.msg.y === 'q') answer(core, 1, o.to, o.msg, who(o)); // the refresh pass
+  events(core);
+  const op = core.announce(2, ih, 7000);
+  const gp = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'get_peers');
+  assert.equal(gp.length, 2);
+  for (const o of gp) answer(core, 3, o.to, o.msg, who(o), { token: Buffer.from('tok') });
+  const ann = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'announce_peer');
+  assert.equal(ann.length, 2);
+  answer(core, 4, ann[0]!.to, ann[0]!.msg, who(ann[0]!));
+  core.handleTimeout(103); // the other store query is resent once
+  const resent = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'announce_peer');
+  assert.equal(resent.length, 1);
+  answer(core, 104, resent[0]!.to, resent[0]!.msg, who(resent[0]!));
+  const done = events(core).find((e) => e.type === 'done' && e.op === op);
+  assert.ok(done !== undefined && done.type === 'done');
+  assert.equal(done.result.stored, 2);
+  assert.equal(done.result.queries, 5, 'two get_peers, two announce_peer and one resend');
+});
+
+test('ItemStore keeps an item in one ArrayBuffer of its own, never a slice of the datagram or of Node\'s Buffer pool', () => {
+  const store = new ItemStore();
+  const datagram = Buffer.from('x'.repeat(200));
+  const item = { value: datagram.subarray(10, 30), k: datagram.subarray(30, 62), sig: datagram.subarray(62, 126), seq: 4, salt: datagram.subarray(126, 130) };
+  store.set(0, 'T'.repeat(20), item);
+  const kept = store.get(0, 'T'.repeat(20))!;
+  for (const b of [kept.value, kept.k!, kept.sig!, kept.salt!]) assert.equal(b.buffer.byteLength, 20 + 32 + 64 + 4);
+  assert.ok(kept.value.equals(item.value) && kept.k!.equals(item.k) && kept.sig!.equals(item.sig) && kept.salt!.equals(item.salt));
+  datagram.fill(0);
+  assert.ok(kept.value.equals(Buffer.from('x'.repeat(20))), 'a copy, not a view');
 });
 
 test('operations beyond maxOperations fail at once; a ping nobody answers fails after its retry', () => {
@@ -330,4 +533,130 @@ test('maintenance: questionable nodes are pinged, unanswered ones go bad and lea
   const refresh = drain(core).filter((o) => o.msg.y === 'q' && o.msg.q === 'find_node');
   assert.equal(refresh.length, 1);
   assert.equal(refresh[0]!.to.host, '10.0.0.21', 'bad nodes are not asked');
+});
+
+test('fuzz: hostile answers to our own outstanding queries (bogus node lists, wrong types, missing keys) never throw, are all counted, and never put a bogus node in the table', () => {
+  const R: Endpoint = { host: '10.0.9.1', port: 6881 };
+  const idR = Buffer.alloc(20, 0x5a);
+  const bytes = (min: number, max: number): fc.Arbitrary<Buffer> => fc.uint8Array({ minLength: min, maxLength: max }).map((u) => Buffer.from(u));
+  const ip = fc.oneof(
+    fc.constantFrom([0, 0, 0, 0], [255, 255, 255, 255], [224, 0, 0, 1], [10, 0, 9, 1], [192, 168, 1, 1], [127, 0, 0, 1], [10, 0, 9, 2]).map((a) => Buffer.from(a)),
+    bytes(4, 4),
+  );
+  const port = fc.oneof(fc.constant(0), fc.constant(6881), fc.integer({ min: 1, max: 65535 }));
+  const nodeId = fc.oneof(fc.constant(SELF), fc.constant(idR), bytes(20, 20));
+  const entry = fc.tuple(nodeId, ip, port).map(([id, a, p]) => Buffer.concat([id, a, Buffer.from([p >> 8, p & 0xff])]));
+  const nodes = fc.oneof(
+    fc.array(entry, { maxLength: 12 }).map((es) => Buffer.concat(es)), // well formed, bogus entries
+    fc.array(entry, { minLength: 1, maxLength: 3 }).map((es) => Buffer.concat([...es, ...es, ...es])), // duplicates
+    fc.array(entry, { minLength: 100, maxLength: 150 }).map((es) => Buffer.concat(es)), // huge (near the 4096-byte datagram limit)
+    bytes(0, 300), // any length
+    fc.integer(),
+    fc.constant([]),
+  );
+  const body = fc.record(
+    {
+      id: fc.oneof(fc.constant(idR), nodeId, bytes(0, 25), fc.integer()),
+      nodes,
+      nodes6: fc.oneof(bytes(0, 80), fc.integer()),
+      token: fc.oneof(bytes(0, 24), fc.integer()),
+      values: fc.oneof(fc.array(bytes(6, 6), { maxLength: 5 }), fc.array(bytes(0, 9), { maxLength: 3 }), fc.integer()),
+      v: fc.oneof(fc.integer(), bytes(0, 40)),
+    },
+    { requiredKeys: [] },
+  );
+  // Well-formed answers whose node lists are bogus: the case that reaches the lookup and the table.
+  const wellFormed = fc.record({
+    id: fc.oneof(fc.constant(idR), fc.constant(idR), bytes(20, 20)),
+    nodes: fc.oneof(
+      fc.array(entry, { maxLength: 12 }).map((es) => Buffer.concat(es)),
+      fc.array(entry, { minLength: 1, maxLength: 3 }).map((es) => Buffer.concat([...es, ...es, ...es])),
+      fc.array(entry, { minLength: 100, maxLength: 150 }).map((es) => Buffer.concat(es)),
+    ),
+    token: bytes(0, 24),
+  });
+  const reply = fc.record({
+    y: fc.oneof({ arbitrary: fc.constant('r'), weight: 6 }, fc.constantFrom('e', 'q', 'x')),
+    t: fc.oneof({ arbitrary: fc.constant('ours'), weight: 6 }, fc.constantFrom('other', 'missing')),
+    body: fc.oneof({ arbitrary: wellFormed, weight: 3 }, { arbitrary: body, weight: 1 }),
+    e: fc.oneof(fc.tuple(fc.integer(), fc.string({ maxLength: 8 })), fc.integer()),
+    ip: fc.oneof(fc.constant(undefined), bytes(6, 6), bytes(0, 8)),
+    junk: fc.option(bytes(0, 60), { freq: 8 }),
+  });
+  // How the nodes our lookups learned of answer (they are all the fuzzer).
+  const followUp = fc.constantFrom('silent', 'from-elsewhere', 'random-id', 'our-id', 'as-R', 'as-listed');
+  let populated = 0; // runs that ended with nodes in the table
+  let followedUp = 0; // runs in which a lookup queried nodes from a hostile list
+  fc.assert(
+    fc.property(fc.array(reply, { minLength: 1, maxLength: 12 }), fc.array(followUp, { minLength: 1, maxLength: 6 }), fc.boolean(), (replies, followUps, seedHasId) => {
+      const core = makeCore({ timeoutMs: 100, retries: 1, maintenanceMs: 1000 });
+      const listed = new Map<string, Buffer>(); // address -> an id a node list gave for it
+      const answered = new Set<string>(); // id@address pairs that answered one of our queries
+      let fed = 0;
+      let r = 0;
+      let f = 0;
+      const key = (id: Buffer, e: Endpoint): string => `${id.toString('hex')}@${e.host}:${e.port}`;
+      const feed = (now: number, from: Endpoint, data: Buffer): void => {
+        core.handleDatagram(now, from, data); // must not throw
+        fed++;
+        const s = core.stats(now);
+        assert.equal(s.malformed + s.unmatched + s.responsesReceived + s.queriesReceived + s.rateLimited, fed, 'every datagram is counted once');
+      };
+      const bogus = (host: string, p: number): boolean => p === 0 || host === '0.0.0.0' || Number(host.split('.')[0]) >= 224;
+      let now = 0;
+      for (let round = 0; round < 3; round++) {
+        now += 1;
+        core.bootstrap(now, [seedHasId ? { id: idR, address: R } : { address: R }]);
+        for (let step = 0; step < 40; step++) {
+          const out = drain(core); // whatever we send is valid KRPC (drain decodes it)
+          for (const o of out) {
+            assert.ok(!bogus(o.to.host, o.to.port), `sent to ${o.to.host}:${o.to.port}`);
+            if (o.msg.y !== 'q') continue;
+            const t = o.msg.t;
+            if (o.to.host === R.host && o.to.port === R.port) {
+              const spec = replies[r++ % replies.length]!;
+              const msg: Record<string, unknown> = { y: spec.y };
+              if (spec.t === 'ours') msg.t = t;
+              else if (spec.t === 'other') msg.t = Buffer.from([t[0]! ^ 0xff, t[1] ?? 0]);
+              if (spec.y === 'e') msg.e = spec.e;
+              else msg.r = { ...spec.body }; // fast-check builds records with a null prototype
+              if (spec.ip !== undefined) msg.ip = spec.ip;
+              const data = spec.junk ?? encode(msg as Parameters<typeof encode>[0]);
+              const b = spec.body;
+              if (spec.junk === null && spec.y === 'r' && spec.t === 'ours' && Buffer.isBuffer(b.id) && b.id.length === 20) answered.add(key(b.id, R));
+              if (Buffer.isBuffer(b.nodes)) {
+                for (let p = 0; p + 26 <= b.nodes.length; p += 26) {
+                  const n = b.nodes.subarray(p, p + 26);
+                  listed.set(`${n[20]}.${n[21]}.${n[22]}.${n[23]}:${(n[24]! << 8) | n[25]!}`, Buffer.from(n.subarray(0, 20)));
+                }
+              }
+              feed(now, R, data);
+              continue;
+            }
+            if (f === 0) followedUp++;
+            const how = followUps[f++ % followUps.length]!;
+            const id = how === 'our-id' ? SELF : how === 'as-R' ? idR : how === 'as-listed' ? (listed.get(`${o.to.host}:${o.to.port}`) ?? idR) : Buffer.alloc(20, 0x70 + (f % 16));
+            if (how === 'silent') continue;
+            const from = how === 'from-elsewhere' ? { host: o.to.host, port: (o.to.port % 65535) + 1 } : o.to;
+            if (from === o.to) answered.add(key(id, from));
+            feed(now, from, encodeKrpc({ y: 'r', t, id } as KrpcResponse));
+          }
+          now += 60;
+          core.handleTimeout(now);
+          if (out.length === 0 && core.stats(now).transactions === 0) break;
+        }
+      }
+      core.handleTimeout(now + 10_000);
+      drain(core);
+      if (core.tableNodes(now, 1000).length > 0) populated++;
+      for (const n of core.tableNodes(now, 1000)) {
+        assert.ok(!bogus(n.host, n.port), `bogus address in the table: ${n.host}:${n.port}`);
+        assert.notEqual(n.id, SELF.toString('hex'), 'our own id in the table');
+        assert.ok(answered.has(`${n.id}@${n.host}:${n.port}`), `${n.id}@${n.host}:${n.port} is in the table but never answered a query of ours with that id from that address`);
+      }
+    }),
+    { numRuns: 400 },
+  );
+  // The property is not vacuous: tables did fill from genuine answers, and hostile lists were followed.
+  assert.ok(populated >= 15 && followedUp >= 15, `populated ${populated}, followed up ${followedUp}`);
 });

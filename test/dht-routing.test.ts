@@ -251,3 +251,30 @@ test('bucketStats and bucketEntries agree with stats(), entries() and each node\
     { numRuns: 200 },
   );
 });
+
+test('staleBucketTarget: an empty bucket is due after emptyRefreshMs, a full one after refreshMs, a short one in between', () => {
+  const random = seededRandom(9);
+  const self = hexId('00'.repeat(20));
+  const table = new RoutingTable(self, 0, { k: 4 });
+  // Bucket 0 (first bit 1) full, bucket 1 (01...) two of four, buckets 2 and 3 empty, bucket 4 (00001...)
+  // full, and the last one empty (0c, a fifth 00001 node, split the table down to it, then became a replacement).
+  const ids = ['80', '90', 'a0', 'b0', '40', '50', '08', '09', '0a', '0b', '0c'].map((h) => hexId(h + '00'.repeat(19)));
+  ids.forEach((id, i) => table.seen(0, id, addr(`10.0.0.${i + 1}`), true));
+  assert.deepEqual(table.bucketStats(0).map((b) => b.nodes), [4, 2, 0, 0, 4, 0]);
+  const due = (now: number): number | undefined => {
+    const t = table.staleBucketTarget(now, 8000, random, 1000);
+    return t === undefined ? undefined : Math.min(commonPrefixBits(self, t), 5);
+  };
+  assert.equal(due(999), undefined);
+  // The empty buckets are due after 1000 ms, one per call (each counts as refreshed when handed out).
+  const empty = [due(1000), due(1000), due(1000)];
+  assert.deepEqual([...empty].sort(), [2, 3, 5]);
+  assert.equal(due(1999), undefined);
+  // The half-full bucket 1 is due after half of refreshMs (the stalest due bucket comes first).
+  assert.equal(due(3999), 2, 'an empty bucket is due again emptyRefreshMs after its refresh');
+  assert.equal(due(4000), 1);
+  // The full ones only after refreshMs.
+  for (let i = 0; i < 4; i++) assert.ok(![0, 1, 4].includes(due(7999)!));
+  const full = [due(8000), due(8000)].sort();
+  assert.deepEqual(full, [0, 4]);
+});

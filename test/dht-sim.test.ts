@@ -22,13 +22,13 @@ interface SimNode {
   announces: number;
 }
 
-async function buildNetwork(n: number, options: { seed: number; loss?: number; silent?: number }): Promise<{ net: SimNetwork; nodes: SimNode[] }> {
+async function buildNetwork(n: number, options: { seed: number; loss?: number; silent?: number; k?: number }): Promise<{ net: SimNetwork; nodes: SimNode[] }> {
   const net = new SimNetwork({ seed: options.seed, latencyMs: (a, b) => 5 + ((a.address.charCodeAt(a.address.length - 1) + b.address.charCodeAt(b.address.length - 1)) % 40), loss: options.loss ?? 0 });
   const nodes: SimNode[] = [];
   for (let i = 0; i < n; i++) {
     const host = net.addHost();
     const socket = await host.runtime.bindDatagram({ port: 6881 });
-    const core = new DhtCore({ random: host.random, now: net.engine.now, options: { timeoutMs: 1000 } });
+    const core = new DhtCore({ random: host.random, now: net.engine.now, options: { timeoutMs: 1000, ...(options.k === undefined ? {} : { k: options.k }) } });
     const node: SimNode = { core, handle: undefined as unknown as DriveHandle, address: socket.local, results: new Map(), announces: 0 };
     if (i >= n - (options.silent ?? 0)) {
       socket.close(); // a dead node: every query to it is lost
@@ -101,6 +101,38 @@ test('sim: 300 nodes bootstrap, then every lookup finds the true closest nodes i
   assert.ok(exact >= lookups * 0.95, `only ${exact}/${lookups} lookups found the exact closest set`);
   assert.ok(hops / lookups < 6, `average hops ${hops / lookups}`);
   assert.ok(queries / lookups < 60, `average queries ${queries / lookups}`);
+});
+
+test('sim: 400 nodes join through one bootstrap node within a minute; far buckets are filled at join and >= 99.5 % of lookups find their target', async () => {
+  // k = 4 makes tables sparse, which is where a join that looks up only its own id leaves the far
+  // buckets empty (about half the nodes had an empty bucket 0, and ~1.2 % of these lookups missed).
+  const k = 4;
+  const { net, nodes } = await buildNetwork(400, { seed: 21, k });
+  const joinAt = nodes.map((_, i) => (i === 0 ? 0 : Math.floor(net.random.float() * 60_000)));
+  const order = nodes.map((_, i) => i).filter((i) => i > 0).sort((a, b) => joinAt[a]! - joinAt[b]!);
+  for (const i of order) {
+    net.engine.run({ until: joinAt[i]! });
+    start(nodes[i]!, (now) => nodes[i]!.core.bootstrap(now, [nodes[0]!.address]), net.engine.now);
+  }
+  // No second self-lookup: what a node knows comes from its own join and from the others' traffic.
+  net.engine.run({ until: 90_000 });
+  const now = net.engine.now;
+  for (const [i, n] of nodes.entries()) {
+    const buckets = n.core.bucketStats(now);
+    assert.ok(buckets.length >= 4, `node ${i} has only ${buckets.length} buckets`);
+    // The far buckets hold nodes (bucket b covers 1/2^(b+1) of the 400 nodes: at least 12 for b <= 4).
+    for (let b = 0; b < Math.min(5, buckets.length - 1); b++) assert.ok(buckets[b]!.nodes >= 1, `node ${i}: bucket ${b} is empty (${buckets.map((x) => x.nodes).join(',')})`);
+  }
+  let found = 0;
+  const lookups = 600;
+  for (let l = 0; l < lookups; l++) {
+    const from = nodes[Math.floor(net.random.float() * nodes.length)]!;
+    let to = from;
+    while (to === from) to = nodes[Math.floor(net.random.float() * nodes.length)]!;
+    const r = run(net, from, (t) => from.core.findNode(t, to.core.id));
+    if (r.nodes.some((x) => x.id.equals(to.core.id))) found++;
+  }
+  assert.ok(found >= lookups * 0.995, `only ${found}/${lookups} lookups found their target`);
 });
 
 function xor(a: Buffer, b: Uint8Array): Buffer {

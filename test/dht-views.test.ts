@@ -46,6 +46,10 @@ test('operations() lists lookups in flight with their queries and age; tableNode
   };
   reply(20, out);
   reply(30, drain(core));
+  // The bootstrap left the list; the refreshes of the farther buckets it started are listed, as internal.
+  const refreshes = core.operations(10);
+  assert.ok(refreshes.length > 0 && refreshes.every((o) => o.kind === 'refresh' && o.internal && o.op !== boot), JSON.stringify(refreshes));
+  for (let i = 0; i < 10 && core.operations(10).length > 0; i++) reply(35, drain(core));
   assert.deepEqual(core.operations(10), []);
   // A get_peers from the table, and a ping: both listed until answered.
   const target = Buffer.alloc(20, 0x77);

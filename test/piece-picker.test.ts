@@ -177,6 +177,67 @@ test('started pieces are finished first, the peer’s own piece before others', 
   assert.deepEqual(p.pick('d', 1).map(key), ['2:0']);
 });
 
+test('suggest (BEP 6): a tie-break among random first pieces and equally rare ones, never over a rarer piece; bounded; ignored in sequential mode', () => {
+  // Random first pieces: the suggestion is taken.
+  const a = picker({ pieceCount: 64, pieceLength: 16 * KiB });
+  a.peerHaveAll('s');
+  a.peerSuggest('s', 37);
+  assert.deepEqual(a.pick('s', 1).map((r) => r.index), [37]);
+  // Once the random phase is over: rarest first, the suggestion breaks the tie among equally rare pieces.
+  const b = picker({ pieceCount: 64, pieceLength: 16 * KiB, randomFirstPieces: 0 });
+  b.peerHaveAll('s');
+  b.peerBitfield('x', only(64, 10, 20)); // 10 and 20 are more common than the rest
+  b.peerSuggest('s', 20);
+  const first = b.pick('s', 1)[0]!.index;
+  assert.notEqual(first, 20, 'a more common piece is not taken over a rarer one');
+  b.peerSuggest('s', 41);
+  assert.deepEqual(b.pick('s', 1).map((r) => r.index), [41], 'among equally rare pieces, the suggested one');
+  // A suggestion of a piece it does not have, or one we have or started, is no use.
+  const c = picker({ pieceCount: 64, pieceLength: 16 * KiB });
+  c.peerBitfield('x', only(64, 1, 2, 3));
+  c.peerSuggest('x', 50);
+  assert.ok([1, 2, 3].includes(c.pick('x', 1)[0]!.index));
+  // The latest suggestion first.
+  const d = picker({ pieceCount: 64, pieceLength: 16 * KiB });
+  d.peerHaveAll('s');
+  for (let i = 40; i < 56; i++) d.peerSuggest('s', i);
+  assert.deepEqual(d.pick('s', 1).map((r) => r.index), [55]);
+  // Bounded: only the latest 16 are kept. Piece 0, suggested before 16 others the peer lacks,
+  // is forgotten: the pick is random among the peer's pieces again, not always 0.
+  const picks = new Set<number>();
+  for (let seed = 1; seed <= 20; seed++) {
+    const q = picker({ pieceCount: 64, pieceLength: 16 * KiB, seed });
+    q.peerBitfield('x', only(64, 0, 60, 61, 62, 63));
+    q.peerSuggest('x', 0);
+    for (let i = 40; i < 56; i++) q.peerSuggest('x', i);
+    picks.add(q.pick('x', 1)[0]!.index);
+    const kept = picker({ pieceCount: 64, pieceLength: 16 * KiB, seed });
+    kept.peerBitfield('x', only(64, 0, 60, 61, 62, 63));
+    for (let i = 41; i < 56; i++) kept.peerSuggest('x', i);
+    kept.peerSuggest('x', 0);
+    assert.deepEqual(kept.pick('x', 1).map((r) => r.index), [0], 'a kept suggestion counts');
+  }
+  assert.ok(picks.size > 1, `picks ${[...picks].join(',')}`);
+  // Sequential mode: order wins.
+  const e = picker({ pieceCount: 64, pieceLength: 16 * KiB, mode: 'sequential' });
+  e.peerHaveAll('s');
+  e.peerSuggest('s', 37);
+  assert.deepEqual(e.pick('s', 1).map((r) => r.index), [0]);
+});
+
+test('sequential while choked: the lowest of the allowed-fast pieces first', () => {
+  const p = picker({ pieceCount: 40, pieceLength: 16 * KiB, mode: 'sequential' });
+  p.peerHaveAll('s');
+  p.peerBitfield('rare', only(40, 31)); // 31 is rarer than 7 and 20; rarest-first would take it
+  const fast = new Set([31, 7, 20]);
+  assert.deepEqual(p.pick('s', 2, { choked: true, allowedFast: fast }).map((r) => r.index), [7, 20]);
+  assert.deepEqual(p.pick('s', 5, { choked: true, allowedFast: fast }).map((r) => r.index), [31]);
+  const r = picker({ pieceCount: 40, pieceLength: 16 * KiB });
+  r.peerHaveAll('s');
+  r.peerBitfield('rare', only(40, 7, 20));
+  assert.deepEqual(r.pick('s', 1, { choked: true, allowedFast: fast }).map((x) => x.index), [31], 'rarest mode: the rarest allowed-fast piece');
+});
+
 test('sequential: lowest index first; with a window, rarest beyond it', () => {
   const p = picker({ pieceCount: 6, pieceLength: 16 * KiB, mode: 'sequential' });
   p.peerHaveAll('s');

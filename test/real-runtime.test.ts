@@ -215,3 +215,86 @@ test('clock is monotonic; crypto random and seeded random behave', T, () => {
   const s2 = createRealRuntime({ seed: 9 }).random;
   assert.deepEqual([s1.u32(), s1.u32(), s1.float()], [s2.u32(), s2.u32(), s2.float()]);
 });
+
+test('TCP: outgoing streams lend their read buffer to borrowing handlers; others get copies that stay intact', T, async () => {
+  const rt = createRealRuntime();
+  const total = 4 * 1024 * 1024;
+  const source = pattern(total);
+  const listener = await rt.listenStream({}, (stream) => {
+    stream.onData(() => {});
+    let at = 0;
+    const push = (): void => {
+      while (at < total) {
+        const chunk = source.subarray(at, Math.min(total, at + 100_000));
+        at += chunk.length;
+        if (!stream.write(chunk)) return;
+      }
+      stream.end();
+    };
+    stream.onDrain(push);
+    push();
+  });
+  const client = await rt.connectStream(listener.local);
+  // Let data pile up before any handler exists: it must wait, then arrive in order.
+  await new Promise((r) => setTimeout(r, 50));
+  const kept: Uint8Array[] = [];
+  const borrowedHash = createHash('sha256');
+  const lent = new Set<ArrayBufferLike>();
+  let borrowedBytes = 0;
+  client.onData((d) => kept.push(d)); // keeps references: must be given memory of its own
+  client.onData(
+    (d) => {
+      borrowedHash.update(d);
+      borrowedBytes += d.length;
+      lent.add(d.buffer);
+    },
+    { borrow: true },
+  );
+  await new Promise<void>((resolve) => client.onClose(() => resolve()));
+  listener.close();
+  assert.equal(borrowedBytes, total);
+  assert.equal(borrowedHash.digest('hex'), createHash('sha256').update(source).digest('hex'));
+  const keptHash = createHash('sha256');
+  for (const c of kept) keptHash.update(c);
+  assert.equal(keptHash.digest('hex'), createHash('sha256').update(source).digest('hex'), 'copies were overwritten by later reads');
+  // After the bytes that waited for a handler, reads came through one shared buffer.
+  assert.ok(lent.size < 10, `${lent.size} distinct buffers lent`);
+  assert.ok(kept.every((c) => !lent.has(c.buffer)));
+});
+
+test('TCP: pause() stops a borrowing handler until resume(); write callbacks run once, also for writes a destroy drops', T, async () => {
+  const rt = createRealRuntime();
+  let server: ByteStream | undefined;
+  const got = { n: 0 };
+  const listener = await rt.listenStream({}, (stream) => {
+    server = stream;
+    stream.onData(() => {});
+  });
+  const client = await rt.connectStream(listener.local);
+  client.onData((d) => (got.n += d.length), { borrow: true });
+  while (!server) await new Promise((r) => setTimeout(r, 5));
+  client.pause();
+  server.write(new Uint8Array(1000));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(got.n, 0, 'data delivered while paused');
+  client.resume();
+  while (got.n < 1000) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(got.n, 1000);
+
+  // The server stops reading, so most of 64 MiB stays queued in the client when it is destroyed.
+  server.pause();
+  let called = 0;
+  const writes = 64;
+  const block = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < writes; i++) client.write(block, () => called++);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(called < writes, 'every write completed although the reader was paused');
+  client.destroy();
+  await new Promise<void>((resolve) => client.onClose(() => resolve()));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(called, writes);
+  let late = 0;
+  assert.equal(client.write(block, () => late++), false);
+  assert.equal(late, 1, 'a write on a closed stream frees its buffer at once');
+  listener.close();
+});

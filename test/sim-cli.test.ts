@@ -31,7 +31,7 @@ test('peerkit sim writes the metrics, summary and plots; the same seed gives byt
     const a = peerkit('sim', join(dir, 's.json'), '--out', join(dir, 'a'), '--seed', '11');
     assert.equal(a.code, 0, a.stderr);
     assert.match(a.stdout, /op download\s+4\/4 ok/);
-    assert.match(a.stderr, /sim: t=.* events\/s/); // plain progress lines: stderr is not a terminal
+    assert.match(a.stderr, /sim: t=.* \(limit 300 s\) 100%, .* events\/s/); // plain progress lines: stderr is not a terminal
     assert.match(a.stderr, /wrote \d+ files/);
     const b = peerkit('sim', join(dir, 's.json'), '--out', join(dir, 'b'), '--seed', '11', '--quiet');
     assert.equal(b.code, 0, b.stderr);
@@ -55,6 +55,18 @@ test('peerkit sim: a wrong field is named, a missing --out or a bad seed is a us
     const bad = peerkit('sim', join(dir, 'bad.json'), '--out', join(dir, 'o'));
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /scenario\.churn\.session\.shape: must be a number > 0, got 0/);
+    // A group the kind lacks is refused before anything runs, naming the event.
+    await writeFile(join(dir, 'group.json'), JSON.stringify({ kind: 'kademlia', durationMs: 60_000, events: [{ atMs: 5000, type: 'crash', count: 1, group: 'leechers' }], params: { nodes: 20, lookups: 5 } }));
+    const group = peerkit('sim', join(dir, 'group.json'), '--out', join(dir, 'g'));
+    assert.equal(group.code, 1);
+    assert.match(group.stderr, /scenario\.events\[0\]\.group: unknown group "leechers" for kind kademlia; expected one of "\*", "bootstrap", "nodes"/);
+    assert.doesNotMatch(group.stderr, /RangeError|sim: t=/);
+    // A kademlia run: its progress goes to 100 % at the expected end (the last lookup), not at durationMs.
+    await writeFile(join(dir, 'kad.json'), JSON.stringify({ kind: 'kademlia', durationMs: 3_600_000, params: { nodes: 30, lookups: 10, joinOverMs: 5000, refreshAfterMs: 5000, lookupsOverMs: 5000 } }));
+    const kad = peerkit('sim', join(dir, 'kad.json'), '--out', join(dir, 'k'));
+    assert.equal(kad.code, 0, kad.stderr);
+    const lines = kad.stderr.split('\n').filter((l) => l.startsWith('sim: '));
+    assert.match(lines.at(-1)!, /^sim: t=\d+\.\d s of ~45 s 100%, /);
     const noOut = peerkit('sim', join(dir, 'bad.json'));
     assert.equal(noOut.code, 1);
     assert.match(noOut.stderr, /--out/);

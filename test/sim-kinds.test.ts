@@ -145,6 +145,49 @@ test('a kind registered from outside runs under the same runner, churn, loss and
   assert.match(r.files['timeseries.csv']!.split('\n')[0]!, /^t_ms,online,pending$/);
 });
 
+test('a kind without declared groups or behaviours accepts only "*" and no hostile event; a declared group its run lacks is a bug caught at start', () => {
+  const raw = { kind: 'test-ping', durationMs: 10_000, params: { nodes: 4 } };
+  assert.throws(() => parseScenario({ ...raw, events: [{ atMs: 1, type: 'crash', count: 1, group: 'odd' }] }), /^ScenarioError: scenario\.events\[0\]\.group: unknown group "odd" for kind test-ping; expected one of "\*"$/);
+  assert.throws(() => parseScenario({ ...raw, events: [{ atMs: 1, type: 'hostile', count: 1, behaviour: 'evil' }] }), /scenario\.events\[0\]\.behaviour: unknown behaviour "evil": kind test-ping has no hostile behaviours/);
+  registerKind({ ...pingKind, name: 'test-ping-ghost', groups: () => ['ghost'] });
+  const s = parseScenario({ ...raw, kind: 'test-ping-ghost', events: [{ atMs: 1, type: 'crash', count: 1, group: 'ghost' }] });
+  assert.throws(() => new ScenarioRun(s), /declares group "ghost" but its run does not know it/);
+});
+
+test('the geographic latency model, run from a scenario: round trips are access + distance within and across regions', () => {
+  // Two regions of points (radius 0), 100 units apart at 1 ms per unit, 5 ms access latency at each end:
+  // one way is 5 + 5 = 10 ms within a region and 5 + 5 + 100 = 110 ms across, so a ping's round trip is 20 or 220 ms.
+  const raw = {
+    kind: 'test-ping',
+    seed: 6,
+    durationMs: 30_000,
+    network: {
+      latency: {
+        model: 'geographic',
+        msPerUnit: 1,
+        regions: [
+          { name: 'west', center: [0, 0], accessMs: [5, 5] },
+          { name: 'east', center: [100, 0], accessMs: [5, 5] },
+        ],
+      },
+    },
+    params: { nodes: 40, pingEveryMs: 1000 },
+  };
+  const r = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const rtts = r.files['operations.csv']!.trim().split('\n').slice(1).map((l) => l.split(','));
+  const header = r.files['operations.csv']!.split('\n')[0]!.split(',');
+  const col = (name: string): number => header.indexOf(name);
+  // (A node that picked itself pings over loopback, in no time.)
+  const ok = rtts.filter((f) => f[col('ok')] === '1').map((f) => Number(f[col('end_ms')]) - Number(f[col('start_ms')])).filter((x) => x > 0);
+  assert.ok(ok.length > 1000, `${ok.length} pings`);
+  const near = ok.filter((x) => Math.abs(x - 20) < 1e-6).length;
+  const far = ok.filter((x) => Math.abs(x - 220) < 1e-6).length;
+  assert.equal(near + far, ok.length, `round trips other than 20 and 220 ms: ${[...new Set(ok)].slice(0, 10).join(', ')}`);
+  // Equal weights: a random pair is in different regions with probability 1/2.
+  const across = far / ok.length;
+  assert.ok(across > 0.3 && across < 0.7, `${across} of the pings crossed`);
+});
+
 test('fitLog2 recovers a + b log2 N and its R^2', () => {
   const ns = [1000, 3000, 10_000, 30_000, 100_000];
   const f = fitLog2(ns, ns.map((n) => 0.5 + 0.25 * Math.log2(n)));
@@ -154,8 +197,25 @@ test('fitLog2 recovers a + b log2 N and its R^2', () => {
   assert.throws(() => fitLog2([5, 5], [1, 2]), RangeError);
 });
 
-test('kademlia: the real DhtCore finds nodes; lookup hops grow with log N (small N)', () => {
-  const sizes = [64, 256, 1024];
+/** Least squares y = a + b x; R^2 of the fit. */
+function linearFit(xs: readonly number[], ys: readonly number[]): { a: number; b: number; r2: number } {
+  const n = xs.length;
+  const mx = xs.reduce((s, v) => s + v, 0) / n;
+  const my = ys.reduce((s, v) => s + v, 0) / n;
+  let sxx = 0;
+  let sxy = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxx += (xs[i]! - mx) ** 2;
+    sxy += (xs[i]! - mx) * (ys[i]! - my);
+    syy += (ys[i]! - my) ** 2;
+  }
+  const b = sxy / sxx;
+  return { a: my - b * mx, b, r2: (sxy * sxy) / (sxx * syy) };
+}
+
+test('kademlia: the real DhtCore finds nodes; lookup hops grow like log N, not like sqrt N or N (N = 64 .. 2048)', (t) => {
+  const sizes = [64, 128, 256, 512, 1024, 2048];
   const meanHops: number[] = [];
   for (const nodes of sizes) {
     const raw = {
@@ -178,8 +238,20 @@ test('kademlia: the real DhtCore finds nodes; lookup hops grow with log N (small
     assert.equal(r.summary['endReason'], 'goal reached');
   }
   const fit = fitLog2(sizes, meanHops);
-  assert.ok(meanHops[2]! > meanHops[0]!, `hops ${meanHops.join(', ')}`);
-  assert.ok(fit.b > 0.1, `hops = ${fit.a} + ${fit.b} log2 N`);
+  t.diagnostic(`N = ${sizes.join(', ')}: mean hops ${meanHops.map((h) => h.toFixed(3)).join(', ')}; fit hops = ${fit.a.toFixed(3)} + ${fit.b.toFixed(3)} log2 N, R^2 ${fit.r2.toFixed(4)}`);
+  // Logarithmic: the log fit explains the growth, and better than sqrt or linear growth would.
+  assert.ok(fit.r2 >= 0.95, `R^2 ${fit.r2}`);
+  const sqrtFit = linearFit(sizes.map(Math.sqrt), meanHops);
+  const linFit = linearFit(sizes, meanHops);
+  assert.ok(fit.r2 > sqrtFit.r2 && fit.r2 > linFit.r2, `R^2 log ${fit.r2}, sqrt ${sqrtFit.r2}, linear ${linFit.r2}`);
+  // Kademlia: each hop at least halves the XOR distance to the target, so doubling N adds at most
+  // one hop (0 < b <= 1), and from the smallest to the largest N at most log2(2048 / 64) = 5 hops.
+  assert.ok(fit.b > 0 && fit.b <= 1, `b = ${fit.b}`);
+  const [h0, hN] = [meanHops[0]!, meanHops.at(-1)!];
+  const ratio = sizes.at(-1)! / sizes[0]!;
+  assert.ok(hN > h0 && hN - h0 <= Math.log2(ratio), `hops ${h0} -> ${hN}`);
+  // Growth like sqrt N (or N) from the smallest network would need h0 * sqrt(32) = 5.7 h0 (or 32 h0) hops.
+  assert.ok(hN < (h0 * Math.sqrt(ratio)) / 2, `hops at N = ${sizes.at(-1)}: ${hN}, sqrt growth from ${h0} gives ${h0 * Math.sqrt(ratio)}`);
 });
 
 test('kademlia under churn and silent nodes: lookups still mostly succeed; dropped lookups count as failures', () => {
@@ -194,4 +266,100 @@ test('kademlia under churn and silent nodes: lookups still mostly succeed; dropp
   assert.ok(lookup.ok / lookup.count > 0.9, `${lookup.ok}/${lookup.count}`);
   assert.ok(r.files['cdf-lookup-hops.svg']!.includes('<polyline'));
   assert.match(r.files['timeseries.csv']!.split('\n')[0]!, /online,lookups_in_flight,lookups_done,lookup_success_rate,mean_table_size/);
+});
+
+test('kademlia: the same seed gives byte-identical files (churn, loss, silent and crash events); another seed, different ones', () => {
+  const raw = {
+    kind: 'kademlia',
+    seed: 3,
+    durationMs: 3_600_000,
+    sampleIntervalMs: 5000,
+    network: { latency: { model: 'uniform', minMs: 10, maxMs: 100 }, loss: 0.01 },
+    churn: { group: 'nodes', startMs: 40_000, session: { type: 'weibull', shape: 0.8, dropFraction: 0.2, withinMs: 60_000 }, offline: { type: 'uniform', minMs: 10_000, maxMs: 30_000 }, crashFraction: 0.5 },
+    events: [
+      { atMs: 50_000, type: 'hostile', fraction: 0.05, group: 'nodes', behaviour: 'silent' },
+      { atMs: 60_000, type: 'crash', count: 10, group: 'nodes' },
+    ],
+    params: { nodes: 150, lookups: 150, joinOverMs: 20_000, refreshAfterMs: 10_000, lookupsStartMs: 45_000, lookupsOverMs: 30_000 },
+  };
+  const a = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const b = new ScenarioRun(parseScenario(raw)).runToEnd();
+  const c = new ScenarioRun(parseScenario(raw), { seed: 4 }).runToEnd();
+  assert.deepEqual(Object.keys(a.files).sort(), Object.keys(b.files).sort());
+  for (const name of Object.keys(a.files)) assert.equal(a.files[name], b.files[name], `${name} differs between two runs with the same seed`);
+  for (const f of ['operations.csv', 'timeseries.csv', 'summary.json', 'cdf-lookup.svg', 'cdf-lookup-hops.svg', 'routing-tables.svg']) {
+    assert.ok(a.files[f] !== undefined, `missing ${f}`);
+    assert.notEqual(a.files[f], c.files[f], `${f} is the same with another seed`);
+  }
+  const life = a.summary['lifecycle'] as { crashes: number; graceful: number; hostile: number };
+  assert.ok(life.crashes >= 10 && life.graceful > 0 && life.hostile > 0, JSON.stringify(life));
+});
+
+test('kademlia: the progress display ends where the run does (the last lookup), not at durationMs', () => {
+  const raw = {
+    kind: 'kademlia',
+    seed: 2,
+    durationMs: 3_600_000,
+    sampleIntervalMs: 5000,
+    network: { latency: { model: 'constant', ms: 20 } },
+    params: { nodes: 80, lookups: 40, joinOverMs: 10_000, refreshAfterMs: 10_000, lookupsOverMs: 20_000 },
+  };
+  const run = new ScenarioRun(parseScenario(raw));
+  // lookupsStartMs defaults to joinOverMs + refreshAfterMs + 30 s; lookups are issued over lookupsOverMs after it.
+  const expected = 10_000 + 10_000 + 30_000 + 20_000;
+  assert.equal(run.expectedEndMs, expected);
+  assert.equal(run.endKnown, true);
+  assert.equal(run.progress(), 0);
+  run.advance(expected / 2);
+  assert.ok(Math.abs(run.progress() - 0.5) < 1e-9, `${run.progress()}`);
+  while (!run.advance(5000));
+  assert.equal(run.progress(), 1);
+  const r = run.result();
+  assert.equal(r.summary['endReason'], 'goal reached');
+  // The run ends with its last lookups, seconds after the expected end: far from the 3600 s limit.
+  const ended = r.summary['endedAtMs'] as number;
+  assert.ok(ended >= expected && ended - expected <= 30_000, `ended at ${ended} ms, expected ${expected} ms`);
+});
+
+test('flash crowd: progress is the share of pieces the leechers have; the end is not known beforehand', () => {
+  const run = new ScenarioRun(
+    parseScenario({ kind: 'flash-crowd', durationMs: 600_000, params: { fileBytes: 1 << 20, pieceBytes: 32768, leechers: 4, seeder: { uploadBps: 1_000_000 }, leecher: { uploadBps: 500_000, downloadBps: 2_000_000 } } }),
+  );
+  assert.equal(run.endKnown, false);
+  assert.equal(run.expectedEndMs, 600_000);
+  let last = run.progress();
+  assert.equal(last, 0);
+  let between = 0;
+  while (!run.advance(250)) {
+    const p = run.progress();
+    assert.ok(p >= last, 'progress never goes back without churn');
+    if (p > 0 && p < 1) between++;
+    last = p;
+  }
+  assert.ok(between >= 3, `${between} steps in between`);
+  assert.equal(run.progress(), 1);
+});
+
+test('kademlia with NATed nodes: their NATs drop unsolicited queries, and lookups for them fail as they should', () => {
+  const run = (natFraction: number) => {
+    const raw = {
+      kind: 'kademlia',
+      seed: 2,
+      durationMs: 3_600_000,
+      sampleIntervalMs: 5000,
+      network: { latency: { model: 'constant', ms: 20 } },
+      params: { nodes: 300, lookups: 200, joinOverMs: 20_000, refreshAfterMs: 10_000, lookupsOverMs: 20_000, natFraction },
+    };
+    const r = new ScenarioRun(parseScenario(raw)).runToEnd();
+    const lookup = (r.summary['operations'] as { kind: string; count: number; ok: number }[]).find((o) => o.kind === 'lookup')!;
+    return { success: lookup.ok / lookup.count, filtered: (r.summary['network'] as { datagramsFiltered: number }).datagramsFiltered };
+  };
+  const open = run(0);
+  const natted = run(0.3);
+  assert.equal(open.filtered, 0);
+  assert.ok(natted.filtered > 0, 'no datagram was filtered');
+  // A NATed node answers only nodes it has just sent to, so it is mostly not among the k closest
+  // a lookup for it returns; lookups for the other ~70 % of the targets still succeed.
+  assert.ok(natted.success < open.success, `${natted.success} vs ${open.success}`);
+  assert.ok(natted.success >= 0.7 * 0.9, `${natted.success}`);
 });

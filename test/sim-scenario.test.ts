@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { ScenarioError, ScenarioRun, parseScenario, parseScenarioText, scenarioJsonSchema, fluidLowerBoundMs, type FlashCrowdParams } from '../src/sim/index.js';
+import { ScenarioError, ScenarioRun, parseScenario, parseScenarioText, scenarioJsonSchema, fluidLowerBoundMs, leecherClassCounts, type FlashCrowdParams } from '../src/sim/index.js';
 import { cdf, mean, resolveDistribution, sample, type Distribution, type DistributionSpec } from '../src/sim/distributions.js';
 import { Lifecycle, type NodeControl } from '../src/sim/lifecycle.js';
 import { SimEngine } from '../src/runtime/sim/engine.js';
@@ -61,6 +61,35 @@ test('scenario validation: a wrong field gets an error naming its path', () => {
   assert.throws(() => parseScenarioText('{"kind":'), (e: unknown) => e instanceof ScenarioError && /not valid JSON/.test(e.message));
 });
 
+test('scenario validation: groups, behaviours and event times are checked against the kind when the file is read', () => {
+  const kad = (extra: Record<string, unknown>): unknown => ({ kind: 'kademlia', durationMs: 600_000, params: { nodes: 50, lookups: 10 }, ...extra });
+  const cases: [unknown, string, RegExp][] = [
+    [kad({ events: [{ atMs: 1000, type: 'crash', fraction: 0.1, group: 'leechers' }] }), 'scenario.events[0].group', /^scenario\.events\[0\]\.group: unknown group "leechers" for kind kademlia; expected one of "\*", "bootstrap", "nodes"$/],
+    [kad({ churn: { group: 'seeders', session: { type: 'constant', ms: 1 } } }), 'scenario.churn.group', /unknown group "seeders" for kind kademlia/],
+    [kad({ events: [{ atMs: 1, type: 'crash', count: 1 }, { atMs: 1, type: 'hostile', count: 1, behaviour: 'corrupt' }] }), 'scenario.events[1].behaviour', /unknown behaviour "corrupt" for kind kademlia; expected one of "silent"$/],
+    [kad({ events: [{ atMs: 1, type: 'leave', count: 1, behaviour: 'silent' }] }), 'scenario.events[0].behaviour', /only goes with a hostile event/],
+    [kad({ events: [{ atMs: 600_001, type: 'crash', count: 1 }] }), 'scenario.events[0].atMs', /600001 is after durationMs \(600000\): it would never happen/],
+    [kad({ churn: { startMs: 700_000, session: { type: 'constant', ms: 1 } } }), 'scenario.churn.startMs', /after durationMs/],
+    [flash({}, { events: [{ atMs: 1, type: 'join', count: 1, group: 'nodes' }] }), 'scenario.events[0].group', /unknown group "nodes" for kind flash-crowd; expected one of "\*", "seeders", "leechers"/],
+    [flash({}, { events: [{ atMs: 1, type: 'hostile', count: 1, behaviour: 'silent' }] }), 'scenario.events[0].behaviour', /unknown behaviour "silent" for kind flash-crowd; expected one of "corrupt"/],
+  ];
+  for (const [raw, path, message] of cases) {
+    const e = errorOf(raw);
+    assert.equal(e.path, path, e.message);
+    assert.match(e.message, message);
+  }
+  // Defaults nested in a default are filled in: no "network" at all is the default network.
+  assert.deepEqual(parseScenario(kad({})).network, { latency: { model: 'constant', ms: 20 }, loss: 0, streamHighWaterMark: 65536, natMappingMs: 120_000, smallMessageBytes: 0 });
+  // What the kinds declare is accepted (an event at the very end still runs).
+  parseScenario(kad({ churn: { group: 'nodes', session: { type: 'constant', ms: 1 } }, events: [{ atMs: 600_000, type: 'hostile', fraction: 0.1, group: 'bootstrap', behaviour: 'silent' }] }));
+  parseScenario(flash({}, { churn: { group: '*', session: { type: 'constant', ms: 1 } }, events: [{ atMs: 5, type: 'hostile', count: 1, group: 'seeders', behaviour: 'corrupt' }] }));
+  // The JSON Schema lists each kind's behaviours.
+  const schema = scenarioJsonSchema() as { oneOf: { properties: { kind: { const: string }; events: { items: { properties: { behaviour: { enum: string[] } } } } } }[] };
+  const behaviours = Object.fromEntries(schema.oneOf.map((k) => [k.properties.kind.const, k.properties.events.items.properties.behaviour.enum]));
+  assert.deepEqual(behaviours['kademlia'], ['silent']);
+  assert.deepEqual(behaviours['flash-crowd'], ['corrupt']);
+});
+
 test('property: the validator never throws anything but ScenarioError on arbitrary JSON', () => {
   fc.assert(
     fc.property(fc.jsonValue(), (v) => {
@@ -105,26 +134,172 @@ test('the ready-made scenarios are valid, defaults are filled in, and the JSON S
   assert.deepEqual(shipped, schema, 'scenarios/schema.json is out of date: regenerate it with `peerkit sim --schema`');
 });
 
+test('every shipped scenario runs (shortened: fewer nodes, smaller files) to its goal and writes its files', () => {
+  const shipped = readdirSync(new URL('../../scenarios/', import.meta.url)).filter((f) => f.endsWith('.json') && f !== 'schema.json');
+  const kinds = new Set<string>();
+  for (const f of shipped) {
+    const raw = JSON.parse(scenarioFile(f)) as { kind: string; params: Record<string, number> };
+    kinds.add(raw.kind);
+    const p = raw.params;
+    // Files stay big enough (8 MiB and more) for the fluid bound to be the point, not the first round trips.
+    const params: Record<string, number> =
+      raw.kind === 'flash-crowd'
+        ? { ...p, fileBytes: Math.min(p['fileBytes']!, 16 << 20), leechers: Math.min(p['leechers']!, 12) }
+        : { ...p, nodes: Math.min(p['nodes']!, 150), lookups: Math.min(p['lookups']!, 150) };
+    const r = new ScenarioRun(parseScenario({ ...raw, params }), { loadFile: (name) => scenarioFile(name) }).runToEnd();
+    assert.equal(r.summary['endReason'], 'goal reached', `${f}: ${r.table}`);
+    for (const name of ['summary.json', 'summary.txt', 'operations.csv', 'timeseries.csv', 'network-size.svg', 'report.html']) assert.ok(r.files[name]!.length > 0, `${f}: ${name}`);
+    const res = r.summary['results'] as Record<string, unknown>;
+    if (raw.kind === 'flash-crowd') {
+      assert.equal(res['completed'], params['leechers'], f);
+      assert.equal((res['tracker'] as { internalErrors: number }).internalErrors, 0, f);
+      // Undisturbed runs are the theory check's case: within 1.3x of the fluid bound, and never under it.
+      if (res['boundApplies'] === true) {
+        const ratio = res['ratioToBound'] as number;
+        assert.ok(ratio >= 1 && ratio <= 1.3, `${f}: ratio ${ratio}`);
+      }
+    } else {
+      const lookup = (r.summary['operations'] as { kind: string; count: number; ok: number }[]).find((o) => o.kind === 'lookup')!;
+      assert.equal(lookup.count, params['lookups'], f);
+      assert.ok(lookup.ok / lookup.count > 0.85, `${f}: ${lookup.ok}/${lookup.count} lookups found their node`);
+    }
+  }
+  assert.deepEqual([...kinds].sort(), ['flash-crowd', 'kademlia']);
+});
+
 test('flash crowd: the real TorrentCore swarm completes within 1.3x the fluid-model lower bound', () => {
   const s = parseScenarioText(scenarioFile('flash-crowd-small.json'));
   const p = s.params as FlashCrowdParams;
   assert.ok(p.leechers >= 8 && p.leechers <= 20);
-  const run = new ScenarioRun(s);
-  const r = run.runToEnd();
-  const res = r.summary['results'] as { lastCompletionMs: number; fluidLowerBoundMs: number; ratioToBound: number; completed: number; boundApplies: boolean };
-  assert.equal(res.boundApplies, true);
-  assert.equal(res.completed, p.leechers);
-  // The bound, computed by hand for this file: max(F/u_s, F/d_min, P*F/(u_s + sum u_i)).
-  const F = p.fileBytes;
-  const expected = 1000 * Math.max(F / p.seeder.uploadBps, F / p.leecher.downloadBps, (p.leechers * F) / (p.seeder.uploadBps + p.leechers * p.leecher.uploadBps));
-  assert.ok(Math.abs(fluidLowerBoundMs(p) - expected) < 1e-6);
-  // No schedule can beat the bound; ours must come within 30 % of it.
-  assert.ok(res.lastCompletionMs >= expected, `${res.lastCompletionMs} < ${expected}`);
-  assert.ok(res.ratioToBound <= 1.3, `ratio ${res.ratioToBound}`);
-  // Every leecher downloaded the whole file, and the leechers did most of the uploading.
-  const ops = r.files['operations.csv']!.trim().split('\n').slice(1);
-  assert.equal(ops.length, p.leechers);
-  assert.ok(ops.every((l) => l.split(',')[5] === '1'));
+  // Three seeds: the bound is no accident of one schedule.
+  for (const seed of [1, 2, 3]) {
+    const run = new ScenarioRun(s, { seed });
+    const r = run.runToEnd();
+    const res = r.summary['results'] as { lastCompletionMs: number; fluidLowerBoundMs: number; ratioToBound: number; completed: number; boundApplies: boolean };
+    assert.equal(res.boundApplies, true);
+    assert.equal(res.completed, p.leechers);
+    // The bound, computed by hand for this file: max(F/u_s, F/d_min, P*F/(u_s + sum u_i)).
+    const F = p.fileBytes;
+    const leecher = p.leecher!;
+    const expected = 1000 * Math.max(F / p.seeder.uploadBps, F / leecher.downloadBps, (p.leechers * F) / (p.seeder.uploadBps + p.leechers * leecher.uploadBps));
+    assert.ok(Math.abs(fluidLowerBoundMs(p) - expected) < 1e-6);
+    // No schedule can beat the bound; ours must come within 30 % of it.
+    assert.ok(res.lastCompletionMs >= expected, `${res.lastCompletionMs} < ${expected}`);
+    assert.ok(res.ratioToBound <= 1.3, `ratio ${res.ratioToBound}`);
+    // Every leecher downloaded the whole file, and the leechers did most of the uploading.
+    const ops = r.files['operations.csv']!.trim().split('\n').slice(1);
+    assert.equal(ops.length, p.leechers);
+    assert.ok(ops.every((l) => l.split(',')[5] === '1'));
+  }
+});
+
+test('flash crowd: the peers find each other through the real TrackerCore, announcing over BEP 15', () => {
+  const r = new ScenarioRun(parseScenario(flash({ leechers: 6 }))).runToEnd();
+  const res = r.summary['results'] as { completed: number; tracker: { announces: number; connects: number; peersAtEnd: number; seedersAtEnd: number; peersReceived: number; internalErrors: number; announcesFailed: number } };
+  assert.equal(res.completed, 6);
+  const t = res.tracker;
+  assert.equal(t.internalErrors, 0);
+  assert.equal(t.announcesFailed, 0);
+  // Each node connected (BEP 15) and announced `started`; each leecher announced `completed` too.
+  assert.ok(t.connects >= 7, `${t.connects} connects`);
+  assert.ok(t.announces >= 7 + 6, `${t.announces} announces`);
+  // The tracker knows the whole swarm, and that every leecher finished.
+  assert.equal(t.peersAtEnd, 7);
+  assert.equal(t.seedersAtEnd, 7);
+  // The leechers announcing later got the earlier ones: the seeder, then up to all six nodes.
+  assert.ok(t.peersReceived >= 1 + 2 + 3 + 4 + 5 + 6, `${t.peersReceived} peers received`);
+  const net = r.summary['network'] as { datagramsSent: number; datagramsDelivered: number };
+  assert.ok(net.datagramsSent >= 2 * (7 + 13), 'connects, announces and their replies are datagrams on the simulated network');
+  assert.equal(net.datagramsDelivered, net.datagramsSent);
+});
+
+test('flash crowd, graceful leaves: leechers that go when done, or by a leave event, send FINs and `stopped`; the swarm still completes', () => {
+  type Res = { completed: number; connectionsClosed: { fin: number; reset: number }; tracker: { peersAtEnd: number } };
+  type Life = { graceful: number; crashes: number; onlineAtEnd: number };
+  const params = { leechers: 8, fileBytes: 2 << 20 };
+  // seedAfterDone: false, every leecher leaves as soon as it has the file.
+  const a = new ScenarioRun(parseScenario(flash({ ...params, seedAfterDone: false }))).runToEnd();
+  const ra = a.summary['results'] as Res;
+  const la = a.summary['lifecycle'] as Life;
+  assert.equal(ra.completed, 8);
+  assert.equal(la.graceful, 8);
+  assert.equal(la.crashes, 0);
+  assert.equal(la.onlineAtEnd, 1);
+  assert.ok(ra.connectionsClosed.fin > 0);
+  assert.equal(ra.connectionsClosed.reset, 0, 'a graceful leave resets no connection');
+  // Only the seeder is still listed: each leaver's `stopped` reached the tracker.
+  assert.equal(ra.tracker.peersAtEnd, 1);
+  // Half the leechers leave mid-download and come back: still no reset, and everyone completes.
+  const events = (type: string): unknown[] => [
+    { atMs: 2000, type, fraction: 0.5, group: 'leechers' },
+    { atMs: 5000, type: 'join', fraction: 1, group: 'leechers' },
+  ];
+  const b = new ScenarioRun(parseScenario(flash(params, { events: events('leave') }))).runToEnd();
+  const rb = b.summary['results'] as Res;
+  assert.equal(rb.completed, 8);
+  assert.equal((b.summary['lifecycle'] as Life).graceful, 4);
+  assert.ok(rb.connectionsClosed.fin > 0);
+  assert.equal(rb.connectionsClosed.reset, 0);
+  // The same with crashes: the peers that stay see resets instead.
+  const c = new ScenarioRun(parseScenario(flash(params, { events: events('crash') }))).runToEnd();
+  const rc = c.summary['results'] as Res;
+  assert.equal(rc.completed, 8);
+  assert.equal((c.summary['lifecycle'] as Life).crashes, 4);
+  assert.ok(rc.connectionsClosed.reset > 0, 'a crash resets the connections');
+});
+
+test('flash crowd with leecher capacity classes: counts by share, the bound over d_min and sum u_i, a group per named class', () => {
+  const fast = { name: 'fast', fraction: 0.5, uploadBps: 1_000_000, downloadBps: 4_000_000 };
+  const slow = { name: 'slow', fraction: 0.5, uploadBps: 250_000, downloadBps: 1_000_000 };
+  const bad: [unknown, string, RegExp][] = [
+    [flash({ leecherClasses: [fast, slow] }), 'scenario.params', /needs exactly one of "leecher", "leecherClasses", got 2/],
+    [flash({ leecher: undefined, leecherClasses: [fast, { ...slow, fraction: 0.4 }] }), 'scenario.params.leecherClasses', /add up to 1, got 0.9/],
+    [flash({ leecher: undefined, leecherClasses: [{ ...fast, name: 'leechers' }, slow] }), 'scenario.params.leecherClasses[0].name', /"leechers" is taken/],
+    [flash({ leecher: undefined, leecherClasses: [fast, { ...slow, name: 'fast' }] }), 'scenario.params.leecherClasses[1].name', /"fast" is taken/],
+    [flash({ leecher: undefined, leecherClasses: [fast, { ...slow, fraction: 0 }] }), 'scenario.params.leecherClasses[1].fraction', /> 0/],
+  ];
+  for (const [raw, path, message] of bad) {
+    const e = errorOf(raw);
+    assert.equal(e.path, path, e.message);
+    assert.match(e.message, message);
+  }
+  // Largest remainder: the counts add up to P, each within 1 of its share (ties to the earlier class).
+  const counts = (fractions: number[], leechers: number): number[] =>
+    leecherClassCounts({ leechers, leecherClasses: fractions.map((fraction) => ({ fraction, uploadBps: 1, downloadBps: 1 })) } as unknown as FlashCrowdParams);
+  assert.deepEqual(counts([0.5, 0.25, 0.25], 10), [5, 3, 2]);
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 100 }), { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 5000 }), (weights, leechers) => {
+      const total = weights.reduce((a, b) => a + b, 0);
+      const fractions = weights.map((w) => w / total);
+      const c = counts(fractions, leechers);
+      assert.equal(c.reduce((a, b) => a + b, 0), leechers);
+      c.forEach((n, k) => assert.ok(Math.abs(n - fractions[k]! * leechers) < 1, `${n} vs ${fractions[k]! * leechers}`));
+    }),
+  );
+  const F = 4 << 20;
+  const raw = flash(
+    { leechers: 10, fileBytes: F, leecher: undefined, leecherClasses: [fast, slow], seeder: { uploadBps: 2_000_000 } },
+    { events: [{ atMs: 1000, type: 'crash', count: 1, group: 'slow' }] },
+  );
+  const s = parseScenario(raw);
+  const p = s.params as FlashCrowdParams;
+  // By hand: d_min is the slow class's download, sum u_i = 5 x 1 MB/s + 5 x 0.25 MB/s.
+  const bound = 1000 * Math.max(F / 2_000_000, F / 1_000_000, (10 * F) / (2_000_000 + 5 * 1_000_000 + 5 * 250_000));
+  assert.ok(Math.abs(fluidLowerBoundMs(p) - bound) < 1e-6);
+  const r = new ScenarioRun(s).runToEnd();
+  type Cls = { name: string; leechers: number; completed: number; meanDownloadMs: number; maxDownloadMs: number };
+  const res = r.summary['results'] as { classes: Cls[]; completed: number };
+  const [f, sl] = res.classes as [Cls, Cls];
+  assert.equal(f.leechers, 5);
+  assert.equal(sl.leechers, 5);
+  // The crash hit the "slow" group, and the crashed node never came back.
+  assert.equal(f.completed, 5);
+  assert.equal(sl.completed, 4);
+  // Each class's hosts got its capacities: nobody downloads F faster than its own link allows,
+  // and the slow class, a quarter of the fast one's capacities, finishes later on average.
+  assert.ok(f.maxDownloadMs >= (1000 * F) / fast.downloadBps && sl.maxDownloadMs >= (1000 * F) / slow.downloadBps);
+  assert.ok(sl.meanDownloadMs > f.meanDownloadMs, `slow ${sl.meanDownloadMs} ms, fast ${f.meanDownloadMs} ms`);
+  assert.match(r.table, /leecher classes\s+fast: 5 x 1000000\/4000000 B\/s up\/down, mean download [\d.]+ s; slow: 5 x /);
 });
 
 test('same seed, byte-identical output files; another seed, different ones', () => {

@@ -508,6 +508,67 @@ test('the request pipeline never exceeds the peer\'s reqq', () => {
   }
 });
 
+/**
+ * A seed with a round trip of `latencyMs` (a request is answered no sooner)
+ * that sends at most `rate` bytes/s, for `seconds` of simulated time in 5 ms
+ * steps. Returns the requests outstanding at the end and the bytes received
+ * in the last second.
+ */
+function pipeline(o: { rate: number; latencyMs: number; reqq?: number; seconds?: number }): { outstanding: number; lastSecond: number; most: number } {
+  const fx = fixture({ pieceLength: 1024 * KiB, length: 512 * 1024 * KiB, fakeData: true });
+  const h = new Harness(fx);
+  h.autoVerify = false; // the data is made up: nothing is hashed
+  const p = h.peer({ reqq: o.reqq ?? 2000 });
+  const sentAt = new Map<string, number>();
+  const step = 5;
+  const end = (o.seconds ?? 6) * 1000;
+  let budget = 0;
+  let lastSecond = 0;
+  let most = 0;
+  p.feed({ type: 'unchoke' });
+  for (let t = 0; t < end; t += step) {
+    for (const k of p.pending.keys()) if (!sentAt.has(k)) sentAt.set(k, h.now);
+    most = Math.max(most, p.pending.size);
+    budget = Math.min(budget + (o.rate * step) / 1000, o.rate); // at most a second's worth saved up
+    const msgs: MessageInput[] = [];
+    for (const [k, r] of p.pending) {
+      if (h.now - sentAt.get(k)! < o.latencyMs || budget < r.length) break; // served in order
+      budget -= r.length;
+      p.pending.delete(k);
+      sentAt.delete(k);
+      if (t >= end - 1000) lastSecond += r.length;
+      msgs.push({ type: 'piece', index: r.index, begin: r.begin, block: Buffer.alloc(r.length) });
+    }
+    if (msgs.length > 0) p.feed(...msgs);
+    h.advance(step);
+  }
+  return { outstanding: p.pending.size, lastSecond, most };
+}
+
+test('the request pipeline follows the bandwidth-delay product: deeper for a faster or farther peer, within reqq, and the link stays full', () => {
+  const MB = 1_000_000;
+  const near = pipeline({ rate: 2 * MB, latencyMs: 20 });
+  const far = pipeline({ rate: 2 * MB, latencyMs: 400 });
+  const fastFar = pipeline({ rate: 8 * MB, latencyMs: 400 });
+  const capped = pipeline({ rate: 8 * MB, latencyMs: 400, reqq: 150 });
+  assert.ok(near.outstanding < far.outstanding, `latency: ${near.outstanding} < ${far.outstanding}`);
+  assert.ok(far.outstanding < fastFar.outstanding, `rate: ${far.outstanding} < ${fastFar.outstanding}`);
+  // Enough to cover the round trip (rate x latency / 16 KiB), not wildly more.
+  const bdp = (rate: number, ms: number): number => (rate * ms) / 1000 / BLOCK;
+  assert.ok(far.outstanding >= bdp(2 * MB, 400) && far.outstanding <= 3 * bdp(2 * MB, 400) + 16, `far ${far.outstanding} vs BDP ${bdp(2 * MB, 400)}`);
+  assert.ok(fastFar.outstanding >= bdp(8 * MB, 400) && fastFar.outstanding <= 3 * bdp(8 * MB, 400) + 16, `fast far ${fastFar.outstanding} vs BDP ${bdp(8 * MB, 400)}`);
+  // A near peer at 2 MB/s needs few: a slow peer is not handed seconds of requests (it was 130, 1 s of its rate).
+  assert.ok(near.outstanding <= 64, `near ${near.outstanding}`);
+  // The peer's reqq bounds it, all along.
+  assert.ok(capped.most <= 150, `capped at most ${capped.most}`);
+  // Each link is kept busy: the last second moved (nearly) the peer's whole rate.
+  for (const [name, r, rate] of [['near', near, 2 * MB], ['far', far, 2 * MB], ['fast far', fastFar, 8 * MB]] as const) {
+    assert.ok(r.lastSecond >= 0.9 * rate, `${name}: ${r.lastSecond} bytes in the last second`);
+  }
+  // The reqq-capped one cannot be: 150 blocks per 400 ms round trip is about 6 MB/s.
+  assert.ok(capped.lastSecond < 0.9 * 8 * MB, `capped ${JSON.stringify(capped)}`);
+});
+
 test('received blocks become writes, a complete piece a verify; a good hash announces it and completes once', () => {
   const fx = fixture();
   const h = new Harness(fx);
@@ -565,6 +626,7 @@ test('a bad piece from one peer: piece-failed, that peer banned and closed, the 
   assert.equal(banned.length, 1);
   assert.deepEqual(banned[0]!.endpoint, bad.endpoint);
   assert.match(bad.closed ?? '', /banned/);
+  assert.deepEqual(h.actionsOf('close').filter((a) => a.peer === bad.handle).map((a) => a.kind), ['ban']);
   assert.equal(h.core.stats(h.now).banned, 1);
   assert.ok(h.core.stats(h.now).wasted > 0);
 
@@ -634,6 +696,51 @@ test('pieces shared with a peer already banned for bad data do not count against
   assert.ok(h.image.equals(fx.data));
 });
 
+test('strikes: a peer never the sole sender, in three bad pieces each shared with a different honest peer, is banned at the third; the honest ones are not', () => {
+  const fx = fixture({ pieceLength: 2 * BLOCK, length: 12 * 2 * BLOCK });
+  const h = new Harness(fx); // maxStrikes 3 (the default)
+  h.autoVerify = false;
+  const bad = h.peer({ reqq: 1, host: '10.6.6.6' });
+  bad.feed({ type: 'unchoke' });
+  const honest: FakePeer[] = [];
+  for (let k = 0; k < 3; k++) {
+    assert.equal(bad.pending.size, 1);
+    const mine = [...bad.pending.values()][0]!;
+    assert.equal(mine.begin, 0, 'the bad peer starts a new piece');
+    // A new honest peer takes the other block of that piece: the piece is shared.
+    const hk = h.peer({ reqq: 1, fast: false });
+    honest.push(hk);
+    hk.feed({ type: 'unchoke' });
+    assert.deepEqual([...hk.pending.values()].map((r) => [r.index, r.begin]), [[mine.index, BLOCK]]);
+    hk.serve();
+    hk.feed({ type: 'choke' }); // and steps aside, so the next piece goes to the next one
+    bad.serve({ corrupt: true });
+    assert.deepEqual(h.verifyQueue, [mine.index]);
+    h.hashPiece(h.verifyQueue.shift()!);
+    h.drain();
+    const failed = h.actionsOf('piece-failed').at(-1)!;
+    assert.equal(failed.index, mine.index);
+    assert.deepEqual(new Set(failed.peers.map((e) => e.host)), new Set(['10.6.6.6', hk.endpoint.host]), 'both senders are named');
+    if (k < 2) {
+      assert.equal(h.actionsOf('banned').length, 0, `no ban after ${k + 1} shared bad piece(s)`);
+      assert.equal(bad.closed, undefined);
+    }
+  }
+  assert.deepEqual(h.actionsOf('banned').map((b) => b.endpoint.host), ['10.6.6.6']);
+  assert.match(h.actionsOf('banned')[0]!.reason, /3 piece\(s\) that failed/);
+  assert.match(bad.closed ?? '', /banned/);
+  for (const hk of honest) assert.equal(hk.closed, undefined, 'honest peers stay');
+  // The honest peers finish the download.
+  for (const hk of honest) hk.feed({ type: 'unchoke' });
+  for (let i = 0; i < 200 && !h.core.isComplete; i++) {
+    for (const hk of honest) hk.serve();
+    while (h.verifyQueue.length > 0) h.hashPiece(h.verifyQueue.shift()!);
+    h.drain();
+  }
+  assert.equal(h.completes, 1);
+  assert.ok(h.image.equals(fx.data));
+});
+
 test('a peer that disconnects before its bad piece is hashed is still blamed and banned', () => {
   const fx = fixture();
   const h = new Harness(fx);
@@ -681,6 +788,9 @@ test('protocol violations close the connection with a reason', () => {
     const h = new Harness(fx);
     const p = run(h);
     assert.match(p.closed ?? '(still open)', reason, name);
+    // Marked as a violation, so the driver can report it (src/client/torrent.ts: the 'disconnect' event).
+    const closes = h.actionsOf('close').filter((a) => a.peer === p.handle);
+    assert.deepEqual(closes.map((a) => a.kind), ['violation'], name);
     // Nothing more is sent to a closed peer (the harness asserts it too).
     const n = p.got.length;
     h.advance(60_000);
@@ -708,6 +818,39 @@ function seeding(o: { fast?: boolean } & Partial<TorrentCoreOptions> = {}): { h:
   h.advance(0);
   return { h, p };
 }
+
+test('BEP 6 suggest, sent: a new interested peer is told the pieces we served last (at most 4, not ones it has), once; not without fast', () => {
+  const fx = fixture({ pieceLength: 32 * KiB, length: 20 * 32 * KiB });
+  const h = new Harness(fx, { have: [...Array(fx.pieceCount).keys()] });
+  const first = h.peer({ seed: false });
+  first.feed({ type: 'interested' });
+  h.advance(0);
+  assert.equal(first.of('suggest').length, 0, 'nothing served yet: nothing to suggest');
+  // It fetches pieces 3, 9, 4, 12, 15, 9 (served in that order).
+  for (const i of [3, 9, 4, 12, 15, 9]) first.feed({ type: 'request', index: i, begin: 0, length: BLOCK });
+  assert.equal(first.of('piece').length, 6);
+  // A newcomer that has piece 15 already.
+  const b = h.peer({ seed: false, fast: false });
+  const c = h.peer({ seed: false });
+  c.feed({ type: 'have', index: 15 });
+  for (const p of [b, c]) p.feed({ type: 'interested' });
+  assert.deepEqual(c.of('suggest').map((m) => m.index), [9, 12, 4, 3], 'most recent first, bounded, without 15');
+  assert.equal(b.of('suggest').length, 0, 'suggest is a fast-extension message');
+  // Once per connection.
+  c.feed({ type: 'not-interested' }, { type: 'interested' });
+  assert.equal(c.of('suggest').length, 4);
+});
+
+test('BEP 6 suggest, received: the suggested piece is fetched first among equals; a bad index closes the connection', () => {
+  const fx = fixture({ pieceLength: 16 * KiB, length: 64 * 16 * KiB });
+  const h = new Harness(fx);
+  const p = h.peer();
+  p.feed({ type: 'suggest', index: 37 }, { type: 'unchoke' });
+  assert.equal(p.of('request')[0]!.index, 37);
+  const q = h.peer();
+  q.feed({ type: 'suggest', index: fx.pieceCount });
+  assert.match(q.closed ?? '', /out of range/);
+});
 
 test('incoming requests: served once unchoked, with the right data', () => {
   const { h, p } = seeding();
@@ -828,6 +971,26 @@ test('the upload limit delays reads, and pollTimeout says when to come back', ()
 });
 
 // ---------------------------------------------------------------- seeding and time
+
+test('the download limit paces requests: about rate x time + the burst are asked for, never a whole pipeline at once', () => {
+  const rate = 64 * KiB;
+  const fx = fixture({ pieceLength: 256 * KiB, length: 16 * 256 * KiB });
+  const h = new Harness(fx, { downloadLimiter: new TokenBucket(rate, 64 * KiB) });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  const start = h.now;
+  // The first batch: the burst's worth and one more, not the pipeline's depth.
+  assert.ok(p.of('request').length <= 64 / 16 + 1, `${p.of('request').length} requests at once`);
+  for (let ms = 0; ms < 10_000; ms += 50) {
+    p.serve(); // an instant, unlimited seed: only the limit holds us back
+    h.advance(50);
+    const asked = p.of('request').reduce((n, r) => n + r.length, 0);
+    const allowed = rate * ((h.now - start) / 1000) + 64 * KiB + 2 * BLOCK;
+    assert.ok(asked <= allowed, `${asked} bytes requested by ${h.now - start} ms (allowed ${allowed})`);
+  }
+  const got = p.of('request').length * BLOCK;
+  assert.ok(got >= 0.8 * rate * 10, `only ${got} bytes in 10 s at ${rate} B/s`);
+});
 
 test('two seeds disconnect', () => {
   const fx = fixture();
@@ -1131,6 +1294,7 @@ test('connection limit: maxPeers connections, the next one is closed', () => {
   for (const p of ps) assert.equal(p.closed, undefined);
   const extra = h.connect('in');
   assert.equal(extra.closed, 'too many peers');
+  assert.deepEqual(h.actionsOf('close').filter((a) => a.peer === extra.handle).map((a) => a.kind), ['normal'], 'a limit is no violation');
   // One leaves: room for one more.
   h.core.peerClosed(h.now, ps[0]!.handle);
   ps[0]!.closed = 'gone';
@@ -1149,6 +1313,39 @@ test('outgoing connections stay within maxPeers and maxConnecting', () => {
   h.core.connectFailed(h.now, h.connects[0]!);
   h.drain();
   assert.equal(h.connects.length, 3);
+});
+
+test('an unreachable peer is dialled again: one the user named for ever (2 s, 4 s, ... at most 30 s apart), one from a tracker five times', () => {
+  const h = new Harness(fixture());
+  const user = { host: '10.3.0.1', port: 6881 };
+  const tracker = { host: '10.3.0.2', port: 6881 };
+  h.core.addPeers(h.now, [user], 'user');
+  h.core.addPeers(h.now, [tracker], 'tracker');
+  h.drain();
+  const sources = h.actionsOf('connect').map((a) => a.source).sort();
+  assert.deepEqual(sources, ['tracker', 'user']);
+  const dialTimes = new Map<string, number[]>([[user.host, []], [tracker.host, []]]);
+  let seen = 0;
+  const start = h.now;
+  // Every attempt fails at once; 40 minutes go by.
+  for (let step = 0; step < 2400; step++) {
+    for (const e of h.connects.slice(seen)) {
+      dialTimes.get(e.host)!.push(h.now - start);
+      h.core.connectFailed(h.now, e);
+    }
+    seen = h.connects.length;
+    h.drain();
+    h.advance(1000);
+  }
+  const u = dialTimes.get(user.host)!;
+  const t = dialTimes.get(tracker.host)!;
+  assert.equal(t.length, 5, `tracker peer dialled at ${t.join(', ')}`);
+  assert.ok(u.length > 60, `user peer dialled ${u.length} times`);
+  const gaps = u.slice(1).map((x, i) => x - u[i]!);
+  assert.ok(gaps[0]! >= 2000 && gaps[0]! <= 3000, `first retry after ${gaps[0]} ms`);
+  assert.ok(gaps[1]! >= 4000 && gaps[1]! <= 5000, `second retry after ${gaps[1]} ms`);
+  assert.ok(gaps.every((g) => g <= 31_000), `gaps ${gaps.join(', ')}`);
+  assert.ok(gaps.slice(-5).every((g) => g >= 30_000), 'the backoff reaches its 30 s cap');
 });
 
 // ---------------------------------------------------------------- the property
@@ -1391,6 +1588,50 @@ test('a peer that closed on us is dialled again after 2 s, then 6 s, 18 s...; a 
   h.drain();
   const wait = nextDialAfter(closedAt);
   assert.ok(wait >= 2_000 && wait < 4_000, `retry after a useful session after ${wait} ms`);
+});
+
+test('choking options reach the choker: regular and optimistic slots, rechoke and optimistic intervals, snub timeout', () => {
+  const fx = fixture();
+  const all = Array.from({ length: fx.pieceCount }, (_, i) => i);
+  const unchoked = (h: Harness, peers: FakePeer[]): number => h.core.peerSnapshots(h.now).filter((s) => peers.some((p) => p.handle === s.handle) && !s.amChoking).length;
+  const seedWith = (o: Partial<TorrentCoreOptions>): { h: Harness; leechers: FakePeer[] } => {
+    const h = new Harness(fx, { have: all, ...o });
+    const leechers = Array.from({ length: 6 }, () => h.peer({ seed: false }));
+    for (const l of leechers) l.feed({ type: 'interested' });
+    h.advance(1000);
+    return { h, leechers };
+  };
+  // Defaults: 4 regular + 1 optimistic.
+  const d = seedWith({});
+  assert.equal(unchoked(d.h, d.leechers), 5);
+  // 1 regular, no optimistic.
+  const one = seedWith({ regularUnchokeSlots: 1, optimisticSlots: 0 });
+  assert.equal(unchoked(one.h, one.leechers), 1);
+  // 2 regular + 3 optimistic.
+  const five = seedWith({ regularUnchokeSlots: 2, optimisticSlots: 3 });
+  assert.equal(unchoked(five.h, five.leechers), 5);
+
+  // The optimistic unchoke rotates on its interval: with no regular slot, each rotation may pick another peer.
+  const rot = seedWith({ regularUnchokeSlots: 0, optimisticSlots: 1, optimisticIntervalMs: 5000, rechokeIntervalMs: 1000 });
+  const seen = new Set<number>();
+  for (let i = 0; i < 12; i++) {
+    const u = rot.h.core.peerSnapshots(rot.h.now).filter((x) => !x.amChoking);
+    assert.equal(u.length, 1);
+    seen.add(u[0]!.handle);
+    rot.h.advance(5000);
+  }
+  assert.ok(seen.size >= 3, `the optimistic slot went to ${seen.size} peers in a minute`);
+
+  // Snub timeout: a peer we want from that sends nothing for snubTimeoutMs is snubbed (and not before).
+  const h = new Harness(fx, { snubTimeoutMs: 8000 });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  p.serve();
+  h.advance(6000);
+  p.feed({ type: 'keep-alive' });
+  assert.equal(h.core.peerSnapshots(h.now)[0]!.snubbed, false);
+  h.advance(3000);
+  assert.equal(h.core.peerSnapshots(h.now)[0]!.snubbed, true, 'snubbed after 8 s without a block');
 });
 
 test('a seeder sends unchoke only once a peer is interested, and then at once (WebTorrent 1.9.7 loses an earlier one)', () => {

@@ -168,11 +168,45 @@ test('caps: torrents, peers per torrent, peers in all', () => {
   announce(c, 0, { n: 4, infoHash: IH2, event: 'started' });
   const trackerFull = announce(c, 0, { n: 5, infoHash: IH2, event: 'started' });
   assert.match(trackerFull.warningMessage ?? '', /tracker is full/);
-  assert.match(announceFailure(c, 0, { n: 6, infoHash: Buffer.alloc(20, 3), event: 'started' }), /too many torrents/);
   const s = c.stats(0);
   assert.equal(s.peers, 4);
   assert.equal(s.torrents, 2);
-  assert.equal(s.peersRefused, 3);
+  assert.equal(s.peersRefused, 2);
+});
+
+test('torrent cap: a new torrent evicts a dead torrent, else the least recently announced lone-peer one, never a swarm; refused when all are swarms', () => {
+  const c = core({ maxTorrents: 3, interval: 60, peerTimeout: 90 });
+  const ih = (b: number): Buffer => Buffer.alloc(20, b);
+  // T1: a swarm of two; T2 and T3: one peer each, T2 the older.
+  announce(c, 0, { n: 1, infoHash: ih(1), event: 'started' });
+  announce(c, 0, { n: 2, infoHash: ih(1), event: 'started' });
+  announce(c, 10_000, { n: 3, infoHash: ih(2), event: 'started' });
+  announce(c, 20_000, { n: 4, infoHash: ih(3), event: 'started' });
+  // T2's peer announces again later than T3's: now T3 is the least recently announced.
+  announce(c, 25_000, { n: 3, infoHash: ih(2) });
+  announce(c, 30_000, { n: 5, infoHash: ih(4), event: 'started' });
+  const has = (b: number): boolean => c.scrape(ih(b)).incomplete > 0;
+  assert.deepEqual([1, 2, 3, 4].map(has), [true, true, false, true], 'T3 made room');
+  assert.equal(c.stats(30_000).torrentsEvicted, 1);
+  // Make T2 and T4 swarms too: nothing can be evicted, a new torrent is refused.
+  announce(c, 31_000, { n: 6, infoHash: ih(2), event: 'started' });
+  announce(c, 31_000, { n: 7, infoHash: ih(4), event: 'started' });
+  assert.match(announceFailure(c, 32_000, { n: 8, infoHash: ih(5), event: 'started' }), /too many torrents/);
+  assert.equal(c.stats(32_000).failures['tracker-full'], 1);
+  // A swarm whose peers all left with stopped but was not swept yet is dead: it makes room at once.
+  announce(c, 33_000, { n: 6, infoHash: ih(2), event: 'stopped' });
+  announce(c, 33_000, { n: 3, infoHash: ih(2), event: 'stopped' });
+  announce(c, 34_000, { n: 8, infoHash: ih(5), event: 'started' });
+  assert.deepEqual([1, 2, 4, 5].map(has), [true, false, true, true]);
+  // A lone peer past its timeout is dead too, and counts as expired.
+  const d = core({ maxTorrents: 2, interval: 60, peerTimeout: 90 });
+  announce(d, 0, { n: 1, infoHash: ih(1), event: 'started' });
+  announce(d, 100_000, { n: 2, infoHash: ih(2), event: 'started' });
+  announce(d, 100_000, { n: 3, infoHash: ih(2), event: 'started' });
+  announce(d, 101_000, { n: 4, infoHash: ih(3), event: 'started' });
+  assert.deepEqual([1, 2, 3].map((b) => d.scrape(ih(b)).incomplete), [0, 2, 1]);
+  assert.equal(d.stats(101_000).peersExpired, 1);
+  assert.equal(d.stats(101_000).peers, 3);
 });
 
 test('peers expire after missed announces; sweep drops empty torrents; pollTimeout drives it', () => {
@@ -193,6 +227,124 @@ test('peers expire after missed announces; sweep drops empty torrents; pollTimeo
   c.sweep(500_000);
   assert.equal(c.stats(500_000).peers, 0);
   assert.equal(c.stats(500_000).torrents, 0);
+});
+
+test('a completed with left > 0, retransmitted, counts once (per peer and per user); a new session of the peer may count again', () => {
+  const c = core({ private: true });
+  c.addUser('alice', 'a'.repeat(32));
+  const path = `/announce/${'a'.repeat(32)}`;
+  announce(c, 0, { n: 1, event: 'started' }, path);
+  for (let i = 0; i < 3; i++) announce(c, 1000 + i, { n: 1, event: 'completed', left: 5, downloaded: 95 }, path);
+  assert.equal(c.scrape(IH).downloaded, 1);
+  assert.equal(c.user('a'.repeat(32))!.completed, 1);
+  // It becomes a seeder later: still once.
+  announce(c, 5000, { n: 1, event: 'completed', left: 0, downloaded: 100 }, path);
+  assert.equal(c.scrape(IH).downloaded, 1);
+  // Over UDP too.
+  const id = connect(c, 0);
+  for (let i = 0; i < 2; i++) udp(c, 6000 + i, A, udpAnnounce(20, id, { event: 'completed', left: 7, urlData: Buffer.from(path) }));
+  assert.equal(c.scrape(IH).downloaded, 2, 'the UDP peer (another peer id) counted once');
+  // stopped, then a new session that completes again: a second download of the same peer id.
+  announce(c, 7000, { n: 1, event: 'stopped', left: 0, downloaded: 100 }, path);
+  announce(c, 8000, { n: 1, event: 'started' }, path);
+  announce(c, 9000, { n: 1, event: 'completed', left: 3 }, path);
+  assert.equal(c.scrape(IH).downloaded, 3);
+  assert.equal(c.user('a'.repeat(32))!.completed, 3);
+});
+
+test("private: each peer's last report leaves in its events; handed back after a restart, what a peer reported across the restart is credited exactly once", () => {
+  const A_KEY = 'a'.repeat(32);
+  const B_KEY = 'b'.repeat(32);
+  const path = (k: string): string => `/announce/${k}`;
+  // The owner's store: the last report of each peer, from the events.
+  const reports = new Map<string, { passkey: string; uploaded: number; downloaded: number }>();
+  let credited = { up: 0, down: 0 };
+  const drain = (c: TrackerCore): void => {
+    for (let e = c.pollEvent(); e; e = c.pollEvent()) {
+      credited = { up: credited.up + e.uploaded, down: credited.down + e.downloaded };
+      assert.equal(typeof e.peer, 'string');
+      assert.equal(e.peer!.length, 40);
+      if (e.reported === null) reports.delete(e.peer!);
+      else reports.set(e.peer!, { passkey: e.passkey, uploaded: e.reported![0], downloaded: e.reported![1] });
+    }
+  };
+  const start = (): TrackerCore => {
+    const c = core({ private: true, lastReported: (p) => reports.get(p) });
+    c.addUser('alice', A_KEY);
+    c.addUser('bob', B_KEY);
+    return c;
+  };
+  let c = start();
+  announce(c, 0, { n: 1, event: 'started', uploaded: 0 }, path(A_KEY));
+  drain(c);
+  assert.equal(reports.size, 1, 'a started peer has a report, even of zeros');
+  announce(c, 1000, { n: 1, uploaded: 100, downloaded: 10 }, path(A_KEY));
+  drain(c);
+  assert.deepEqual(credited, { up: 100, down: 10 });
+  // A retransmission changes nothing and yields no event.
+  announce(c, 1001, { n: 1, uploaded: 100, downloaded: 10 }, path(A_KEY));
+  assert.equal(c.pollEvent(), undefined);
+  // "Restart": a fresh core with the same store.
+  c = start();
+  announce(c, 2000, { n: 1, uploaded: 250, downloaded: 30 }, path(A_KEY));
+  announce(c, 2001, { n: 1, uploaded: 250, downloaded: 30 }, path(A_KEY)); // retransmitted
+  drain(c);
+  assert.deepEqual(credited, { up: 250, down: 30 }, 'the cumulative report, credited once');
+  assert.deepEqual(c.user(A_KEY), { name: 'alice', passkey: A_KEY, uploaded: 150, downloaded: 20, completed: 0 });
+  // Another user cannot take alice's peer id after a restart, with or without started.
+  c = start();
+  assert.match(announceFailure(c, 3000, { n: 1, uploaded: 900, downloaded: 0 }, path(B_KEY)), /another user/);
+  assert.match(announceFailure(c, 3000, { n: 1, uploaded: 900, downloaded: 0, event: 'started' }, path(B_KEY)), /another user/);
+  assert.equal(c.user(B_KEY)!.uploaded, 0);
+  // Counters that went down (a new client session) credit nothing and reset the report.
+  c = start();
+  announce(c, 4000, { n: 2, event: 'started', uploaded: 50 }, path(A_KEY));
+  drain(c);
+  c = start();
+  announce(c, 5000, { n: 2, uploaded: 20 }, path(A_KEY));
+  announce(c, 6000, { n: 2, uploaded: 70 }, path(A_KEY));
+  drain(c);
+  assert.equal(c.user(A_KEY)!.uploaded, 50, '50 from before, then 50 beyond the reset');
+  // stopped forgets the peer.
+  const before = reports.size;
+  announce(c, 7000, { n: 2, event: 'stopped', uploaded: 70 }, path(A_KEY));
+  drain(c);
+  assert.equal(reports.size, before - 1);
+  // A stopped that is the first announce after a restart credits the rest once, and forgets the peer.
+  c = start();
+  const upBefore = credited.up;
+  announce(c, 8000, { n: 1, event: 'stopped', uploaded: 300, downloaded: 30 }, path(A_KEY));
+  drain(c); // the owner persists each announce's events before the next (TrackerService.afterInput)
+  announce(c, 8001, { n: 1, event: 'stopped', uploaded: 300, downloaded: 30 }, path(A_KEY)); // retransmitted
+  drain(c);
+  assert.equal(credited.up - upBefore, 50, '300 reported, 250 credited before the restart');
+  assert.equal(reports.size, before - 2);
+  // bob's stopped for a peer id alice held is refused, and credits nobody.
+  c = start();
+  announce(c, 9000, { n: 5, event: 'started' }, path(A_KEY));
+  drain(c);
+  c = start();
+  assert.match(announceFailure(c, 9500, { n: 5, event: 'stopped', uploaded: 10 }, path(B_KEY)), /another user/);
+  // A peer that expired and was swept keeps its report in the store: when it comes back
+  // without started it is credited from there.
+  const exp = new TrackerCore({ random: seededRandom(7), rateLimit: false, private: true, interval: 60, peerTimeout: 90, lastReported: (p) => reports.get(p) });
+  exp.addUser('alice', A_KEY);
+  announce(exp, 0, { n: 3, event: 'started', uploaded: 10 }, path(A_KEY));
+  drain(exp);
+  exp.sweep(200_000);
+  assert.equal(exp.peersOf(IH).length, 0, 'expired');
+  announce(exp, 200_000, { n: 3, uploaded: 40 }, path(A_KEY));
+  drain(exp);
+  assert.equal(exp.user(A_KEY)!.uploaded, 40);
+  // Without a store (no lastReported) such a peer is credited only from its next announce.
+  const mem = core({ private: true, interval: 60, peerTimeout: 90 });
+  mem.addUser('alice', A_KEY);
+  announce(mem, 0, { n: 3, event: 'started', uploaded: 10 }, path(A_KEY));
+  mem.sweep(200_000);
+  announce(mem, 200_000, { n: 3, uploaded: 40 }, path(A_KEY));
+  announce(mem, 201_000, { n: 3, uploaded: 45 }, path(A_KEY));
+  assert.equal(mem.user(A_KEY)!.uploaded, 15);
+  assert.equal(mem.pollEvent()?.peer, undefined, 'and its events carry no peer reports');
 });
 
 // ---------------------------------------------------------------- scrape
@@ -266,6 +418,59 @@ test('UDP: connect, announce, scrape; the reply echoes the transaction id and li
   udp(c, 3, A, udpAnnounce(1, cidA));
   assert.equal(c.peersOf(IH).length, 3);
   assert.equal(c.stats(3).udpConnects, 3);
+});
+
+test('UDP retransmission: every resent announce (started, regular, completed with left > 0 and = 0, stopped) gets the same answer and changes the state once', () => {
+  const c = core({ private: true });
+  c.addUser('alice', 'a'.repeat(32));
+  const urlData = Buffer.from(`/announce/${'a'.repeat(32)}`);
+  const B: Endpoint = { host: '10.1.1.2', port: 5000 };
+  const cidA = connect(c, 0, A);
+  const cidB = connect(c, 0, B);
+  // A seeder, so B's answers have one peer and are the same bytes each time (no random order).
+  udp(c, 0, A, udpAnnounce(1, cidA, { left: 0, urlData }));
+  let events = 0;
+  const drain = (): void => {
+    for (let e = c.pollEvent(); e; e = c.pollEvent()) events++;
+  };
+  drain();
+  const steps: Partial<UdpAnnounceRequest>[] = [
+    { event: 'started', uploaded: 0, downloaded: 0, left: 100 },
+    { event: undefined, uploaded: 50, downloaded: 60, left: 40 },
+    { event: 'completed', uploaded: 70, downloaded: 95, left: 5 },
+    { event: 'completed', uploaded: 80, downloaded: 100, left: 0 },
+  ];
+  const expectedScrape = [
+    { complete: 1, incomplete: 1, downloaded: 0 },
+    { complete: 1, incomplete: 1, downloaded: 0 },
+    { complete: 1, incomplete: 1, downloaded: 1 },
+    { complete: 2, incomplete: 0, downloaded: 1 },
+  ];
+  let now = 1000;
+  for (const [i, step] of steps.entries()) {
+    const req = udpAnnounce(2, cidB, { ...step, transactionId: 77 + i, urlData });
+    const first = udp(c, now, B, req)!;
+    drain();
+    const eventsAfterFirst = events;
+    const state = JSON.stringify([c.scrape(IH), c.user('a'.repeat(32)), c.peersOf(IH).map((p) => [p.port, p.seeder])]);
+    for (let k = 0; k < 3; k++) {
+      now += 3000; // BEP 15 clients resend after 15 * 2^n s; the tracker cannot tell either way
+      const again = udp(c, now, B, req)!;
+      assert.ok(again.equals(first), `step ${i}: the resent announce gets the same answer`);
+      drain();
+      assert.equal(events, eventsAfterFirst, `step ${i}: no new accounting`);
+      assert.equal(JSON.stringify([c.scrape(IH), c.user('a'.repeat(32)), c.peersOf(IH).map((p) => [p.port, p.seeder])]), state, `step ${i}: state unchanged`);
+    }
+    assert.deepEqual(c.scrape(IH), expectedScrape[i], `step ${i}`);
+    now += 1000;
+  }
+  assert.deepEqual(c.user('a'.repeat(32)), { name: 'alice', passkey: 'a'.repeat(32), uploaded: 80, downloaded: 100, completed: 1 });
+  // stopped, resent: removed once, the answer the same.
+  const stop = udpAnnounce(2, cidB, { event: 'stopped', uploaded: 90, downloaded: 100, left: 0, transactionId: 99, urlData });
+  const first = udp(c, now, B, stop)!;
+  assert.ok(udp(c, now + 3000, B, stop)!.equals(first));
+  assert.equal(c.peersOf(IH).length, 1);
+  assert.equal(c.user('a'.repeat(32))!.uploaded, 90);
 });
 
 test('UDP connection ids: forged or foreign ids are dropped; an id lasts one to two windows', () => {
@@ -463,7 +668,8 @@ test('property: counts match a model; lists never hold the requester, stale or f
       ),
       (steps) => {
         const c = core({ interval: 60, peerTimeout: 90 });
-        const model = new Map<number, { seeder: boolean; at: number }>();
+        // `counted`: its `completed` was counted (once per peer record, whatever `left` says).
+        const model = new Map<number, { seeder: boolean; at: number; counted: boolean }>();
         // The core keeps whole seconds: a peer is stale when the seconds differ by more than the timeout.
         const stale = (now: number, at: number): boolean => Math.floor(now / 1000) - Math.floor(at / 1000) > 90;
         let now = 0;
@@ -476,8 +682,9 @@ test('property: counts match a model; lists never hold the requester, stale or f
           const before = model.get(s.peer);
           if (s.event === 'stopped') model.delete(s.peer);
           else {
-            if (s.event === 'completed' && before?.seeder !== true) downloads++;
-            model.set(s.peer, { seeder: s.seeder, at: now });
+            const counts = s.event === 'completed' && before?.seeder !== true && before?.counted !== true;
+            if (counts) downloads++;
+            model.set(s.peer, { seeder: s.seeder, at: now, counted: counts || before?.counted === true });
           }
           assert.ok(d.peers.length <= s.numWant);
           for (const p of d.peers) {

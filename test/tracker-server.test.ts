@@ -12,7 +12,10 @@ import { connect as tcpConnect } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { buildAnnounceUrl, buildScrapeUrl, decodeAnnounceResponse, decodeScrapeResponse, type AnnounceSuccess, type HttpAnnounceParams } from '../src/codec/tracker-http.js';
 import { decodeResponse, encodeRequest, type UdpAnnounceRequest, type UdpResponse } from '../src/codec/tracker-udp.js';
-import { startTracker, type TrackerHandle } from '../src/tracker/index.js';
+import { startTracker, UserStore, type TrackerHandle } from '../src/tracker/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const IH = Buffer.alloc(20, 0x5a);
 
@@ -29,9 +32,9 @@ interface HttpResult {
   headers: Record<string, string | string[] | undefined>;
 }
 
-function httpGet(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<HttpResult> {
+function httpGet(url: string, method = 'GET', headers: Record<string, string> = {}, localAddress?: string): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers, agent: false, timeout: 5000 }, (res) => {
+    const req = request(url, { method, headers, agent: false, timeout: 5000, ...(localAddress !== undefined ? { localAddress } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers }));
@@ -192,7 +195,7 @@ test('HTTP and UDP peers find each other through one tracker on loopback; scrape
     for (const line of text.trimEnd().split('\n')) {
       if (line.startsWith('# TYPE ')) {
         const [, , name, type] = line.split(' ');
-        assert.match(name!, /^peerkit_tracker_[a-z0-9_]+$/);
+        assert.match(name!, /^(peerkit_tracker|process)_[a-z0-9_]+$/);
         assert.equal(name!.endsWith('_total'), type === 'counter', `${name}: counters and only counters end in _total`);
         names.add(name!);
       } else if (!line.startsWith('# HELP ')) {
@@ -203,8 +206,127 @@ test('HTTP and UDP peers find each other through one tracker on loopback; scrape
     }
     assert.match(text, /^peerkit_tracker_announces_total\{protocol="udp"\} 1$/m);
     assert.match(text, /^peerkit_tracker_leechers 2$/m);
-    for (const n of ['torrents', 'seeders', 'leechers', 'announces_per_second', 'errors_total']) assert.ok(names.has(`peerkit_tracker_${n}`), n);
+    for (const n of ['torrents', 'seeders', 'leechers', 'announces_total', 'errors_total']) assert.ok(names.has(`peerkit_tracker_${n}`), n);
+    // A rate is left to Prometheus (rate() over the counter); the process's figures have their standard names.
+    assert.ok(!names.has('peerkit_tracker_announces_per_second'));
+    for (const n of ['process_resident_memory_bytes', 'process_start_time_seconds', 'process_cpu_seconds_total']) assert.ok(names.has(n), n);
   });
+});
+
+/** The value of one sample line of a Prometheus text exposition. */
+function sample(text: string, name: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+test('/metrics values follow real traffic: announces per second, seeders, leechers, errors by kind', { timeout: 30_000 }, async () => {
+  await withTracker({ rateLimit: false }, async (t) => {
+    const base = t.httpUrl!.replace('/announce', '');
+    // 15 announces (5 peers, 3 each; 2 of them seeders), 3 bad requests, 1 UDP announce.
+    for (let round = 0; round < 3; round++) {
+      for (let n = 1; n <= 5; n++) await announceHttp(t.httpUrl!, { n, left: n <= 2 ? 0 : 1, event: round === 0 ? 'started' : undefined });
+    }
+    const ok = buildAnnounceUrl(t.httpUrl!, { infoHash: IH, peerId: pid(9), port: 7009, uploaded: 0, downloaded: 0, left: 1 });
+    for (let i = 0; i < 3; i++) await failureHttp(ok.replace(/info_hash=[^&]+/, 'info_hash=%01%02'));
+    const u = await UdpClient.open();
+    try {
+      const cid = await u.connect('127.0.0.1', t.udpPort!);
+      assert.equal((await u.ask('127.0.0.1', t.udpPort!, udpAnnounce(cid, 6), 2000))?.action, 'announce');
+    } finally {
+      u.close();
+    }
+    // /stats averages the last 10 whole seconds: once the second(s) of this traffic are past,
+    // it reads (15 + 1) / 10, and stays there until they leave the window. /metrics carries
+    // no ready-made rate (Prometheus computes it from announces_total).
+    type Stats = { announcesPerSecond: number };
+    let js: Stats;
+    const deadline = Date.now() + 8000;
+    do {
+      js = JSON.parse((await httpGet(`${base}/stats`)).body.toString()) as Stats;
+      if (js.announcesPerSecond === 1.6) break;
+      await new Promise((r) => setTimeout(r, 100));
+    } while (Date.now() < deadline);
+    assert.equal(js.announcesPerSecond, 1.6);
+    const text = (await httpGet(`${base}/metrics`)).body.toString();
+    assert.equal(sample(text, 'peerkit_tracker_announces_per_second'), undefined, 'no ready-made rate in /metrics');
+    assert.equal(sample(text, 'peerkit_tracker_seeders'), 2);
+    assert.equal(sample(text, 'peerkit_tracker_leechers'), 4);
+    assert.equal(sample(text, 'peerkit_tracker_torrents'), 1);
+    assert.equal(sample(text, 'peerkit_tracker_errors_total{kind="bad_request"}'), 3);
+    assert.equal(sample(text, 'peerkit_tracker_errors_total{kind="bad_passkey"}'), 0);
+    assert.equal(sample(text, 'peerkit_tracker_announces_total{protocol="http"}'), 15);
+    assert.equal(sample(text, 'peerkit_tracker_announces_total{protocol="udp"}'), 1);
+    assert.equal(sample(text, 'peerkit_tracker_udp_connects_total'), 1);
+  });
+});
+
+test('hostile input against a private tracker with a store: nothing stored is lost or changed, the next announce is still accounted', { timeout: 30_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'peerkit-hostile-store-'));
+  try {
+    const first = await startTracker({ private: true, dataDir: dir, users: ['alice', 'bob'], rateLimit: false });
+    const before = first.users();
+    const alice = before.find((x) => x.name === 'alice')!;
+    const bob = before.find((x) => x.name === 'bob')!;
+    const aliceUrl = first.announceUrls(alice.passkey).http!;
+    await announceHttp(aliceUrl, { n: 1, event: 'started' });
+    await announceHttp(aliceUrl, { n: 1, uploaded: 4000, downloaded: 1000 });
+    await first.close();
+
+    await withTracker({ private: true, dataDir: dir, rateLimit: false }, async (t) => {
+      const stored = t.users();
+      assert.deepEqual(stored.map((x) => [x.name, x.uploaded, x.downloaded]).sort(), [['alice', 4000, 1000], ['bob', 0, 0]]);
+      const port = t.httpPort!;
+      const http = t.httpUrl!;
+      const aUrl = t.announceUrls(alice.passkey).http!;
+      const good = (n: number): string => buildAnnounceUrl(aUrl, { infoHash: IH, peerId: pid(n), port: 7000 + n, uploaded: 0, downloaded: 0, left: 1 });
+      // HTTP: garbage, huge heads, bad parameters with a good passkey, wrong and malformed passkeys, huge counters.
+      assert.match(await rawTcp('127.0.0.1', port, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
+      assert.match(await rawTcp('127.0.0.1', port, `GET /announce/${alice.passkey}?${'x'.repeat(20000)} HTTP/1.1\r\nhost: a\r\n\r\n`), /^HTTP\/1\.1 431/);
+      assert.match(await failureHttp(good(2).replace(/info_hash=[^&]+/, 'info_hash=%01')), /info_hash/);
+      assert.match(await failureHttp(good(2).replace('uploaded=0', 'uploaded=-5')), /uploaded/);
+      assert.match(await failureHttp(good(2).replace('uploaded=0', 'uploaded=99999999999999999999')), /uploaded/);
+      assert.match(await failureHttp(good(2).replace(alice.passkey, 'x'.repeat(32))), /unregistered passkey/);
+      assert.match(await failureHttp(good(2).replace(alice.passkey, '..%2F..%2Fetc')), /passkey/);
+      assert.match(await failureHttp(buildAnnounceUrl(`${http}?passkey=${'z'.repeat(200)}`, { infoHash: IH, peerId: pid(2), port: 7002, uploaded: 0, downloaded: 0, left: 1 })), /passkey/);
+      // bob cannot take alice's peer id, although this tracker has not seen it since its restart
+      // (the store knows whose it is): neither with a regular announce nor with started.
+      for (const event of [undefined, 'started'] as const) {
+        assert.match(await failureHttp(buildAnnounceUrl(t.announceUrls(bob.passkey).http!, { infoHash: IH, peerId: pid(1), port: 7001, uploaded: 9e9, downloaded: 0, left: 1, event })), /another user/);
+      }
+      // UDP: junk, truncated, oversized, forged ids, bad URLData.
+      const u = await UdpClient.open();
+      try {
+        const cid = await u.connect('127.0.0.1', t.udpPort!);
+        assert.equal(await u.ask('127.0.0.1', t.udpPort!, Buffer.alloc(10), 100), undefined);
+        assert.equal(await u.ask('127.0.0.1', t.udpPort!, Buffer.alloc(5000, 7), 100), undefined);
+        assert.equal(await u.ask('127.0.0.1', t.udpPort!, udpAnnounce(cid ^ 1n, 3, { urlData: Buffer.from(`/announce/${alice.passkey}`), uploaded: 1e9 }), 100), undefined);
+        const trunc = await u.ask('127.0.0.1', t.udpPort!, udpAnnounce(cid, 3, { urlData: Buffer.from(`/announce/${alice.passkey}`) }).subarray(0, 99), 1000);
+        assert.equal(trunc?.action, 'error');
+        const wrong = await u.ask('127.0.0.1', t.udpPort!, udpAnnounce(cid, 3, { urlData: Buffer.from('/announce/\u0000\u00ff') }), 1000);
+        assert.equal(wrong?.action, 'error');
+        const scrape = await u.ask('127.0.0.1', t.udpPort!, encodeRequest({ action: 'scrape', connectionId: cid, transactionId: 4, infoHashes: [IH] }), 1000);
+        assert.equal(scrape?.action, 'error');
+      } finally {
+        u.close();
+      }
+      // Nothing changed: same users, same passkeys, same totals.
+      assert.deepEqual(t.users(), stored);
+      // And the tracker still accounts: alice's peer carries on.
+      await announceHttp(aUrl, { n: 1, uploaded: 4500, downloaded: 1000 });
+      assert.equal(t.users().find((x) => x.name === 'alice')!.uploaded, 4500);
+      assert.equal(t.stats().internalErrors, 0);
+    });
+    // On disk: every user and total, and no damaged line.
+    const s = UserStore.open(dir);
+    try {
+      assert.deepEqual(s.recovery.skipped + s.recovery.truncatedBytes, 0);
+      assert.deepEqual(s.list().map((x) => [x.name, x.passkey, x.uploaded, x.downloaded]).sort(), [['alice', alice.passkey, 4500, 1000], ['bob', bob.passkey, 0, 0]]);
+    } finally {
+      s.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('IPv4 and IPv6 in one swarm: peers6 over HTTP, same-family peers over UDP', async () => {
@@ -266,8 +388,18 @@ test('hostile HTTP: garbage, huge heads, wrong methods, bad queries, slow and ab
         }),
       ),
     );
-    const after = await announceHttp(base, { n: 1 });
-    assert.equal(after.interval, 1800);
+    // 100 at once is over one address's connection share (64): another address is served at once ...
+    const other = decodeAnnounceResponse((await httpGet(buildAnnounceUrl(base, { infoHash: IH, peerId: pid(2), port: 7002, uploaded: 0, downloaded: 0, left: 1 }), 'GET', {}, '127.0.0.2')).body);
+    assert.equal(other.failureReason, undefined);
+    // ... and the attacker's own address as soon as the tracker has seen its connections close.
+    let after: AnnounceSuccess | undefined;
+    for (let i = 0; i < 100 && after === undefined; i++) {
+      after = await announceHttp(base, { n: 1 }).catch(async () => {
+        await new Promise((r) => setTimeout(r, 50));
+        return undefined;
+      });
+    }
+    assert.equal(after?.interval, 1800);
     assert.equal(t.stats().internalErrors, 0);
   });
 });

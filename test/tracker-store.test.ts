@@ -280,3 +280,142 @@ test('SIGKILL: a tracker killed between announces and in the middle of a burst k
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('peer reports: kept with the credit in one journal line, through replay and snapshots, bounded (least recently updated go first), forgotten on stopped', () => {
+  const dir = tempDir();
+  const peer = (n: number): string => Buffer.concat([IH, peerId(0, n)]).toString('latin1');
+  try {
+    const s = UserStore.open(dir, { maxPeerReports: 3 });
+    s.addUser('alice', 'a1');
+    s.account('a1', 0, 0, 0, peer(1), [0, 0]);
+    s.account('a1', 100, 10, 0, peer(1), [100, 10]);
+    s.account('a1', 5, 0, 0, peer(2), [5, 0]);
+    s.account('a1', 0, 0, 0, peer(3), [0, 0]);
+    s.account('a1', 0, 0, 0, peer(9), null); // forgetting an unknown peer writes nothing
+    assert.deepEqual(s.peerReport(peer(1)), { passkey: 'a1', uploaded: 100, downloaded: 10 });
+    const lines = readFileSync(join(dir, 'journal.0'), 'utf8').trim().split('\n');
+    assert.equal(lines.length, 5, 'the user and four accounting lines');
+    assert.match(lines[2]!, /"u":100,"d":10,"c":0,"p":"[0-9a-f]{80}","r":\[100,10\]/);
+    s.account('a1', 1, 0, 0, peer(1), [101, 10]); // peer 1 is now the most recently updated
+    s.account('a1', 0, 0, 0, peer(4), [0, 0]); // over the bound: peer 2 goes
+    assert.equal(s.peerReports, 3);
+    assert.equal(s.peerReport(peer(2)), undefined);
+    s.abandon();
+    // Replay rebuilds the same table.
+    const t = UserStore.open(dir, { maxPeerReports: 3 });
+    assert.deepEqual([1, 2, 3, 4].map((n) => t.peerReport(peer(n))?.uploaded), [101, undefined, 0, 0]);
+    assert.equal(t.get('a1')!.uploaded, 106);
+    t.account('a1', 0, 0, 0, peer(3), null);
+    assert.equal(t.peerReport(peer(3)), undefined, 'stopped forgets');
+    t.close(); // compacts: the table goes into the snapshot
+    const snap = JSON.parse(readFileSync(join(dir, 'users.snapshot'), 'utf8')) as { peers: unknown[] };
+    assert.equal(snap.peers.length, 2);
+    const u = UserStore.open(dir);
+    assert.deepEqual(u.peerReport(peer(1)), { passkey: 'a1', uploaded: 101, downloaded: 10 });
+    assert.deepEqual(u.peerReport(peer(4)), { passkey: 'a1', uploaded: 0, downloaded: 0 });
+    assert.equal(u.peerReports, 2);
+    u.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** One UDP connect + announce with the same peer id every time; resolves with whether the reply came. */
+async function udpAnnounceAs(port: number, passkey: string, n: number, uploaded: number, downloaded: number, event?: 'started', waitForReply = true): Promise<void> {
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  const next = (): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no UDP reply')), 3000);
+      s.once('message', (m: Buffer) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+    });
+  try {
+    s.send(encodeRequest({ action: 'connect', transactionId: 1 }), port, '127.0.0.1');
+    const c = decodeResponse(await next(), 4);
+    assert.equal(c.action, 'connect');
+    const req = encodeRequest({ action: 'announce', connectionId: (c as { connectionId: bigint }).connectionId, transactionId: 2, infoHash: IH, peerId: peerId(7, n), downloaded, left: 5, uploaded, port: 9000 + n, event, urlData: Buffer.from(`/announce/${passkey}`) });
+    if (!waitForReply) {
+      await new Promise<void>((resolve) => s.send(req, port, '127.0.0.1', () => resolve()));
+      return;
+    }
+    s.send(req, port, '127.0.0.1');
+    assert.equal(decodeResponse(await next(), 4).action, 'announce');
+  } finally {
+    s.close();
+  }
+}
+
+test('SIGKILL and restart: a peer that keeps its peer id and cumulative counters is credited every byte exactly once', { timeout: 40_000 }, async () => {
+  const dir = tempDir();
+  const script = join(dir, 'child.mjs');
+  writeFileSync(script, CHILD);
+  const data = join(dir, 'data');
+  let children: ChildProcess[] = [];
+  const announceAs = async (url: string, n: number, uploaded: number, downloaded: number, event?: 'started' | 'stopped'): Promise<void> => {
+    const body = await get(buildAnnounceUrl(url, { infoHash: IH, peerId: peerId(7, n), port: 9000 + n, uploaded, downloaded, left: 10, event }));
+    const d = decodeAnnounceResponse(body);
+    assert.ok(d.failureReason === undefined, d.failureReason);
+  };
+  try {
+    // alice announces over HTTP, bob over UDP (BEP 41 URLData); both keep one client session throughout.
+    let up = 0;
+    let down = 0;
+    let bobUp = 0;
+    for (let round = 0; round < 4; round++) {
+      const c = await startChild(script, data);
+      children.push(c.child);
+      const keys = Object.fromEntries(c.users.map((u) => [u.name, u.passkey]));
+      const byName = Object.fromEntries(c.users.map((u) => [u.name, u]));
+      // What the peers reported, cumulative, before the kill: every byte exactly once.
+      assert.deepEqual([byName.alice!.uploaded, byName.alice!.downloaded, byName.bob!.uploaded], [up, down, bobUp], `round ${round}: totals after the restart`);
+      const alice = c.http.replace(/\/announce$/, `/announce/${keys.alice!}`);
+      if (round === 0) {
+        await announceAs(alice, 1, 0, 0, 'started');
+        await udpAnnounceAs(c.udpPort, keys.bob!, 2, 0, 0, 'started');
+      }
+      // The first announce after a restart comes without `started`, with the counters of the whole session.
+      for (let i = 0; i < 3; i++) {
+        up += 1000 * (round + 1) + i;
+        down += 300 + i;
+        await announceAs(alice, 1, up, down);
+        await announceAs(alice, 1, up, down); // a retransmission: changes nothing
+      }
+      bobUp += 4321;
+      await udpAnnounceAs(c.udpPort, keys.bob!, 2, bobUp, 0);
+      await udpAnnounceAs(c.udpPort, keys.bob!, 2, bobUp, 0); // a retransmission
+      if (round === 3) {
+        // Killed while an announce is in flight: whether or not the tracker took it, the peer sends
+        // the same counters again after the restart, and they must count once.
+        bobUp += 99;
+        await udpAnnounceAs(c.udpPort, keys.bob!, 2, bobUp, 0, undefined, false);
+      }
+      await kill9(c.child);
+      children = [];
+      if (round === 3) {
+        const d = await startChild(script, data);
+        children.push(d.child);
+        await udpAnnounceAs(d.udpPort, keys.bob!, 2, bobUp, 0);
+        await kill9(d.child);
+        children = [];
+      }
+    }
+    const last = await startChild(script, data);
+    children.push(last.child);
+    const byName = Object.fromEntries(last.users.map((u) => [u.name, u]));
+    assert.deepEqual([byName.alice!.uploaded, byName.alice!.downloaded, byName.bob!.uploaded], [up, down, bobUp]);
+    // The first announce after this restart is alice's stopped: its last bytes count too, once.
+    const aliceUrl = last.http.replace(/\/announce$/, `/announce/${byName.alice!.passkey}`);
+    await announceAs(aliceUrl, 1, up + 77, down, 'stopped');
+    await kill9(last.child);
+    children = [];
+    const final = await startChild(script, data);
+    children.push(final.child);
+    assert.equal(final.users.find((u) => u.name === 'alice')!.uploaded, up + 77);
+  } finally {
+    for (const ch of children) await kill9(ch).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

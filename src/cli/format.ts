@@ -21,6 +21,17 @@ export class UsageError extends Error {
   }
 }
 
+/** A failure with its own exit code (e.g. 130 after SIGINT): main prints `peerkit: <message>` and exits with `exitCode`. */
+export class CliExit extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'CliExit';
+  }
+}
+
 /** "262144", "256k", "256KiB", "1MiB" → bytes (binary units). */
 export function parseSize(text: string, what: string): number {
   const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(text);

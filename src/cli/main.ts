@@ -13,7 +13,7 @@ import { registerScrape } from './commands/scrape.js';
 import { registerSim } from './commands/sim.js';
 import { registerTracker } from './commands/tracker.js';
 import { registerTransfer } from './commands/transfer.js';
-import { UsageError } from './format.js';
+import { CliExit, UsageError } from './format.js';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -26,7 +26,7 @@ export function packageVersion(): string {
 }
 
 function describeError(e: unknown): string {
-  if (e instanceof CodecError || e instanceof UsageError) return e.message;
+  if (e instanceof CodecError || e instanceof UsageError || e instanceof CliExit) return e.message;
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
     const path = (e as NodeJS.ErrnoException).path;
@@ -70,6 +70,6 @@ export async function run(argv: string[], io: CliIo = { stdout: process.stdout, 
     }
     io.stderr.write(`peerkit: ${describeError(e)}\n`);
     if (debug && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
-    return 1;
+    return e instanceof CliExit ? e.exitCode : 1;
   }
 }

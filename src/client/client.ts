@@ -14,7 +14,7 @@ import { decodeHandshakeStart, HANDSHAKE_START_LENGTH } from '../codec/peer-wire
 import { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Runtime, StreamListener } from '../runtime/contract.js';
 import { createRealRuntime } from '../runtime/real/runtime.js';
-import { Torrent, type TorrentHost, type TorrentOptions, type TorrentSource } from './torrent.js';
+import { Torrent, type ChokingOptions, type TorrentHost, type TorrentOptions, type TorrentSource } from './torrent.js';
 import { TypedEmitter } from './typed-emitter.js';
 import { DhtNode } from '../dht/node.js';
 import type { DhtOptions } from '../core/dht/index.js';
@@ -27,8 +27,10 @@ export interface ClientOptions {
   readonly runtime?: Runtime;
   /** 20 bytes; default `-PK0100-` and 12 random characters. */
   readonly peerId?: Uint8Array;
-  /** Connections across all torrents. Default 200. */
+  /** Connections across all torrents (incoming and outgoing, handshaking ones too). Default 200. */
   readonly maxConnections?: number;
+  /** Choking settings for every torrent (a torrent's own TorrentOptions.choking wins). */
+  readonly choking?: ChokingOptions;
   /** Bytes per second across all torrents; 0 = unlimited. */
   readonly uploadLimit?: number;
   readonly downloadLimit?: number;
@@ -101,6 +103,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.peerId = options.peerId ? Buffer.from(options.peerId) : makePeerId(this.runtime);
     if (this.peerId.length !== 20) throw new RangeError('a peer id is 20 bytes');
     this.maxConnections = options.maxConnections ?? 200;
+    if (!(Number.isInteger(this.maxConnections) && this.maxConnections > 0)) throw new RangeError('maxConnections is a positive integer');
     const listenPort = (): number => this.port;
     this.host = {
       runtime: this.runtime,
@@ -111,6 +114,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       clientName: options.clientName ?? 'peerkit 0.1.0',
       uploadLimiter: new TokenBucket(options.uploadLimit ?? 0),
       downloadLimiter: new TokenBucket(options.downloadLimit ?? 0),
+      choking: options.choking,
       nextHandle: () => ++this.handles,
       reserveConnection: () => {
         if (this.connections >= this.maxConnections) return false;

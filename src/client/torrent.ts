@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Metainfo } from '../codec/metainfo.js';
 import { parseInfoDictionary, withTrackers } from '../codec/metainfo.js';
-import { TorrentCore, type PeerHandle, type PeerSnapshot, type PieceMap, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
+import { TorrentCore, type CloseKind, type PeerHandle, type PeerSnapshot, type PieceMap, type TorrentAction, type TorrentStats } from '../core/torrent/torrent-core.js';
 import type { TokenBucket } from '../core/torrent/token-bucket.js';
 import type { ByteStream, Endpoint, Runtime, TimerHandle } from '../runtime/contract.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -19,6 +19,7 @@ import { HashPool } from '../files/hash-pool.js';
 import { loadResume, planResume, resumePath, saveResume } from '../storage/resume.js';
 import { TrackerAnnouncer, type HttpGet, type ScrapeOutcome, type TrackerStatus } from './tracker-announcer.js';
 import { DhtAnnouncer, type DhtAnnounceStatus, type DhtPeerFinder } from './dht-announcer.js';
+import { UploadCache } from './upload-cache.js';
 import { TypedEmitter } from './typed-emitter.js';
 
 export interface TorrentOptions {
@@ -42,7 +43,26 @@ export interface TorrentOptions {
   /** Use the client's DHT node for this torrent (if it has one; never for private torrents). Default true. */
   readonly dht?: boolean;
   readonly httpGet?: HttpGet;
+  /** Choking (tit-for-tat) settings for this torrent; default the client's (ClientOptions.choking). */
+  readonly choking?: ChokingOptions;
 }
+
+/** The choking algorithm's settings (src/core/choker.ts). */
+export interface ChokingOptions {
+  /** Peers unchoked by rate (tit-for-tat). Default 4. */
+  readonly unchokeSlots?: number;
+  /** Peers unchoked regardless of rate. Default 1. */
+  readonly optimisticSlots?: number;
+  /** How often the optimistic unchokes rotate. Default 30 000 ms. */
+  readonly optimisticIntervalMs?: number;
+  /** How often the regular slots are recomputed. Default 10 000 ms. */
+  readonly rechokeIntervalMs?: number;
+  /** A peer we are interested in that sends no block for this long loses its regular slot. Default 60 000 ms. */
+  readonly snubTimeoutMs?: number;
+}
+
+/** Why a connection ended: as TorrentCore closed it ('violation', 'ban', 'normal'), or 'remote' (the peer or the network). */
+export type DisconnectKind = CloseKind | 'remote';
 
 export interface TorrentEvents {
   /** The info dictionary arrived from peers (magnet links). */
@@ -54,6 +74,15 @@ export interface TorrentEvents {
   'piece-failed': (index: number, peers: readonly Endpoint[]) => void;
   complete: () => void;
   peer: (endpoint: Endpoint, client: string) => void;
+  /**
+   * A peer connection ended. `kind` 'violation': we closed it because the
+   * peer broke the protocol (`reason` says how); 'ban': bad data (a `banned`
+   * event came first); 'normal': limits, timeouts, both seeds, stop;
+   * 'remote': the peer hung up or the connection failed.
+   */
+  disconnect: (endpoint: Endpoint, reason: string, kind: DisconnectKind) => void;
+  /** An outgoing connection could not be made. `source` is where the address came from ('user' for ones given to us). It is retried later. */
+  'connect-failed': (endpoint: Endpoint, reason: string, source: string) => void;
   banned: (endpoint: Endpoint, reason: string) => void;
   warning: (message: string) => void;
   error: (error: Error) => void;
@@ -67,6 +96,8 @@ export interface TorrentHost {
   readonly clientName: string;
   readonly uploadLimiter: TokenBucket;
   readonly downloadLimiter: TokenBucket;
+  /** Choking defaults for torrents that set none. */
+  readonly choking?: ChokingOptions | undefined;
   nextHandle(): PeerHandle;
   /** The client's DHT node, if it runs one (BEP 5), and its UDP port. */
   readonly dht?: (DhtPeerFinder & { ping(to: Endpoint): Promise<unknown> }) | undefined;
@@ -115,6 +146,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   private announcer: TrackerAnnouncer | undefined;
   private dhtAnnouncer: DhtAnnouncer | undefined;
   private readonly streams = new Map<PeerHandle, ByteStream>();
+  /** Why we closed a connection, until its stream reports the close. */
+  private readonly closing = new Map<PeerHandle, { reason: string; kind: CloseKind }>();
   private readonly congested = new Set<PeerHandle>();
   private readonly pendingWrites = new Map<number, Promise<void>[]>();
   /** Pieces being assembled in memory: written to disk only once their hash is right. */
@@ -132,9 +165,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
   /** Complete pieces in memory waiting for their hash and write: freed without any more input. */
   private verifyingBytes = 0;
   private readPaused = false;
-  private readonly readCache = new Map<number, Buffer>();
-  private readCacheBytes = 0;
-  private readonly pieceReads = new Map<number, Promise<Buffer>>();
+  private uploadCache: UploadCache | undefined;
   private readonly closeTimers = new Set<TimerHandle>();
   private timer: TimerHandle | undefined;
   private timerAt: number | undefined;
@@ -185,6 +216,16 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     return this.dhtAnnouncer?.status;
   }
 
+  /** Where peers can come from: tracker tiers, peers given directly (options or magnet x.pe), the DHT. */
+  get sources(): { trackers: number; peers: number; dht: boolean } {
+    const tiers = [...(this.metainfo?.announceList ?? []), ...this.source.trackers, ...(this.options.trackers ?? [])];
+    return {
+      trackers: tiers.reduce((n, t) => n + t.length, 0),
+      peers: this.source.peers.length + (this.options.peers?.length ?? 0),
+      dht: this.dhtAnnouncer !== undefined,
+    };
+  }
+
   /** Whether start() has got as far as running the core (stats, peers and pieceMap need it). */
   get isRunning(): boolean {
     return this.core !== undefined;
@@ -222,6 +263,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     if (this.metainfo) have = await this.openStorage(this.metainfo);
     if (this.stopped) return;
     const m = this.metainfo;
+    const choking = { ...this.host.choking, ...this.options.choking };
     this.core = new TorrentCore({
       infoHash: this.infoHash,
       peerId: this.host.peerId,
@@ -237,6 +279,11 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       pex: this.options.pex,
       seedWhenDone: this.options.seed ?? true,
       dhtPort: this.options.dht === false ? undefined : this.host.dhtPort,
+      regularUnchokeSlots: choking.unchokeSlots,
+      optimisticSlots: choking.optimisticSlots,
+      optimisticIntervalMs: choking.optimisticIntervalMs,
+      rechokeIntervalMs: choking.rechokeIntervalMs,
+      snubTimeoutMs: choking.snubTimeoutMs,
     });
     const tiers = [...(m?.announceList ?? []), ...this.source.trackers, ...(this.options.trackers ?? [])];
     this.announcer = new TrackerAnnouncer({
@@ -333,7 +380,17 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       this.pump();
     };
     if (route) route(sink);
-    else stream.onData(sink);
+    else {
+      // The runtime may lend its read buffer: blocks are copied into their pieces (store) in
+      // this pump, before the buffer is read into again.
+      stream.onData(
+        (data) => {
+          this.core.peerData(rt.clock.now(), handle, data, true);
+          this.pump();
+        },
+        { borrow: true },
+      );
+    }
     if (this.readPaused) stream.pause();
     stream.onDrain(() => {
       if (this.congested.delete(handle)) {
@@ -341,11 +398,14 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         this.pump();
       }
     });
-    stream.onClose(() => {
+    stream.onClose((error) => {
+      const why = this.closing.get(handle);
+      this.closing.delete(handle);
       this.streams.delete(handle);
       this.congested.delete(handle);
       this.host.releaseConnection();
       this.core.peerClosed(rt.clock.now(), handle);
+      this.emit('disconnect', stream.remote, why?.reason ?? (error ? `connection error: ${error.message}` : 'closed by peer'), why?.kind ?? 'remote');
       this.pump();
     });
     if (initial && initial.length > 0) sink(initial);
@@ -391,7 +451,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         // Several buffers (a block's header and the block) are written one by one: the stream
         // gathers the writes of a tick into one writev, so nothing is copied.
         let ok = true;
-        for (const d of a.data) ok = s.write(d) && ok;
+        const cache = this.uploadCache;
+        for (const d of a.data) ok = s.write(d, cache?.retain(d)) && ok;
         if (!ok && !this.congested.has(a.peer)) {
           this.congested.add(a.peer);
           this.core.setCongested(rt.clock.now(), a.peer, true);
@@ -401,6 +462,7 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
       case 'close': {
         const s = this.streams.get(a.peer);
         if (!s) return;
+        this.closing.set(a.peer, { reason: a.reason, kind: a.kind });
         s.end();
         // A peer that does not finish the close is cut off; stop() cancels these so they never hold the process.
         const t = rt.timers.at(rt.clock.now() + 2000, () => {
@@ -417,9 +479,10 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         }
         rt.connectStream(a.endpoint, { timeoutMs: 10_000 }).then(
           (stream) => this.attach(stream, 'out'),
-          () => {
+          (e: unknown) => {
             this.host.releaseConnection();
             if (this.stopped) return;
+            this.emit('connect-failed', a.endpoint, e instanceof Error ? e.message : String(e), a.source);
             this.core.connectFailed(rt.clock.now(), a.endpoint);
             this.pump();
           },
@@ -430,7 +493,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
         this.readBlock(a.index, a.begin, a.length).then(
           (data) => {
             this.core.blockRead(rt.clock.now(), a.peer, a.index, a.begin, data);
-            this.pump();
+            this.pump(); // the block's stream write (if it is still wanted) takes its own reference
+            this.uploadCache?.release(data);
           },
           (e: Error) => {
             this.emit('warning', `reading piece ${a.index}: ${e.message}`);
@@ -511,6 +575,8 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     if (asm) {
       asm.view.set(data, begin);
     } else {
+      // The block may be a view of a borrowed read buffer, and both of these keep it.
+      data = Buffer.from(data);
       this.onDisk.add(index);
       this.hasher.add(index, begin, data);
       this.pendingDiskBytes += data.length;
@@ -545,39 +611,21 @@ export class Torrent extends TypedEmitter<TorrentEvents> {
     }
   }
 
-  /** A block for upload, from a small cache of whole pieces. */
-  private async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+  /**
+   * A block for upload, from a small cache of whole pieces (pieces over 4 MiB are read block by
+   * block). A cached block holds a reference to its piece's memory: `releaseBlock` gives it back.
+   */
+  private readBlock(index: number, begin: number, length: number): Promise<Buffer> {
     const storage = this.storage;
-    if (!storage) throw new Error('no storage');
+    if (!storage) return Promise.reject(new Error('no storage'));
     const size = this.pieceSize(index);
     if (size > CACHE_WHOLE_PIECES_UP_TO) return storage.read(index, begin, length);
-    let piece = this.readCache.get(index);
-    if (piece) {
-      // Refresh its place in the LRU order.
-      this.readCache.delete(index);
-      this.readCache.set(index, piece);
-    } else {
-      let pending = this.pieceReads.get(index);
-      if (!pending) {
-        pending = storage.read(index, 0, size);
-        this.pieceReads.set(index, pending);
-        pending.then(
-          (buf) => {
-            this.pieceReads.delete(index);
-            this.readCache.set(index, buf);
-            this.readCacheBytes += buf.length;
-            for (const [i, b] of this.readCache) {
-              if (this.readCacheBytes <= READ_CACHE_BYTES) break;
-              this.readCache.delete(i);
-              this.readCacheBytes -= b.length;
-            }
-          },
-          () => this.pieceReads.delete(index),
-        );
-      }
-      piece = await pending;
-    }
-    return piece.subarray(begin, begin + length);
+    this.uploadCache ??= new UploadCache({
+      pieceLength: this.metainfo!.pieceLength,
+      maxBytes: READ_CACHE_BYTES,
+      read: (i, n, into) => storage.read(i, 0, n, into),
+    });
+    return this.uploadCache.block(index, size, begin, length);
   }
 
   private async verify(index: number): Promise<void> {

@@ -2,7 +2,9 @@
  * Announcing one torrent to its trackers: the I/O side of the pure
  * TrackerTiers schedule. HTTP(S) trackers are asked with a GET (BEP 3,
  * compact BEP 23, IPv6 BEP 7); UDP trackers through the sans-I/O
- * UdpTrackerClient (BEP 15) on a datagram socket of the runtime. Peers found
+ * UdpTrackerClient (BEP 15) on a datagram socket of the runtime, each
+ * announce carrying the URL's path and query as BEP 41 URLData (so a
+ * private tracker's passkey in a udp:// URL reaches it). Peers found
  * are handed to `onPeers`; each tracker's last status is kept for display.
  *
  * Tracker host names come from the torrent or magnet link the user gave; a
@@ -99,6 +101,20 @@ export interface TrackerAnnouncerOptions {
 }
 
 const MAX_TRACKER_RESPONSE = 1024 * 1024;
+
+/**
+ * BEP 41 URLData of a udp:// announce URL: its path and query (for example
+ * `/announce/<passkey>` or `/announce?passkey=...`, which private trackers
+ * read the passkey from), as bytes. Undefined when there is none, or when it
+ * is longer than 1024 bytes (a tracker would drop the datagram).
+ */
+export function udpUrlData(url: string): Uint8Array | undefined {
+  const m = /^udp:\/\/(?:\[[^\]]+\]|[^:/?#]+):\d{1,5}([/?][^#]*)?/i.exec(url);
+  const rest = m?.[1];
+  if (rest === undefined || rest === '' || rest === '/') return undefined;
+  const bytes = new TextEncoder().encode(rest);
+  return bytes.length <= 1024 ? bytes : undefined;
+}
 
 export class TrackerAnnouncer {
   private readonly tiers: TrackerTiers;
@@ -359,7 +375,8 @@ export class TrackerAnnouncer {
   private async announceUdp(url: string, p: Parameters<UdpTrackerClient['announce']>[2]) {
     const tracker = await this.udpEndpoint(url);
     const udp = await this.ensureUdp(tracker.host.includes(':') ? 6 : 4);
-    const id = udp.client.announce(this.o.runtime.clock.now(), tracker, p);
+    const urlData = udpUrlData(url);
+    const id = udp.client.announce(this.o.runtime.clock.now(), tracker, urlData === undefined ? p : { ...p, urlData });
     const event = await new Promise<UdpTrackerEvent>((resolve) => {
       this.udpWaiters.set(id, resolve);
       udp.drive.poke();

@@ -521,6 +521,8 @@ export class MessageReader implements Iterable<ReaderItem> {
   private avail = 0;
   private skipLeft = 0;
   private consumed = 0;
+  /** Some chunk pushed since the last detach() is borrowed memory. */
+  private borrowing = false;
   private failure: PeerWireError | undefined;
 
   constructor(options: MessageReaderOptions = {}) {
@@ -549,8 +551,15 @@ export class MessageReader implements Iterable<ReaderItem> {
     return this.failure;
   }
 
-  push(chunk: Uint8Array): void {
+  /**
+   * Adds received bytes. A `borrowed` chunk is memory the caller will reuse once it has
+   * handled the items read now: the reader then copies every item except piece blocks
+   * (which the caller copies as it handles them), and the caller must call `detach()`
+   * before reusing the memory, which copies what is still unread.
+   */
+  push(chunk: Uint8Array, borrowed = false): void {
     if (this.failure || chunk.length === 0) return;
+    if (borrowed) this.borrowing = true;
     let buf = asBuffer(chunk);
     if (this.skipLeft > 0) {
       const k = Math.min(this.skipLeft, buf.length);
@@ -561,6 +570,29 @@ export class MessageReader implements Iterable<ReaderItem> {
     }
     this.chunks.push(buf);
     this.avail += buf.length;
+  }
+
+  /** Copies the unread bytes of borrowed chunks into memory of the reader's own. */
+  detach(): void {
+    if (!this.borrowing) return;
+    this.borrowing = false;
+    if (this.avail === 0) {
+      this.chunks = [];
+      this.first = 0;
+      this.off = 0;
+      return;
+    }
+    const own = Buffer.allocUnsafe(this.avail);
+    let w = 0;
+    for (let i = this.first; i < this.chunks.length; i++) {
+      const c = this.chunks[i]!;
+      const from = i === this.first ? this.off : 0;
+      c.copy(own, w, from);
+      w += c.length - from;
+    }
+    this.chunks = [own];
+    this.first = 0;
+    this.off = 0;
   }
 
   /** The next complete item, or undefined when more bytes are needed. */
@@ -594,7 +626,9 @@ export class MessageReader implements Iterable<ReaderItem> {
     }
     if (this.avail < 4 + len) return undefined;
     this.discard(5);
-    return parseBody(id, this.take(len - 1));
+    const body = this.take(len - 1);
+    // Piece blocks stay views (the caller copies them into the piece); the rest is small.
+    return parseBody(id, this.borrowing && id !== MessageId.piece ? Buffer.from(body) : body);
   }
 
   /** Drains the items available now (stops when more bytes are needed). */

@@ -122,6 +122,12 @@ export class Choker<P = string | number> {
     this.rechokeIntervalMs = options.rechokeIntervalMs ?? 10_000;
     this.optimisticIntervalMs = options.optimisticIntervalMs ?? 30_000;
     this.snubTimeoutMs = options.snubTimeoutMs ?? 60_000;
+    for (const [name, v] of [['regularSlots', this.regularSlots], ['optimisticSlots', this.optimisticSlots]] as const) {
+      if (!(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be a whole number >= 0 (got ${v})`);
+    }
+    for (const [name, v] of [['rechokeIntervalMs', this.rechokeIntervalMs], ['optimisticIntervalMs', this.optimisticIntervalMs], ['snubTimeoutMs', this.snubTimeoutMs]] as const) {
+      if (!(v > 0 && Number.isFinite(v))) throw new RangeError(`${name} must be a positive number (got ${v})`);
+    }
   }
 
   /**

@@ -16,6 +16,11 @@
  *     random with the injected Random.
  *  4. 'sequential' mode: the lowest-index piece, within `sequentialWindow`
  *     pieces of the first piece we lack; beyond the window (when set), rarest.
+ *     While the peer chokes us, the lowest of its allowed-fast pieces (BEP 6;
+ *     in 'rarest' mode the rarest of them).
+ *  Suggestions (BEP 6 suggest, `peerSuggest`) break ties in 2 and 3: a
+ *     suggested piece is taken among the random first pieces, or when it is
+ *     as rare as the rarest piece the peer has.
  *  5. Endgame: when every block that can be fetched from a connected peer is
  *     already requested, blocks outstanding at other peers are requested once
  *     more (never twice from one peer; those with the fewest requests first).
@@ -125,6 +130,8 @@ const REQUESTED = 1;
 const RECEIVED = 2;
 
 const NO_CANCELS: readonly PeerBlock<never>[] = Object.freeze([]);
+/** Suggestions (BEP 6) kept per peer; older ones are forgotten. */
+export const MAX_SUGGESTED = 16;
 
 /** Index of the lowest set bit of a non-zero 32-bit value. */
 function ctz(x: number): number {
@@ -158,6 +165,8 @@ interface PeerState<P> {
   current: number;
   /** Pieces the peer allows us to request while it chokes us (BEP 6). */
   fast: Set<number> | undefined;
+  /** Pieces it suggested (BEP 6), most recent last, at most MAX_SUGGESTED. */
+  suggested: Set<number> | undefined;
 }
 
 /** Block state of a piece in progress. */
@@ -488,6 +497,22 @@ export class PiecePicker<P = string | number> {
     (ps.fast ??= new Set()).add(index);
   }
 
+  /**
+   * The peer suggests piece `index` (BEP 6 suggest: it has it at hand, e.g.
+   * in its cache). A hint only: among new pieces equally good by the mode's
+   * rules (random first pieces, or equally rare ones) a suggested piece the
+   * peer has is taken first. Ignored in 'sequential' mode. The last
+   * MAX_SUGGESTED suggestions of a peer are kept.
+   */
+  peerSuggest(peer: P, index: number): void {
+    if (!this.valid(index) || this.mode === 'sequential') return;
+    const ps = this.peerState(peer);
+    const set = (ps.suggested ??= new Set());
+    set.delete(index);
+    set.add(index);
+    if (set.size > MAX_SUGGESTED) set.delete(set.values().next().value!);
+  }
+
   /** The peer is gone: its requests go back to the pool (returned), its pieces no longer count. */
   removePeer(peer: P): BlockRequest[] {
     const ps = this.peers.get(peer);
@@ -697,12 +722,33 @@ export class PiecePicker<P = string | number> {
 
   /** A candidate piece to start for the peer, or -1. */
   private choose(ps: PeerState<P>, fast: ReadonlySet<number> | undefined): number {
-    if (fast) return this.rarestOf(ps, fast);
+    if (fast) return this.mode === 'sequential' ? this.lowestOf(ps, fast) : this.rarestOf(ps, fast);
     if (this.mode === 'sequential') {
       const i = this.lowest(ps);
       return i >= 0 || this.window === Infinity ? i : this.rarest(ps);
     }
-    return this.done < this.randomFirst ? this.randomPiece(ps) : this.rarest(ps);
+    if (this.done < this.randomFirst) return this.suggestedPiece(ps, -1) ?? this.randomPiece(ps);
+    const i = this.rarest(ps);
+    return i < 0 ? i : (this.suggestedPiece(ps, this.avail[i]!) ?? i);
+  }
+
+  /**
+   * A candidate the peer suggested and has, of availability `avail` (any when
+   * -1), most recent suggestion first; suggestions no longer candidates are
+   * dropped. O(MAX_SUGGESTED).
+   */
+  private suggestedPiece(ps: PeerState<P>, avail: number): number | undefined {
+    const set = ps.suggested;
+    if (!set || set.size === 0) return undefined;
+    let found: number | undefined;
+    for (const i of [...set].reverse()) {
+      if (this.pos[i]! < 0) {
+        set.delete(i); // started, had or unwanted: the hint is spent
+        continue;
+      }
+      if (found === undefined && (ps.all || bit(ps.bits, i)) && (avail < 0 || this.avail[i] === avail)) found = i;
+    }
+    return found;
   }
 
   private rarest(ps: PeerState<P>): number {
@@ -801,6 +847,16 @@ export class PiecePicker<P = string | number> {
         best = i;
         ties = 1;
       } else if (a === bestA && this.random.below(++ties) === 0) best = i;
+    }
+    return best;
+  }
+
+  /** Lowest-index candidate among the allowed-fast pieces the peer has (sequential mode). */
+  private lowestOf(ps: PeerState<P>, set: ReadonlySet<number>): number {
+    let best = -1;
+    for (const i of set) {
+      if (!this.valid(i) || this.pos[i]! < 0 || !(ps.all || bit(ps.bits, i))) continue;
+      if (best < 0 || i < best) best = i;
     }
     return best;
   }
@@ -937,7 +993,7 @@ export class PiecePicker<P = string | number> {
   private peerState(peer: P): PeerState<P> {
     let ps = this.peers.get(peer);
     if (!ps) {
-      ps = { id: peer, all: false, bits: new Uint32Array(this.words), count: 0, want: 0, out: new Set(), current: -1, fast: undefined };
+      ps = { id: peer, all: false, bits: new Uint32Array(this.words), count: 0, want: 0, out: new Set(), current: -1, fast: undefined, suggested: undefined };
       this.peers.set(peer, ps);
     }
     return ps;

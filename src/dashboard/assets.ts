@@ -40,16 +40,16 @@ export function pageHtml(token: string | undefined): string {
   <section class="panel" id="torrents-panel">
     <h2>Torrents</h2>
     <div class="scroll"><table id="torrents">
-      <thead><tr><th>Client</th><th>Torrent</th><th>State</th><th class="w-progress">Progress</th><th class="num">Down</th><th class="num">Up</th><th class="num">Downloaded</th><th class="num">Uploaded</th><th class="num" title="uploaded / downloaded (uploaded / size when nothing was downloaded)">Ratio</th><th class="num">Peers</th><th title="Each cell is a run of pieces. Green: held. Blue: missing, darker = more connected peers hold it. Red: missing and no connected peer has it.">Pieces</th></tr></thead>
+      <thead><tr><th>Client</th><th>Torrent</th><th>State</th><th class="w-progress">Progress</th><th class="num">Down</th><th class="num">Up</th><th class="num">Downloaded</th><th class="num">Uploaded</th><th class="num" title="uploaded / downloaded (uploaded / size when nothing was downloaded)">Ratio</th><th class="num">Peers</th></tr></thead>
       <tbody></tbody>
     </table></div>
     <p class="empty" id="torrents-empty">No torrents yet.</p>
-    <p class="legend">Pieces: <i class="sw held"></i>held <i class="sw part"></i>partly held (cell of several pieces) <i class="sw avail"></i>missing, darker = more connected peers have it <i class="sw none"></i>missing, no connected peer has it</p>
+    <p class="legend" id="pieces-legend">Piece map (below each torrent; a cell is a run of pieces, hover it for its counts). Top strip, what this client holds: <i class="sw held"></i>every piece <i class="sw part"></i>some <i class="sw miss"></i>none. Bottom strip, how many connected peers hold the cell's rarest piece: <i class="sw none"></i>none, and this client lacks some of it <i class="sw only"></i>none, only this client has it <i class="sw avail1"></i>1 <i class="sw avail2"></i>&hellip; <i class="sw avail3"></i>the most (darker = more).</p>
   </section>
   <section class="panel" id="peers-panel">
     <h2>Peers <small id="peers-count"></small></h2>
     <div class="scroll"><table id="peers">
-      <thead><tr><th>Client</th><th>Torrent</th><th>Address</th><th>Software</th><th title="out: we connected; in: they did">Dir</th><th title="Our side: do we choke them, are we interested in them">We</th><th title="Their side: do they choke us, are they interested in us">They</th><th class="num">Down</th><th class="num">Up</th><th class="num">Downloaded</th><th class="num">Uploaded</th><th class="num" title="uploaded to the peer / downloaded from it">Ratio</th><th class="w-progress">Has</th></tr></thead>
+      <thead><tr><th>Client</th><th class="col-torrent">Torrent</th><th title="in: they connected to us; out: we connected">Address</th><th>Software</th><th title="Our side: do we choke them, are we interested in them">We</th><th title="Their side: do they choke us, are they interested in us">They</th><th class="num">Down</th><th class="num">Up</th><th class="num" title="Bytes downloaded from the peer">Bytes down</th><th class="num" title="Bytes uploaded to the peer">Bytes up</th><th class="num" title="uploaded to the peer / downloaded from it (&infin;: only uploaded)">Ratio</th><th class="w-has">Has</th></tr></thead>
       <tbody></tbody>
     </table></div>
     <p class="empty" id="peers-empty">No peers connected.</p>
@@ -65,7 +65,7 @@ export function pageHtml(token: string | undefined): string {
   <section class="panel" id="dht-panel" hidden>
     <h2>DHT <small id="dht-count"></small></h2>
     <div class="scroll"><table id="dht-nodes">
-      <thead><tr><th>Node</th><th>Address</th><th class="num" title="Nodes in the routing table">Nodes</th><th class="num" title="Answered us within 15 minutes">Good</th><th class="num" title="Not heard from lately, or one query unanswered">Quest.</th><th class="num" title="Several queries in a row unanswered">Bad</th><th class="num" title="Waiting in the buckets' replacement caches">Repl.</th><th class="num">Buckets</th><th class="num" title="Operations in flight">Ops</th><th class="num">Queries/s</th><th class="num">Queries in</th><th class="num">Responses</th><th class="num">Malformed</th><th class="num" title="Peers stored for others (announce_peer), on how many infohashes">Stored peers</th><th class="num" title="BEP 44 items stored for others">Items</th></tr></thead>
+      <thead><tr><th>Node</th><th>Address</th><th class="num" title="Nodes in the routing table">Nodes</th><th class="num" title="Answered us within 15 minutes">Good</th><th class="num" title="Not heard from lately, or one query unanswered">Quest.</th><th class="num" title="Several queries in a row unanswered">Bad</th><th class="num" title="Waiting in the buckets' replacement caches">Repl.</th><th class="num">Buckets</th><th class="num" title="Operations in flight">Ops</th><th class="num" title="Queries received per second">Queries /s</th><th class="num" title="Queries received">Queries in</th><th class="num" title="Answers received to our queries">Answers</th><th class="num" title="Datagrams that were not valid KRPC">Bad msgs</th><th class="num" title="Peers stored for others (announce_peer), on how many infohashes">Stored peers</th><th class="num" title="BEP 44 items stored for others">Items</th></tr></thead>
       <tbody></tbody>
     </table></div>
     <p class="legend">Click a node to see its routing table and operations.</p>
@@ -119,29 +119,34 @@ main { padding: 16px 20px; display: grid; gap: 16px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .card .value { font-size: 21px; white-space: nowrap; font-weight: 600; margin-top: 2px; font-variant-numeric: tabular-nums; }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 12px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
 .chart { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px; min-width: 0; overflow: hidden; }
 .chart .u-title { font-size: 14px; font-weight: 600; }
 .chart .u-legend { font-size: 12px; }
+.chart .u-legend th { font-weight: 500; text-transform: none; letter-spacing: 0; }
+.chart .u-legend .u-value { font-variant-numeric: tabular-nums; }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; min-width: 0; }
 .panel h2 { font-size: 15px; margin: 0 0 10px; }
 .panel h2 small { color: var(--muted); font-weight: 400; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
-th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .3px; }
-tbody tr:hover { background: #f8fafc; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.panel table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+.panel th, .panel td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+.panel th { font-size: 11.5px; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .3px; white-space: normal; vertical-align: bottom; }
+.one-torrent .col-torrent { display: none; }
+td .dir { color: var(--muted); font-family: system-ui, sans-serif; font-size: 11px; margin-left: 4px; }
+.w-has { width: 70px; }
+.panel tbody tr:hover { background: #f8fafc; }
 .num { text-align: right; }
-td.name { max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
-td.software { max-width: 190px; overflow: hidden; text-overflow: ellipsis; }
+td.name { max-width: 220px; overflow: hidden; text-overflow: ellipsis; }
+td.software { max-width: 130px; overflow: hidden; text-overflow: ellipsis; }
 td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
-.w-progress { width: 150px; }
+.w-progress { width: 120px; }
 .bar { position: relative; height: 16px; background: #e9ecef; border-radius: 4px; overflow: hidden; width: 110px; }
 .bar > i { position: absolute; inset: 0 auto 0 0; background: var(--accent); }
 .bar.done > i { background: var(--good); }
-.bar.small { width: 76px; }
+.bar.small { width: 60px; }
 .bar > b { position: relative; display: block; text-align: center; font-size: 11px; line-height: 16px; font-weight: 600; color: #1d2530; }
-.pill { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px; margin-right: 3px; line-height: 17px; border: 1px solid transparent; }
+.pill { display: inline-block; font-size: 10.5px; padding: 0 4px; border-radius: 8px; margin-right: 2px; line-height: 16px; border: 1px solid transparent; }
 .pill.on { background: #d3f9d8; color: #1b5e20; }
 .pill.off { background: #f1f3f5; color: #868e96; }
 .pill.int { background: #d0ebff; color: #1864ab; }
@@ -151,15 +156,21 @@ td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .state.seeding, .state.complete { background: #d3f9d8; color: #1b5e20; }
 .state.downloading { background: #d0ebff; color: #1864ab; }
 .state.error { background: #ffe3e3; color: #c92a2a; }
-canvas.pieces { display: block; width: 240px; height: 14px; border-radius: 3px; background: #e9ecef; }
+tr.pieces-row td { padding-top: 0; }
+tr.pieces-row:hover { background: transparent; }
+.piecemap { display: flex; align-items: center; gap: 12px; }
+canvas.pieces { display: block; flex: 1 1 auto; min-width: 160px; width: 100%; height: 22px; image-rendering: pixelated; background: #fff; }
+.piecemap .readout { flex: 0 0 auto; width: 290px; font-size: 12px; color: var(--muted); white-space: normal; }
 .empty { color: var(--muted); margin: 8px 0 0; }
 .legend { color: var(--muted); font-size: 12px; margin: 8px 0 0; }
 .legend .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px; vertical-align: -1px; }
 .legend .sw:first-child { margin-left: 4px; }
-.sw.held { background: #2f9e44; } .sw.part { background: #8ce99a; } .sw.avail { background: hsl(210, 80%, 55%); } .sw.none { background: #e03131; }
+.sw.held { background: #2f9e44; } .sw.part { background: #8ce99a; } .sw.miss { background: #dee2e6; } .sw.only { background: #ced4da; } .sw.none { background: #e03131; }
+.sw.avail1 { background: hsl(210, 75%, 78%); } .sw.avail2 { background: hsl(210, 75%, 55%); } .sw.avail3 { background: hsl(210, 75%, 32%); }
 .panel h3 { font-size: 13px; margin: 12px 0 6px; }
 .panel h3 small { color: var(--muted); font-weight: 400; }
 .dht-detail { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; }
+.dht-detail > div { min-width: 0; }
 #dht-nodes tbody tr { cursor: pointer; }
 #dht-nodes tbody tr.selected { background: #e7f5ff; }
 .nodebar { display: flex; height: 14px; width: 120px; background: #e9ecef; border-radius: 3px; overflow: hidden; }
@@ -169,6 +180,14 @@ canvas.pieces { display: block; width: 240px; height: 14px; border-radius: 3px; 
 .kv b { color: var(--ink); font-weight: 600; }
 footer { color: var(--muted); font-size: 12px; padding: 0 20px 20px; }
 .muted { color: var(--muted); }
+@media (max-width: 1200px) {
+  /* Narrow windows: the choke and interest pills stack, so the peers table fits without scrolling. */
+  .panel td.flags .pill { display: block; width: fit-content; margin: 1px 0; }
+  .panel th { letter-spacing: 0; }
+  .panel th, .panel td { padding: 4px 4px; }
+  .nodebar { width: 90px; }
+  #dht-buckets .w-progress { width: auto; }
+}
 `;
 
 export const APP_JS = String.raw`(function () {
@@ -211,37 +230,90 @@ export const APP_JS = String.raw`(function () {
   function pill(on, yes, no, clsYes, clsNo) { return h('span', 'pill ' + (on ? clsYes : clsNo), on ? yes : no); }
 
   // ------------------------------------------------------------ piece map
-  function drawPieces(canvas, map) {
-    var dpr = window.devicePixelRatio || 1;
-    var w = 240, hgt = 14;
-    canvas.width = Math.round(w * dpr);
-    canvas.height = Math.round(hgt * dpr);
-    var ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, hgt);
-    if (!map) return;
+  // One map per (client, torrent), kept across renders so hovering survives the
+  // once-a-second update. Two strips of cells (a cell is a run of piecesPerCell
+  // pieces): top, what the client holds; bottom, how many connected peers hold
+  // the cell's rarest piece, for held pieces too (a seeder's map shows where
+  // the swarm is thin). The readout says it in numbers.
+  var CELL_PX = 4, STRIP = 10, GAP = 2;
+  var pieceEls = {};
+  function availColor(n, max, held) {
+    if (!(n > 0)) return held ? '#ced4da' : '#e03131';
+    var t = max > 1 ? (n - 1) / (max - 1) : 1;
+    return 'hsl(210, 75%, ' + Math.round(78 - 46 * t) + '%)';
+  }
+  function cellPieces(map, i) {
+    var first = i * map.piecesPerCell;
+    return [first, Math.min(map.pieceCount, first + map.piecesPerCell) - 1];
+  }
+  function pieceStats(map) {
+    var min = Infinity, max = 0, held = 0, bare = 0;
+    for (var i = 0; i < map.have.length; i++) {
+      var a = map.rarest[i];
+      if (a < min) min = a;
+      if (a > max) max = a;
+      held += map.have[i];
+      if (a === 0 && map.have[i] < cellPieces(map, i)[1] - cellPieces(map, i)[0] + 1) bare++;
+    }
+    return { min: min === Infinity ? 0 : min, max: max, held: held, bare: bare };
+  }
+  function drawPieceMap(e) {
+    var map = e.map, c = e.canvas;
+    if (!map) { c.width = 1; c.height = 1; return; }
     var n = map.have.length;
-    var cw = w / n;
-    var maxAvail = 1;
-    for (var k = 0; k < n; k++) if (map.rarest[k] > maxAvail && map.rarest[k] !== null) maxAvail = map.rarest[k];
+    c.width = n * CELL_PX;
+    c.height = 2 * STRIP + GAP;
+    var ctx = c.getContext('2d');
+    ctx.clearRect(0, 0, c.width, c.height);
+    var st = pieceStats(map);
     for (var i = 0; i < n; i++) {
-      var have = map.have[i], avail = map.rarest[i];
-      var color;
-      if (have >= map.piecesPerCell || (i === n - 1 && have > 0 && have === lastCellSize(map))) color = '#2f9e44';
-      else if (have > 0) color = '#8ce99a';
-      else if (!avail) color = '#e03131';
-      else {
-        var t = Math.min(1, avail / Math.max(maxAvail, 1));
-        var light = Math.round(85 - 45 * t);
-        color = 'hsl(210, 80%, ' + light + '%)';
-      }
-      ctx.fillStyle = color;
-      ctx.fillRect(i * cw, 0, Math.max(cw - (cw > 3 ? 0.5 : 0), 0.5), hgt);
+      var r = cellPieces(map, i), size = r[1] - r[0] + 1, have = map.have[i];
+      ctx.fillStyle = have >= size ? '#2f9e44' : have > 0 ? '#8ce99a' : '#dee2e6';
+      ctx.fillRect(i * CELL_PX, 0, CELL_PX, STRIP);
+      ctx.fillStyle = availColor(map.rarest[i], st.max, have >= size);
+      ctx.fillRect(i * CELL_PX, STRIP + GAP, CELL_PX, STRIP);
     }
   }
-  function lastCellSize(map) {
-    var total = map.pieceCount || (map.have.length * map.piecesPerCell);
-    return total - (map.have.length - 1) * map.piecesPerCell;
+  function pieceReadout(e) {
+    var map = e.map;
+    if (!map) { e.readout.textContent = 'no metadata yet'; return; }
+    if (e.hover !== null && e.hover < map.have.length) {
+      var r = cellPieces(map, e.hover), a = map.rarest[e.hover];
+      e.readout.textContent = (r[0] === r[1] ? 'piece ' + r[0] : 'pieces ' + r[0] + '\u2013' + r[1]) + ': ' + map.have[e.hover] + ' of ' + (r[1] - r[0] + 1) + ' held; ' +
+        (r[0] === r[1] ? '' : 'the rarest ') + 'held by ' + a + ' connected peer' + (a === 1 ? '' : 's');
+      return;
+    }
+    var st = pieceStats(map);
+    e.readout.textContent = st.held + ' of ' + map.pieceCount + ' pieces held; connected peers per piece: ' + (st.min === st.max ? st.min : st.min + '\u2013' + st.max) +
+      (st.bare ? '; ' + st.bare + ' cell' + (st.bare === 1 ? '' : 's') + ' with a missing piece nobody connected has' : '') + (map.piecesPerCell > 1 ? ' (' + map.piecesPerCell + ' pieces a cell)' : '');
+  }
+  function pieceMapEl(key, t) {
+    var e = pieceEls[key];
+    if (!e) {
+      e = { wrap: h('div', 'piecemap'), canvas: h('canvas', 'pieces'), readout: h('div', 'readout'), hover: null, map: null };
+      e.wrap.append(e.canvas, e.readout);
+      e.canvas.addEventListener('mousemove', function (ev) {
+        if (!e.map) return;
+        var box = e.canvas.getBoundingClientRect();
+        var n = e.map.have.length;
+        e.hover = Math.max(0, Math.min(n - 1, Math.floor(((ev.clientX - box.left) / Math.max(box.width, 1)) * n)));
+        pieceReadout(e);
+      });
+      e.canvas.addEventListener('mouseleave', function () { e.hover = null; pieceReadout(e); });
+      pieceEls[key] = e;
+    }
+    e.seen = true;
+    e.map = t.pieceMap ? { have: t.pieceMap.have, rarest: t.pieceMap.rarest, piecesPerCell: t.pieceMap.piecesPerCell, pieceCount: t.pieceCount } : null;
+    var st = e.map ? pieceStats(e.map) : null;
+    e.wrap.dataset.held = st ? String(st.held) : '';
+    e.wrap.dataset.rarestMin = st ? String(st.min) : '';
+    e.wrap.dataset.rarestMax = st ? String(st.max) : '';
+    drawPieceMap(e);
+    pieceReadout(e);
+    return e.wrap;
+  }
+  function prunePieceMaps() {
+    Object.keys(pieceEls).forEach(function (k) { if (!pieceEls[k].seen) delete pieceEls[k]; else pieceEls[k].seen = false; });
   }
 
   // ------------------------------------------------------------ charts (uPlot)
@@ -249,8 +321,8 @@ export const APP_JS = String.raw`(function () {
     download: { title: 'Download rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
     upload: { title: 'Upload rate', fmt: function (v) { return v == null ? '\u2013' : bytes(v) + '/s'; } },
     announces: { title: 'Tracker announces per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
-    dht_nodes: { title: 'DHT: nodes in the routing table', fmt: function (v) { return v == null ? '\u2013' : String(Math.round(v)); } },
-    dht_queries: { title: 'DHT: queries received per second', fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
+    dht_nodes: { title: 'DHT: routing table sizes', aggregate: true, fmt: function (v) { return v == null ? '\u2013' : String(Math.round(v)); } },
+    dht_queries: { title: 'DHT: queries received /s', aggregate: true, fmt: function (v) { return v == null ? '\u2013' : v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2); } },
   };
   var COLORS = ['#1c7ed6', '#e8590c', '#2f9e44', '#ae3ec9', '#f08c00', '#0ca678', '#d6336c', '#4263eb', '#74b816', '#868e96'];
   var hist = { t: [], charts: {} };
@@ -284,6 +356,45 @@ export const APP_JS = String.raw`(function () {
 
   function chartWidth(el) { return Math.max(240, el.clientWidth - 18); }
 
+  // Time-axis labels: the clock time only (one line, fixed width), spaced so they never overlap.
+  function two(n) { return (n < 10 ? '0' : '') + n; }
+  function clockTime(t) { var d = new Date(t * 1000); return two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds()); }
+
+  // A chart with more lines than this, when its CHARTS entry says aggregate,
+  // shows the median, min and max over its sources plus the DHT node selected in the DHT panel.
+  var AGGREGATE_OVER = 6;
+  function median(sorted) {
+    var n = sorted.length;
+    return n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
+  function chartLines(def, c) {
+    var ids = Object.keys(c).sort(function (a, b) { return a.localeCompare(b, 'en', { numeric: true }); });
+    if (!def.aggregate || ids.length <= AGGREGATE_OVER) {
+      return { note: '', lines: ids.map(function (id, i) { return { label: id, values: c[id].slice(), stroke: COLORS[i % COLORS.length], width: 2 }; }) };
+    }
+    var med = [], lo = [], hi = [];
+    for (var k = 0; k < hist.t.length; k++) {
+      var vals = [];
+      ids.forEach(function (id) { var v = c[id][k]; if (v !== null && v !== undefined) vals.push(v); });
+      vals.sort(function (x, y) { return x - y; });
+      med.push(vals.length ? median(vals) : null);
+      lo.push(vals.length ? vals[0] : null);
+      hi.push(vals.length ? vals[vals.length - 1] : null);
+    }
+    var lines = [
+      { label: 'median', values: med, stroke: '#1c7ed6', width: 2.5 },
+      { label: 'min', values: lo, stroke: '#adb5bd', width: 1.5, dash: [4, 3] },
+      { label: 'max', values: hi, stroke: '#495057', width: 1.5, dash: [4, 3] },
+    ];
+    if (selectedDht !== null && c[selectedDht]) lines.push({ label: selectedDht, values: c[selectedDht].slice(), stroke: '#e8590c', width: 2 });
+    return { note: ids.length + ' nodes', lines: lines };
+  }
+  // With the cursor off the chart, the legend shows the latest values rather than dashes.
+  function latestInLegend(u) {
+    var n = u.data[0].length;
+    if (u.cursor.idx === null || u.cursor.idx === undefined) { if (n > 0) u.setLegend({ idx: n - 1 }, false); }
+  }
+
   function renderCharts() {
     if (typeof uPlot === 'undefined') return;
     var host = document.getElementById('charts');
@@ -293,30 +404,43 @@ export const APP_JS = String.raw`(function () {
       var i = order.indexOf(a), j = order.indexOf(b);
       return (i < 0 ? 99 : i) - (j < 0 ? 99 : j) || (a < b ? -1 : a > b ? 1 : 0);
     }).forEach(function (name) {
-      var c = hist.charts[name];
-      var ids = Object.keys(c).sort(function (a, b) { return a.localeCompare(b, 'en', { numeric: true }); });
-      var key = ids.join('\u0000');
-      var p = plots[name];
-      var data = [hist.t.slice()].concat(ids.map(function (id) { return c[id].slice(); }));
-      if (p && p.key === key) { p.plot.setData(data); return; }
-      created = true;
       var def = chartDef(name);
+      var set = chartLines(def, hist.charts[name]);
+      var key = set.note + '\u0001' + set.lines.map(function (l) { return l.label; }).join('\u0000');
+      var p = plots[name];
+      var data = [hist.t.slice()].concat(set.lines.map(function (l) { return l.values; }));
+      if (p && p.key === key) {
+        p.plot.setData(data);
+        latestInLegend(p.plot);
+        p.el.dataset.points = String(data[0].length);
+        p.el.dataset.lastT = String(data[0][data[0].length - 1]);
+        return;
+      }
+      created = true;
       var el = h('div', 'chart');
       el.dataset.chart = name;
+      el.dataset.points = String(data[0].length);
+      el.dataset.lastT = String(data[0][data[0].length - 1]);
+      if (set.note) el.dataset.aggregate = set.note;
       if (p) { p.plot.destroy(); p.el.replaceWith(el); } else host.append(el);
       var opts = {
-        title: def.title,
-        width: 300,
+        title: def.title + (set.note ? ' \u00b7 ' + set.note : ''),
+        width: p ? p.width : 300,
         height: 220,
         legend: { live: true },
         cursor: { drag: { x: false, y: false } },
+        hooks: { setLegend: [latestInLegend] },
         scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
-        series: [{}].concat(ids.map(function (id, i) {
-          return { label: id, stroke: COLORS[i % COLORS.length], width: 2, points: { show: false }, value: function (u, v) { return def.fmt(v); } };
+        series: [{ value: function (u, v) { return v == null ? '\u2013' : clockTime(v); } }].concat(set.lines.map(function (l) {
+          return { label: l.label, stroke: l.stroke, width: l.width, dash: l.dash, points: { show: false }, value: function (u, v) { return def.fmt(v); } };
         })),
-        axes: [{ stroke: '#66717e', grid: { stroke: '#eef1f4' } }, { stroke: '#66717e', size: 78, grid: { stroke: '#eef1f4' }, values: function (u, vals) { return vals.map(function (v) { return def.fmt(v); }); } }],
+        axes: [
+          { stroke: '#66717e', grid: { stroke: '#eef1f4' }, space: 80, values: function (u, splits) { return splits.map(clockTime); } },
+          { stroke: '#66717e', size: 78, grid: { stroke: '#eef1f4' }, values: function (u, vals) { return vals.map(function (v) { return def.fmt(v); }); } },
+        ],
       };
-      plots[name] = { key: key, el: el, width: 300, plot: new uPlot(opts, data, el) };
+      plots[name] = { key: key, el: el, width: opts.width, plot: new uPlot(opts, data, el) };
+      latestInLegend(plots[name].plot);
     });
     Object.keys(plots).forEach(function (name) {
       if (!hist.charts[name]) { plots[name].plot.destroy(); plots[name].el.remove(); delete plots[name]; }
@@ -376,13 +500,15 @@ export const APP_JS = String.raw`(function () {
         var prog = h('td', 'progress'); prog.append(bar(t.progress));
         var down = td(rate(t.downloadRate), 'num rate-down'); down.dataset.value = String(t.downloadRate);
         var up = td(rate(t.uploadRate), 'num rate-up'); up.dataset.value = String(t.uploadRate);
-        var pieces = h('td');
-        var canvas = h('canvas', 'pieces');
-        canvas.title = t.pieceMap ? t.piecesDone + ' of ' + t.pieceCount + ' pieces; ' + t.pieceMap.piecesPerCell + ' piece(s) per cell' : 'no metadata yet';
-        drawPieces(canvas, t.pieceMap ? { have: t.pieceMap.have, rarest: t.pieceMap.rarest, piecesPerCell: t.pieceMap.piecesPerCell, pieceCount: t.pieceCount } : null);
-        pieces.append(canvas);
-        tr.append(td(src.id), name, state, prog, down, up, td(bytes(t.downloaded), 'num'), td(bytes(t.uploaded), 'num'), td(ratio(t.ratio), 'num'), td(count(t.peers), 'num'), pieces);
-        acc.torrentRows.push(tr);
+        tr.append(td(src.id), name, state, prog, down, up, td(bytes(t.downloaded), 'num'), td(bytes(t.uploaded), 'num'), td(ratio(t.ratio), 'num'), td(count(t.peers), 'num'));
+        var mapRow = h('tr', 'pieces-row');
+        mapRow.dataset.for = src.id;
+        mapRow.dataset.infohash = t.infoHash;
+        var cell = h('td');
+        cell.colSpan = 10;
+        cell.append(pieceMapEl(src.id + '\u0000' + t.infoHash, t));
+        mapRow.append(cell);
+        acc.torrentRows.push(tr, mapRow);
       });
       s.peers.forEach(function (p) {
         var tr = h('tr');
@@ -390,12 +516,15 @@ export const APP_JS = String.raw`(function () {
         tr.dataset.address = p.address;
         var tname = td(p.torrentName, 'name'); tname.title = p.torrent;
         var soft = td(p.client, 'software'); soft.title = p.client;
-        var we = h('td'); we.append(pill(!p.amChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.amInterested, 'interested', 'not int.', 'int', 'noint'));
-        var they = h('td'); they.append(pill(!p.peerChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.peerInterested, 'interested', 'not int.', 'int', 'noint'));
+        var we = h('td', 'flags'); we.append(pill(!p.amChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.amInterested, 'interested', 'not int.', 'int', 'noint'));
+        var they = h('td', 'flags'); they.append(pill(!p.peerChoking, 'unchoked', 'choked', 'on', 'off'), pill(p.peerInterested, 'interested', 'not int.', 'int', 'noint'));
         var down = td(rate(p.downloadRate), 'num rate-down'); down.dataset.value = String(p.downloadRate);
         var up = td(rate(p.uploadRate), 'num rate-up'); up.dataset.value = String(p.uploadRate);
         var has = h('td'); has.append(bar(p.progress, true));
-        tr.append(td(src.id), tname, td(p.address, 'mono'), soft, td(p.direction, 'muted'), we, they, down, up, td(bytes(p.downloaded), 'num'), td(bytes(p.uploaded), 'num'), td(ratio(p.ratio), 'num'), has);
+        tname.className += ' col-torrent';
+        var addr = td(p.address, 'mono');
+        addr.append(h('span', 'dir', p.direction));
+        tr.append(td(src.id), tname, addr, soft, we, they, down, up, td(bytes(p.downloaded), 'num'), td(bytes(p.uploaded), 'num'), td(p.ratio === null && p.uploaded > 0 ? '\u221e' : ratio(p.ratio), 'num'), has);
         acc.peerRows.push(tr);
       });
     },
@@ -476,6 +605,7 @@ export const APP_JS = String.raw`(function () {
     if (!tr || !tr.dataset.source) return;
     selectedDht = tr.dataset.source;
     if (lastMsg) render(lastMsg);
+    renderCharts();
   });
 
   function renderTracker(trackers, names) {
@@ -520,10 +650,13 @@ export const APP_JS = String.raw`(function () {
     var tb = document.querySelector('#torrents tbody');
     tb.replaceChildren.apply(tb, acc.torrentRows);
     document.getElementById('torrents-empty').hidden = acc.torrentRows.length > 0;
+    // One torrent on the page: its name in every peer row says nothing.
+    document.getElementById('peers').classList.toggle('one-torrent', Object.keys(acc.names).length <= 1);
     var pb = document.querySelector('#peers tbody');
     pb.replaceChildren.apply(pb, acc.peerRows);
     document.getElementById('peers-empty').hidden = acc.peerRows.length > 0;
     document.getElementById('peers-count').textContent = acc.peerRows.length + ' connection' + (acc.peerRows.length === 1 ? '' : 's') + (acc.omitted ? ' (' + acc.omitted + ' quieter ones not listed)' : '');
+    prunePieceMaps();
     renderTracker(acc.trackers, acc.names);
     renderDht(acc.dhts);
     var cards = [card('Download', rate(acc.down), 'total-down', acc.down), card('Upload', rate(acc.up), 'total-up', acc.up), card('Connections', count(acc.peers), 'total-peers', acc.peers), card('Torrents', count(acc.torrents), 'total-torrents', acc.torrents)];
@@ -546,7 +679,12 @@ export const APP_JS = String.raw`(function () {
     document.getElementById('clock').textContent = new Date(msg.t * 1000).toLocaleTimeString();
   }
 
+  var linkedTables = null;
   function renderLinks(tables) {
+    // Tables appear with their sources (a client added later brings peers and torrents): the links follow.
+    var key = tables.join(',');
+    if (key === linkedTables) return;
+    linkedTables = key;
     var nav = document.getElementById('links');
     var links = tables.map(function (t) { return [t + '.csv', t + '.csv']; }).concat([['JSON', 'api/state'], ['metrics', 'metrics']]);
     nav.replaceChildren.apply(nav, links.map(function (l) {
@@ -565,13 +703,19 @@ export const APP_JS = String.raw`(function () {
   es.addEventListener('hello', function (ev) {
     var hello = JSON.parse(ev.data);
     historyLength = hello.historyLength || historyLength;
+    document.body.dataset.intervalMs = String(hello.intervalMs);
     hist = { t: hello.history.t.slice(), charts: hello.history.charts };
     renderLinks(hello.tables || []);
     renderCharts();
   });
+  var states = 0;
   es.addEventListener('state', function (ev) {
     setStatus('live', 'live');
-    render(JSON.parse(ev.data));
+    var msg = JSON.parse(ev.data);
+    if (msg.tables) renderLinks(msg.tables);
+    render(msg);
+    // For scripts watching the page: how many updates it has shown.
+    document.body.dataset.states = String(++states);
   });
   es.addEventListener('error', function () {
     setStatus(es.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting', 'down');

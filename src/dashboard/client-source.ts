@@ -183,6 +183,15 @@ export class ClientSource implements DashboardSource {
   }
 
   state(): JsonValue {
+    return this.snapshot().state;
+  }
+
+  tables(): Record<string, Table> {
+    return this.snapshot().tables;
+  }
+
+  /** State and tables from one reading of the client (the rates in both are the same numbers). */
+  snapshot(): { state: JsonValue; tables: Record<string, Table> } {
     const { torrents, peers, omitted } = this.collect();
     const sum = (f: (r: TorrentRow) => number): number => torrents.reduce((acc, r) => acc + f(r), 0);
     const state: ClientState = {
@@ -200,19 +209,17 @@ export class ClientSource implements DashboardSource {
       peers,
       peersOmitted: omitted,
     };
-    return state as unknown as JsonValue;
-  }
-
-  tables(): Record<string, Table> {
-    const { torrents, peers } = this.collect();
     return {
-      torrents: {
-        columns: TORRENT_COLUMNS,
-        rows: torrents.map((r) => [r.infoHash, r.name, r.state, r.size, r.progress, r.piecesDone, r.pieceCount, r.downloadRate, r.uploadRate, r.downloaded, r.uploaded, r.wasted, r.ratio, r.peers]),
-      },
-      peers: {
-        columns: PEER_COLUMNS,
-        rows: peers.map((p) => [p.torrent, p.torrentName, p.address, p.client, p.direction, p.amChoking, p.amInterested, p.peerChoking, p.peerInterested, p.downloadRate, p.uploadRate, p.downloaded, p.uploaded, p.ratio, p.progress]),
+      state: state as unknown as JsonValue,
+      tables: {
+        torrents: {
+          columns: TORRENT_COLUMNS,
+          rows: torrents.map((r) => [r.infoHash, r.name, r.state, r.size, r.progress, r.piecesDone, r.pieceCount, r.downloadRate, r.uploadRate, r.downloaded, r.uploaded, r.wasted, r.ratio, r.peers]),
+        },
+        peers: {
+          columns: PEER_COLUMNS,
+          rows: peers.map((p) => [p.torrent, p.torrentName, p.address, p.client, p.direction, p.amChoking, p.amInterested, p.peerChoking, p.peerInterested, p.downloadRate, p.uploadRate, p.downloaded, p.uploaded, p.ratio, p.progress]),
+        },
       },
     };
   }

@@ -9,7 +9,7 @@
  * It only reads the node's core (DhtCore's read-only views) with the
  * node's own clock; every list is capped.
  */
-import type { DhtCore } from '../core/dht/dht-core.js';
+import type { DhtCore, OperationKind } from '../core/dht/dht-core.js';
 import type { MetricFamily, Sample } from '../metrics/prometheus.js';
 import type { Endpoint } from '../runtime/contract.js';
 import type { DashboardSource, JsonValue, Table } from './source.js';
@@ -89,6 +89,12 @@ export interface DhtState {
 export const DHT_NODE_COLUMNS = ['node_id', 'address', 'bucket', 'replacement', 'state', 'last_seen_seconds_ago', 'last_response_seconds_ago', 'fails', 'bep42_id_matches'] as const;
 export const DHT_BUCKET_COLUMNS = ['bucket', 'prefix', 'depth', 'nodes', 'good', 'questionable', 'bad', 'replacements', 'changed_seconds_ago'] as const;
 
+/** Every kind of DHT operation: `peerkit_dht_operations` has a sample (0 when idle) for each. */
+export const DHT_OPERATION_KINDS = ['bootstrap', 'refresh', 'find_node', 'get_peers', 'announce', 'get', 'put', 'ping'] as const satisfies readonly OperationKind[];
+// A kind added to the core but not listed here fails to compile.
+const _allKinds: [Exclude<OperationKind, (typeof DHT_OPERATION_KINDS)[number]>] extends [never] ? true : never = true;
+void _allKinds;
+
 /** Prefix bits shown at most; a deeper bucket's prefix ends in '…'. */
 const PREFIX_SHOWN = 32;
 
@@ -163,8 +169,13 @@ export class DhtSource implements DashboardSource {
     return stats.map((b, i) => ({ index: i, ...bucketPrefix(self, i, stats.length), nodes: b.nodes, good: b.good, questionable: b.questionable, bad: b.bad, replacements: b.replacements, changedSecondsAgo: seconds(now, b.changed) }));
   }
 
-  state(): JsonValue {
+  /** State and tables at one instant (the same clock reading for every "seconds ago"). */
+  snapshot(): { state: JsonValue; tables: Record<string, Table> } {
     const now = this.now();
+    return { state: this.state(now), tables: this.tables(now) };
+  }
+
+  state(now = this.now()): JsonValue {
     const core = this.node.core;
     const s = core.stats(now);
     const r = this.rates(now, s);
@@ -199,8 +210,7 @@ export class DhtSource implements DashboardSource {
     return state as unknown as JsonValue;
   }
 
-  tables(): Record<string, Table> {
-    const now = this.now();
+  tables(now = this.now()): Record<string, Table> {
     const nodes = this.node.core.tableNodes(now, this.maxNodes);
     return {
       dht_nodes: {
@@ -218,7 +228,7 @@ export class DhtSource implements DashboardSource {
     const now = this.now();
     const core = this.node.core;
     const s = core.stats(now);
-    const byKind = new Map<string, number>();
+    const byKind = new Map<string, number>(DHT_OPERATION_KINDS.map((k) => [k, 0]));
     for (const o of core.operations(Number.MAX_SAFE_INTEGER)) byKind.set(o.kind, (byKind.get(o.kind) ?? 0) + 1);
     const one = (v: number): Sample[] => [[undefined, v]];
     return [
@@ -226,7 +236,7 @@ export class DhtSource implements DashboardSource {
       { name: 'peerkit_dht_replacement_nodes', type: 'gauge', help: 'Nodes waiting in the buckets\' replacement caches.', samples: one(s.replacements) },
       { name: 'peerkit_dht_buckets', type: 'gauge', help: 'Buckets in the routing table.', samples: one(s.buckets) },
       { name: 'peerkit_dht_bucket_nodes', type: 'gauge', help: 'Nodes per bucket (bucket = leading bits shared with our id).', samples: core.bucketStats(now).map((b, i) => [{ bucket: String(i) }, b.nodes] as const) },
-      { name: 'peerkit_dht_operations', type: 'gauge', help: 'Operations in flight (lookups, announces, stores, pings), by kind.', samples: [...byKind].map(([kind, n]) => [{ kind }, n] as const) },
+      { name: 'peerkit_dht_operations', type: 'gauge', help: 'Operations in flight (lookups, announces, stores, pings), by kind; 0 for an idle kind.', samples: [...byKind].map(([kind, n]) => [{ kind }, n] as const) },
       { name: 'peerkit_dht_transactions', type: 'gauge', help: 'Queries sent and awaiting an answer.', samples: one(s.transactions) },
       { name: 'peerkit_dht_queries_received_total', type: 'counter', help: 'KRPC queries received from other nodes.', samples: one(s.queriesReceived) },
       { name: 'peerkit_dht_responses_received_total', type: 'counter', help: 'Answers received to our queries (responses and errors).', samples: one(s.responsesReceived) },

@@ -2,8 +2,16 @@
  * The dashboard's HTTP server (node:http). It serves the page and its
  * assets (uPlot's files from the installed package), a Server-Sent Events
  * stream with the sources' state once a tick, the JSON API, CSV exports
- * and Prometheus metrics. Everything is read from the sources on demand;
- * the only thing kept is the charts' bounded history.
+ * and Prometheus metrics.
+ *
+ * Ticks keep a fixed cadence (start + n x intervalMs, so a late tick does
+ * not delay the ones after it). The sources' state and tables are read
+ * together into a snapshot at most once a tick, when first needed (the
+ * event stream, /api/state or a CSV): what the page shows, the JSON and the
+ * CSVs of one tick agree, and say which snapshot they are (`t`, and the
+ * X-Peerkit-Snapshot header). /metrics is read afresh on every scrape, with
+ * the process's `process_*` families once. Besides the snapshot, the only
+ * thing kept is the charts' bounded history.
  *
  *     const d = await startDashboard({ port: 8080, sources: [new ClientSource('client', client)] });
  *     console.log(d.url);
@@ -14,12 +22,13 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { isProcessMetric, processMetricFamilies } from '../metrics/process.js';
 import { mergeFamilies, PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../metrics/prometheus.js';
 import { checkBind, isLoopbackHostHeader, requestToken, tokenMatches } from './access.js';
 import { APP_CSS, APP_JS, pageHtml } from './assets.js';
 import { toCsv } from './csv.js';
 import { History, type Sample } from './history.js';
-import type { Cell, DashboardSource, JsonValue } from './source.js';
+import type { Cell, DashboardSource, JsonValue, Table } from './source.js';
 
 export interface DashboardOptions {
   /** Address to bind: an IP literal or localhost. Default 127.0.0.1; anything but loopback needs `token`. */
@@ -89,21 +98,52 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
   const streams = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
 
+  /** The sources' state and tables, read together; dropped every tick and whenever the sources change. */
+  interface Snapshot {
+    readonly t: number;
+    readonly states: { id: string; kind: string; state: JsonValue }[];
+    readonly tables: { id: string; tables: Readonly<Record<string, Table>> }[];
+  }
+  let snap: Snapshot | undefined;
+
   const addSource = (s: DashboardSource): void => {
     if (sources.some((x) => x.id === s.id)) throw new Error(`a dashboard source with id "${s.id}" is already there`);
     if (sources.length >= MAX_SOURCES) throw new Error(`a dashboard has at most ${MAX_SOURCES} sources`);
     sources.push(s);
+    snap = undefined;
   };
   for (const s of options.sources ?? []) addSource(s);
 
-  const states = (): { id: string; kind: string; state: JsonValue }[] =>
-    sources.map((s) => {
-      try {
-        return { id: s.id, kind: s.kind, state: s.state() };
-      } catch (e) {
-        return { id: s.id, kind: s.kind, state: { error: errorMessage(e) } };
+  const takeSnapshot = (): Snapshot => {
+    const t = Date.now() / 1000;
+    const states: Snapshot['states'] = [];
+    const tables: Snapshot['tables'] = [];
+    for (const s of sources) {
+      if (s.snapshot) {
+        try {
+          const both = s.snapshot();
+          states.push({ id: s.id, kind: s.kind, state: both.state });
+          tables.push({ id: s.id, tables: both.tables });
+        } catch (e) {
+          states.push({ id: s.id, kind: s.kind, state: { error: errorMessage(e) } });
+          tables.push({ id: s.id, tables: {} });
+        }
+        continue;
       }
-    });
+      try {
+        states.push({ id: s.id, kind: s.kind, state: s.state() });
+      } catch (e) {
+        states.push({ id: s.id, kind: s.kind, state: { error: errorMessage(e) } });
+      }
+      try {
+        tables.push({ id: s.id, tables: s.tables?.() ?? {} });
+      } catch {
+        tables.push({ id: s.id, tables: {} }); // a failing source offers no tables
+      }
+    }
+    return { t, states, tables };
+  };
+  const snapshot = (): Snapshot => (snap ??= takeSnapshot());
 
   const sample = (): Sample => {
     const charts: Record<string, Record<string, number>> = {};
@@ -121,13 +161,7 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
 
   const tableNames = (): string[] => {
     const names = new Set<string>();
-    for (const s of sources) {
-      try {
-        for (const n of Object.keys(s.tables?.() ?? {})) names.add(n);
-      } catch {
-        // a failing source offers no tables
-      }
-    }
+    for (const { tables } of snapshot().tables) for (const n of Object.keys(tables)) names.add(n);
     return [...names];
   };
 
@@ -135,13 +169,8 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     const columns: string[] = ['source'];
     const rows: Cell[][] = [];
     let found = false;
-    for (const s of sources) {
-      let table;
-      try {
-        table = s.tables?.()[name];
-      } catch {
-        table = undefined;
-      }
+    for (const { id, tables } of snapshot().tables) {
+      const table = tables[name];
       if (!table) continue;
       found = true;
       const at = table.columns.map((c) => {
@@ -150,7 +179,7 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
         return i;
       });
       for (const r of table.rows) {
-        const row: Cell[] = [s.id];
+        const row: Cell[] = [id];
         at.forEach((i, k) => (row[i] = r[k]));
         rows.push(row);
       }
@@ -159,17 +188,19 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
   };
 
   const metrics = (): string =>
-    renderPrometheus(
-      mergeFamilies(
+    renderPrometheus([
+      ...mergeFamilies(
         sources.map((s) => {
           try {
-            return { labels: { source: s.id }, families: s.metrics?.() ?? [] };
+            // The process's own figures come once, below, not once per source.
+            return { labels: { source: s.id }, families: (s.metrics?.() ?? []).filter((f) => !isProcessMetric(f.name)) };
           } catch {
             return { labels: { source: s.id }, families: [] };
           }
         }),
       ),
-    );
+      ...processMetricFamilies(),
+    ]);
 
   const send = (req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string | Buffer, extra: Record<string, string> = {}): void => {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
@@ -196,15 +227,18 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     };
     res.on('close', drop);
     res.on('error', drop);
+    const now = snapshot();
     res.write(`retry: 2000\n\nevent: hello\ndata: ${JSON.stringify({ intervalMs, historyLength: history.capacity, tables: tableNames(), history: history.toJSON() })}\n\n`);
-    res.write(`event: state\ndata: ${JSON.stringify({ t: Date.now() / 1000, sources: states() })}\n\n`);
+    res.write(`event: state\ndata: ${JSON.stringify({ t: now.t, sources: now.states, tables: tableNames() })}\n\n`);
   };
 
   const tick = (): void => {
+    snap = undefined;
     const s = sample();
     history.push(s);
     if (streams.size === 0) return;
-    const message = `event: state\ndata: ${JSON.stringify({ t: s.t, sources: states(), sample: s })}\n\n`;
+    const now = snapshot();
+    const message = `event: state\ndata: ${JSON.stringify({ t: now.t, sources: now.states, tables: tableNames(), sample: s })}\n\n`;
     for (const res of streams) {
       if (res.writableLength > MAX_STREAM_BACKLOG) {
         // A reader that does not keep up is cut off rather than buffered for without bound.
@@ -244,14 +278,17 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     if (path === '/uPlot.iife.min.js') return send(req, res, 200, 'text/javascript; charset=utf-8', uplot().js);
     if (path === '/uPlot.min.css') return send(req, res, 200, 'text/css; charset=utf-8', uplot().css);
     if (path === '/events') return openStream(req, res);
-    if (path === '/api/state') return send(req, res, 200, 'application/json', json({ t: Date.now() / 1000, sources: states() }));
+    if (path === '/api/state') {
+      const now = snapshot();
+      return send(req, res, 200, 'application/json', json({ t: now.t, sources: now.states }), { 'X-Peerkit-Snapshot': String(now.t) });
+    }
     if (path === '/api/history') return send(req, res, 200, 'application/json', json(history.toJSON()));
     if (path === '/api/tables') return send(req, res, 200, 'application/json', json(tableNames()));
     if (path === '/metrics') return send(req, res, 200, PROMETHEUS_CONTENT_TYPE, metrics());
     const m = /^\/([a-z][a-z0-9_]{0,40})\.csv$/.exec(path);
     if (m) {
       const body = csv(m[1]!);
-      if (body !== undefined) return send(req, res, 200, 'text/csv; charset=utf-8; header=present', body, { 'Content-Disposition': `attachment; filename="peerkit-${m[1]!}.csv"` });
+      if (body !== undefined) return send(req, res, 200, 'text/csv; charset=utf-8; header=present', body, { 'Content-Disposition': `attachment; filename="peerkit-${m[1]!}.csv"`, 'X-Peerkit-Snapshot': String(snapshot().t) });
     }
     send(req, res, 404, 'text/plain; charset=utf-8', 'not found\n');
   };
@@ -291,9 +328,22 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
   const baseUrl = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}/`;
   const url = token === undefined ? baseUrl : `${baseUrl}?token=${encodeURIComponent(token)}`;
 
-  const timer = setInterval(tick, intervalMs);
-  timer.unref();
+  // A fixed cadence: tick n is due at start + n x intervalMs; one that runs late does not push the others back.
+  const started = performance.now();
+  let due = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = (): void => {
+    due = Math.max(due + 1, Math.ceil((performance.now() - started) / intervalMs));
+    timer = setTimeout(() => {
+      if (stopped) return;
+      tick();
+      schedule();
+    }, Math.max(0, started + due * intervalMs - performance.now()));
+    timer.unref();
+  };
   tick();
+  schedule();
 
   let closing: Promise<void> | undefined;
   return {
@@ -306,6 +356,7 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
       const i = sources.findIndex((s) => s.id === id);
       if (i < 0) return false;
       sources.splice(i, 1);
+      snap = undefined;
       return true;
     },
     get sources(): readonly DashboardSource[] {
@@ -313,7 +364,8 @@ export async function startDashboard(options: DashboardOptions = {}): Promise<Da
     },
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
-        clearInterval(timer);
+        stopped = true;
+        clearTimeout(timer);
         for (const res of streams) res.end();
         streams.clear();
         server.close(() => resolve());

@@ -84,9 +84,20 @@ export interface DatagramSocket {
 export interface ByteStream {
   readonly local: Endpoint;
   readonly remote: Endpoint;
-  write(data: Uint8Array): boolean;
-  /** Adds a data handler. Bytes that arrive before the first one is added wait for it. */
-  onData(fn: (data: Uint8Array) => void): void;
+  /**
+   * Queues `data` for sending; false once the stream's buffer is full (wait for drain). The
+   * caller must not change `data` until `onWritten` is called, once the stream no longer needs
+   * it (handed to the network, copied, or dropped because the stream closed); it may be called
+   * before `write` returns.
+   */
+  write(data: Uint8Array, onWritten?: () => void): boolean;
+  /**
+   * Adds a data handler. Bytes that arrive before the first one is added wait for it.
+   * With `borrow`, the handler accepts memory that is only valid during the call (the
+   * runtime may read the next bytes into it): it copies whatever it keeps. A runtime may
+   * still hand such a handler memory of its own.
+   */
+  onData(fn: (data: Uint8Array) => void, options?: { borrow?: boolean }): void;
   onDrain(fn: () => void): void;
   /**
    * Stops handing received data to `onData` handlers until `resume()`. The

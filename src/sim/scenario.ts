@@ -224,6 +224,10 @@ export interface KindRun extends NodeControl {
   begin(lifecycle: Lifecycle): void;
   /** The scenario's goal is reached: the run may stop early. */
   done(now: number): boolean;
+  /** When the goal should be reached, if the kind knows beforehand (the progress display's 100 %). */
+  expectedEndMs?(): number;
+  /** How far the goal is, in [0, 1], for kinds whose end is not known beforehand (the progress display). */
+  progress?(now: number): number;
   /** Time-series values at `now` (same keys every time). */
   sample(now: number): Readonly<Record<string, number>>;
   /** Called once when the run ends (record unfinished operations, etc.). */
@@ -237,6 +241,14 @@ export interface ScenarioKind<P = unknown> {
   readonly name: string;
   readonly description: string;
   readonly params: ObjectSchema;
+  /**
+   * The group names `churn.group` and `events[i].group` may use with these
+   * params, besides '*' (every node), which is always one. The run's
+   * `group(name)` must answer each of them. Default: '*' only.
+   */
+  groups?(params: P): readonly string[];
+  /** The behaviours a `hostile` event may name. Default: none. */
+  readonly behaviours?: readonly string[];
   /** Checks across fields that the schema cannot express; throw ScenarioError with the path. */
   check?(params: P, scenario: Scenario): void;
   create(ctx: KindContext, params: P): KindRun;
@@ -262,6 +274,9 @@ export function scenarioJsonSchema(): Record<string, unknown> {
       const s = toJsonSchema(scenarioSchema(k.params));
       const props = s['properties'] as Record<string, unknown>;
       props['kind'] = { const: k.name, description: k.description };
+      // An editor can list the kind's hostile behaviours (group names depend on the params).
+      const event = (props['events'] as { items: { properties: Record<string, unknown> } }).items;
+      event.properties['behaviour'] = { description: 'hostile events only', enum: [...(k.behaviours ?? [])] };
       return s;
     }),
   };
@@ -291,11 +306,46 @@ export function parseScenario(raw: unknown): Scenario {
     checkDistribution(scenario.churn.session, 'scenario.churn.session');
     if (scenario.churn.offline) checkDistribution(scenario.churn.offline, 'scenario.churn.offline');
   }
+  // Names the kind must know, and times the run reaches: checked now, not when the event fires.
+  const groups = kindGroups(kind, params);
+  const checkGroup = (name: string | undefined, path: string): void => {
+    if (name !== undefined && !groups.includes(name)) {
+      throw new ScenarioError(path, `unknown group ${JSON.stringify(name)} for kind ${kind.name}; expected one of ${groups.map((g) => JSON.stringify(g)).join(', ')}`);
+    }
+  };
+  const behaviours = kind.behaviours ?? [];
+  const late = (at: number): string => `${at} is after durationMs (${scenario.durationMs}): it would never happen`;
+  if (scenario.churn) {
+    checkGroup(scenario.churn.group, 'scenario.churn.group');
+    const startMs = scenario.churn.startMs ?? 0;
+    if (startMs > scenario.durationMs) throw new ScenarioError('scenario.churn.startMs', late(startMs));
+  }
   scenario.events.forEach((e, i) => {
-    if (e.type === 'hostile' && e.behaviour === undefined) throw new ScenarioError(`scenario.events[${i}].behaviour`, 'is required for a hostile event');
+    const path = `scenario.events[${i}]`;
+    checkGroup(e.group, `${path}.group`);
+    if (e.atMs > scenario.durationMs) throw new ScenarioError(`${path}.atMs`, late(e.atMs));
+    const behaviour = (e as { behaviour?: string }).behaviour;
+    if (e.type !== 'hostile') {
+      if (behaviour !== undefined) throw new ScenarioError(`${path}.behaviour`, 'only goes with a hostile event');
+      return;
+    }
+    if (behaviour === undefined) throw new ScenarioError(`${path}.behaviour`, 'is required for a hostile event');
+    if (!behaviours.includes(behaviour)) {
+      throw new ScenarioError(
+        `${path}.behaviour`,
+        behaviours.length === 0
+          ? `unknown behaviour ${JSON.stringify(behaviour)}: kind ${kind.name} has no hostile behaviours`
+          : `unknown behaviour ${JSON.stringify(behaviour)} for kind ${kind.name}; expected one of ${behaviours.map((b) => JSON.stringify(b)).join(', ')}`,
+      );
+    }
   });
   kind.check?.(params, scenario);
   return scenario;
+}
+
+/** '*' and the kind's own group names for these params. */
+function kindGroups(kind: ScenarioKind, params: unknown): readonly string[] {
+  return ['*', ...(kind.groups?.(params) ?? []).filter((g) => g !== '*')];
 }
 
 /** Parses scenario text (JSON). */
@@ -353,6 +403,9 @@ export class ScenarioRun {
     });
     this.engine = this.network.engine;
     this.run = this.kind.create({ scenario: s, network: this.network, engine: this.engine, random: root.fork('kind'), metrics: this.metrics }, s.params);
+    for (const g of kindGroups(this.kind, s.params)) {
+      if (this.run.group(g) === undefined) throw new Error(`scenario kind ${s.kind} declares group "${g}" but its run does not know it`);
+    }
     this.lifecycle = new Lifecycle(this.engine, root.fork('lifecycle'), this.run.size, this.run);
     this.run.begin(this.lifecycle);
     if (s.churn) this.lifecycle.churn(s.churn);
@@ -377,6 +430,27 @@ export class ScenarioRun {
 
   get events(): number {
     return this.engine.eventsProcessed;
+  }
+
+  /** Where the run is expected to end: the kind's estimate (at most durationMs) or durationMs. */
+  get expectedEndMs(): number {
+    const d = this.scenario.durationMs;
+    const e = this.run.expectedEndMs?.();
+    return e === undefined || !(e >= 0) ? d : Math.min(d, e);
+  }
+
+  /** Whether `expectedEndMs` is the kind's estimate (rather than only the time limit). */
+  get endKnown(): boolean {
+    return this.run.expectedEndMs !== undefined;
+  }
+
+  /** How far the run is, in [0, 1]: 1 once it ended; the kind's measure, or simulated time over expectedEndMs. */
+  progress(): number {
+    if (this.ended) return 1;
+    const own = this.run.progress?.(this.engine.now);
+    const end = this.expectedEndMs;
+    const p = own ?? (end > 0 ? this.engine.now / end : 0);
+    return Math.min(1, Math.max(0, Number.isFinite(p) ? p : 0));
   }
 
   get finished(): boolean {

@@ -126,7 +126,8 @@ export function validate(value: unknown, schema: Schema, path = 'scenario', dept
       for (const [k, prop] of Object.entries(schema.properties)) {
         const v = value[k];
         if (v === undefined) {
-          if (prop.default !== undefined) out[k] = structuredClone(prop.default);
+          // A default goes through its schema too, so the defaults inside it are filled in (`network: {}`).
+          if (prop.default !== undefined) out[k] = validate(structuredClone(prop.default), prop.schema, `${path}.${k}`, depth + 1);
           else if (!prop.optional && !(schema.oneOf ?? []).some((g) => g.includes(k))) throw new ScenarioError(`${path}.${k}`, 'is required');
           continue;
         }

@@ -12,10 +12,16 @@
  * still gets `blockRead` and `pieceHashed` like it does from the real disk,
  * so bans, strikes and re-downloads follow the real code. Memory per node is
  * the core's own state plus a set of tainted pieces.
+ *
+ * Trackers are announced to as the real client does (a SimAnnouncer: the
+ * same TrackerTiers and UdpTrackerClient): `started` when the node starts,
+ * `completed` when the core completes, a re-announce when the core wants
+ * peers, `stopped` on a graceful stop and nothing on a crash.
  */
 import { TorrentCore, type PeerHandle, type TorrentAction, type TorrentLayout } from '../core/torrent/torrent-core.js';
 import type { ByteStream, Endpoint, StreamListener, TimerHandle } from '../runtime/contract.js';
 import type { SimHost } from '../runtime/sim/network.js';
+import { SimAnnouncer, type SimAnnouncerOptions } from './tracker.js';
 
 export interface TorrentNodeOptions {
   readonly host: SimHost;
@@ -31,18 +37,28 @@ export interface TorrentNodeOptions {
   readonly zeros: Buffer;
   /** Hostile payload: at least one piece of 0xff, shared. */
   readonly garbage: Buffer;
+  /**
+   * Trackers to announce to (TrackerTiers + UdpTrackerClient, as the real
+   * client): the peers they send go to the core, `completed` and `stopped`
+   * are announced, and the core's want-peers asks them again.
+   */
+  readonly trackers?: Omit<SimAnnouncerOptions, 'host' | 'infoHash' | 'peerId' | 'port' | 'totals' | 'onPeers'>;
   readonly onPiece?: (index: number) => void;
   readonly onComplete?: () => void;
-  /** The core wants more peers (the simulated tracker answers). */
+  /** The core wants more peers (after the trackers were asked). */
   readonly onWantPeers?: () => void;
   /** A peer was banned. */
   readonly onBan?: (endpoint: Endpoint, reason: string) => void;
   readonly onPieceFailed?: (index: number) => void;
+  /** A connection ended while the node runs: by a FIN (false) or a reset (true, the far end crashed). */
+  readonly onPeerClosed?: (reset: boolean) => void;
 }
 
 export class TorrentNode {
   readonly host: SimHost;
   readonly core: TorrentCore;
+  readonly peerId: Uint8Array;
+  readonly announcer: SimAnnouncer | undefined;
   /** Serve garbage for every block read. */
   hostile = false;
   private readonly o: TorrentNodeOptions;
@@ -66,6 +82,7 @@ export class TorrentNode {
     const peerId = Buffer.alloc(20);
     peerId.write('-PK0001-', 'latin1');
     peerId.set(o.host.random.bytes(12), 8);
+    this.peerId = peerId;
     this.core = new TorrentCore({
       infoHash: o.infoHash,
       peerId,
@@ -79,17 +96,34 @@ export class TorrentNode {
       seedWhenDone: o.seedWhenDone ?? true,
       pex: true,
     });
+    this.announcer =
+      o.trackers === undefined
+        ? undefined
+        : new SimAnnouncer({
+            ...o.trackers,
+            host: o.host,
+            infoHash: o.infoHash,
+            peerId,
+            port: o.port,
+            totals: () => {
+              const s = this.core.stats(this.now);
+              return { uploaded: s.uploaded, downloaded: s.downloaded, left: s.left ?? o.layout.length };
+            },
+            onPeers: (peers) => this.addPeers(peers),
+          });
   }
 
   private get now(): number {
     return this.host.network.now;
   }
 
-  /** Listens and starts the core with the given peers. */
-  start(peers: readonly Endpoint[]): void {
+  /** Listens, starts the core with the given peers (if any) and starts announcing, as the real client does. */
+  start(peers: readonly Endpoint[] = []): void {
     this.listener = this.host.listen({ port: this.o.port }, (stream) => this.attach(stream, 'in'));
     this.core.start(this.now);
-    this.core.addPeers(this.now, peers, 'tracker');
+    if (peers.length > 0) this.core.addPeers(this.now, peers, 'user');
+    this.announcer?.start();
+    if (this.core.isComplete) this.announcer?.complete();
     this.pump();
   }
 
@@ -99,11 +133,12 @@ export class TorrentNode {
     this.pump();
   }
 
-  /** Graceful: the core closes every connection (the FINs go out). */
+  /** Graceful: the core closes every connection (the FINs go out) and `stopped` is announced. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     this.timer?.cancel();
+    this.announcer?.stop();
     this.listener?.close();
     this.core.stop();
     for (let a = this.core.pollAction(); a; a = this.core.pollAction()) if (a.type === 'send' || a.type === 'close') this.act(a);
@@ -114,6 +149,7 @@ export class TorrentNode {
   crashed(): void {
     this.stopped = true;
     this.timer?.cancel();
+    this.announcer?.close();
   }
 
   private attach(stream: ByteStream, direction: 'in' | 'out'): void {
@@ -138,11 +174,12 @@ export class TorrentNode {
         this.pump();
       }
     });
-    stream.onClose(() => {
+    stream.onClose((error) => {
       this.streams.delete(handle);
       this.congested.delete(handle);
       this.held.delete(handle);
       if (this.stopped) return;
+      this.o.onPeerClosed?.(error !== undefined);
       this.core.peerClosed(this.now, handle);
       this.pump();
     });
@@ -252,9 +289,11 @@ export class TorrentNode {
         this.o.onPiece?.(a.index);
         return;
       case 'complete':
+        this.announcer?.complete();
         this.o.onComplete?.();
         return;
       case 'want-peers':
+        this.announcer?.reannounce();
         this.o.onWantPeers?.();
         return;
       case 'banned':

@@ -5,14 +5,19 @@
  * (Prometheus text) from its counters.
  *
  * Hostile clients: request heads are capped at 8 KiB (431 otherwise), slow
- * ones are cut off (headers in 10 s, the whole request in 15 s, idle
- * keep-alive after 5 s), connections are capped, a request that does not
- * parse as HTTP gets a 400 and a closed connection, any method but GET and
- * HEAD a 405, and bodies are discarded unread. Nothing a client sends can
- * throw out of the handler: an unexpected error is a 500 and a counter.
+ * ones are cut off (headers in 5 s, the whole request in 10 s, idle
+ * keep-alive after 5 s; Node checks these every second, not every 30 s as by
+ * default, so a half-sent request holds its socket for 6 s at most),
+ * connections are capped in all and per address (an IPv4 address or an IPv6
+ * /64, like the rate limiter: one address holding half-sent requests can
+ * take only its own share, not lock everyone else out), a request that does
+ * not parse as HTTP gets a 400 and a closed connection, any method but GET
+ * and HEAD a 405, and bodies are discarded unread. Nothing a client sends
+ * can throw out of the handler: an unexpected error is a 500 and a counter.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
+import { parseIpv6 } from '../codec/ip.js';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, statsJson } from './metrics.js';
 import type { TrackerService } from './service.js';
 
@@ -21,6 +26,19 @@ export interface HttpServerOptions {
   readonly port: number;
   /** Open connections at most. Default 8192. */
   readonly maxConnections?: number;
+  /** Open connections at most from one IPv4 address or IPv6 /64; more are closed at once. Default 64. */
+  readonly maxConnectionsPerAddress?: number;
+  /** A request's head must arrive within this. Default 5000 ms. */
+  readonly headersTimeoutMs?: number;
+  /** A whole request must arrive within this (at least headersTimeoutMs). Default 10 000 ms. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** The key connections are counted under: the IPv4 address, or the IPv6 /64. */
+export function connectionKey(host: string): string {
+  if (isIP(host) !== 6) return host;
+  const ip = parseIpv6(host);
+  return ip === undefined ? host : `${Buffer.from(ip.subarray(0, 8)).toString('hex')}/64`;
 }
 
 /** Strips the IPv4-mapped prefix a dual-stack socket reports. */
@@ -77,11 +95,45 @@ function handle(service: TrackerService, req: IncomingMessage, res: ServerRespon
 
 /** Starts listening; resolves once bound (port 0: any free port, see `server.address()`). */
 export function listenHttp(service: TrackerService, options: HttpServerOptions): Promise<Server> {
+  const headersTimeout = options.headersTimeoutMs ?? 5_000;
+  const requestTimeout = Math.max(headersTimeout, options.requestTimeoutMs ?? 10_000);
   const server = createServer(
-    { maxHeaderSize: 8192, requestTimeout: 15_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, noDelay: true },
+    {
+      maxHeaderSize: 8192,
+      requestTimeout,
+      headersTimeout,
+      keepAliveTimeout: 5_000,
+      // How often Node looks for connections past headersTimeout/requestTimeout (default 30 s).
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      noDelay: true,
+    },
     (req, res) => handle(service, req, res),
   );
   server.maxConnections = options.maxConnections ?? 8192;
+  // Open connections per address. An entry lives only while its address has a connection
+  // open, so the map holds at most maxConnections entries.
+  const perAddress = options.maxConnectionsPerAddress ?? 64;
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const host = remoteHost(socket);
+    if (host === undefined) {
+      socket.destroy();
+      return;
+    }
+    const key = connectionKey(host);
+    const n = open.get(key) ?? 0;
+    if (n >= perAddress) {
+      service.httpConnectionsRefused++;
+      socket.destroy();
+      return;
+    }
+    open.set(key, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(key) ?? 1) - 1;
+      if (left <= 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || socket.destroyed) {
       socket.destroy();

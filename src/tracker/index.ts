@@ -43,6 +43,14 @@ export interface StartTrackerOptions extends Omit<TrackerCoreOptions, 'random'> 
   readonly random?: Random;
   /** HTTP connections at most. Default 8192. */
   readonly maxConnections?: number;
+  /** HTTP connections at most from one IPv4 address or IPv6 /64. Default 64. */
+  readonly maxConnectionsPerAddress?: number;
+  /** An HTTP request's head must arrive within this. Default 5000 ms. */
+  readonly headersTimeoutMs?: number;
+  /** A whole HTTP request must arrive within this. Default 10 000 ms. */
+  readonly requestTimeoutMs?: number;
+  /** Private trackers with a data directory: peers whose last report is kept (for accounting across restarts). Default 200 000. */
+  readonly maxPeerReports?: number;
   /** Longest wait before accounting is fsynced. Default 1000 ms. */
   readonly fsyncIntervalMs?: number;
   /** Called with unexpected errors (the tracker keeps running). Default: ignore. */
@@ -91,8 +99,18 @@ export async function startTracker(options: StartTrackerOptions = {}): Promise<T
   if (httpPort === false && udpPort === false) throw new RangeError('neither HTTP nor UDP: nothing to serve');
 
   const runtime = createRealRuntime(options.random !== undefined ? { random: options.random } : {});
-  const core = new TrackerCore({ ...options, random: runtime.random });
-  const store = options.dataDir !== undefined && options.private === true ? UserStore.open(options.dataDir, { fsyncIntervalMs: options.fsyncIntervalMs }) : undefined;
+  const store =
+    options.dataDir !== undefined && options.private === true
+      ? UserStore.open(options.dataDir, { fsyncIntervalMs: options.fsyncIntervalMs, maxPeerReports: options.maxPeerReports })
+      : undefined;
+  let core: TrackerCore;
+  try {
+    // Each peer's last report lives in the store, so accounting continues across a restart.
+    core = new TrackerCore({ ...options, random: runtime.random, ...(store !== undefined ? { lastReported: (peer: string) => store.peerReport(peer) } : {}) });
+  } catch (e) {
+    store?.close();
+    throw e;
+  }
   const service = new TrackerService(core, runtime, store, options.onError ?? (() => {}));
   const servers: Server[] = [];
   const sockets: DatagramSocket[] = [];
@@ -126,8 +144,14 @@ export async function startTracker(options: StartTrackerOptions = {}): Promise<T
     let up = udpPort;
     for (const host of hosts) {
       if (hp !== false) {
-        const server = await listenHttp(service, { host, port: hp, maxConnections: options.maxConnections }).catch((e: NodeJS.ErrnoException) => {
-          if (httpPort === 0 && e.code === 'EADDRINUSE') return listenHttp(service, { host, port: 0, maxConnections: options.maxConnections });
+        const httpOptions = {
+          maxConnections: options.maxConnections,
+          maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+          headersTimeoutMs: options.headersTimeoutMs,
+          requestTimeoutMs: options.requestTimeoutMs,
+        };
+        const server = await listenHttp(service, { host, port: hp, ...httpOptions }).catch((e: NodeJS.ErrnoException) => {
+          if (httpPort === 0 && e.code === 'EADDRINUSE') return listenHttp(service, { host, port: 0, ...httpOptions });
           throw e;
         });
         servers.push(server);

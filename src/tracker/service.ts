@@ -19,6 +19,8 @@ export class TrackerService {
   readonly runtime: Runtime;
   readonly store: UserStore | undefined;
   httpRequests = 0;
+  /** HTTP connections closed at once because their address had too many open. */
+  httpConnectionsRefused = 0;
   internalErrors = 0;
   private timer: TimerHandle | undefined;
   private timerAt: number | undefined;
@@ -54,7 +56,7 @@ export class TrackerService {
     for (let e = core.pollEvent(); e !== undefined; e = core.pollEvent()) {
       if (e.type === 'accounting' && this.store !== undefined) {
         try {
-          this.store.account(e.passkey, e.uploaded, e.downloaded, e.completed);
+          this.store.account(e.passkey, e.uploaded, e.downloaded, e.completed, e.peer, e.reported);
         } catch (error) {
           this.fault(error);
         }
@@ -89,6 +91,7 @@ export class TrackerService {
     return {
       ...this.core.stats(now),
       httpRequests: this.httpRequests,
+      httpConnectionsRefused: this.httpConnectionsRefused,
       internalErrors: this.internalErrors,
       residentMemoryBytes: process.memoryUsage.rss(),
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),

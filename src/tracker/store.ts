@@ -28,6 +28,15 @@
  *   no record is ever applied twice.
  * - One process at a time: LOCK holds the owner's pid; a lock left by a
  *   process that no longer exists (killed) is taken over.
+ * - Besides the totals, the store keeps each peer's last reported
+ *   uploaded/downloaded (by info hash and peer id, for the user it belongs
+ *   to), in the same journal line as the credit it came with, so the two
+ *   can never disagree after a crash. After a restart the tracker asks for
+ *   it when a peer it does not know announces without `started`, and credits
+ *   only what the peer reported beyond it: bytes reported across a restart
+ *   count exactly once. The table is bounded (`maxPeerReports`, least
+ *   recently announced forgotten first); a peer that says `stopped` is
+ *   forgotten at once.
  *
  * Why not SQLite or LevelDB: both need native modules (node:sqlite is not in
  * Node 20), and the data is small (one line per user and per announce that
@@ -51,6 +60,15 @@ export interface UserStoreOptions {
   readonly fsyncIntervalMs?: number;
   /** Journal lines after which the store compacts. Default 100 000. */
   readonly compactAfterRecords?: number;
+  /** Peers whose last report is kept at most; the least recently announced go first. Default 200 000. */
+  readonly maxPeerReports?: number;
+}
+
+/** A peer's last report: the user's passkey, uploaded, downloaded. */
+export interface PeerReport {
+  readonly passkey: string;
+  readonly uploaded: number;
+  readonly downloaded: number;
 }
 
 export interface RecoveryReport {
@@ -66,7 +84,8 @@ export interface RecoveryReport {
 type Record =
   | { t: 'add'; k: string; n: string }
   | { t: 'del'; k: string }
-  | { t: 'acct'; k: string; u: number; d: number; c: number };
+  /** `p`: the peer (info hash and peer id, 80 hex digits); `r`: its report, or null when it left. */
+  | { t: 'acct'; k: string; u: number; d: number; c: number; p?: string; r?: [number, number] | null };
 
 const SNAPSHOT = 'users.snapshot';
 /** Directories this process has open (a LOCK with our own pid is stale only if we do not). */
@@ -116,12 +135,18 @@ function decodeLine(line: string): Record | undefined {
   }
 }
 
+/** The in-memory key of a peer (40 latin1 characters) from its 80 hex digits. */
+const peerKey = (hex: string): string => Buffer.from(hex, 'hex').toString('latin1');
+
 const count = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
 
 export class UserStore {
   readonly dir: string;
   readonly recovery: RecoveryReport;
   private readonly users = new Map<string, StoredUser>();
+  /** Peer key (40 latin1 characters) -> last report; Map order is least recently announced first. */
+  private readonly reports = new Map<string, PeerReport>();
+  private readonly maxReports: number;
   private readonly fsyncIntervalMs: number;
   private readonly compactAfter: number;
   private generation: number;
@@ -135,6 +160,8 @@ export class UserStore {
     this.dir = dir;
     this.fsyncIntervalMs = options.fsyncIntervalMs ?? 1000;
     this.compactAfter = options.compactAfterRecords ?? 100_000;
+    this.maxReports = options.maxPeerReports ?? 200_000;
+    if (!Number.isSafeInteger(this.maxReports) || this.maxReports < 0) throw new RangeError('maxPeerReports must be a non-negative integer');
     mkdirSync(dir, { recursive: true });
     this.lock();
     try {
@@ -182,7 +209,7 @@ export class UserStore {
   private readSnapshot(): number {
     const path = join(this.dir, SNAPSHOT);
     if (!existsSync(path)) return 0;
-    let data: { version?: unknown; generation?: unknown; users?: unknown };
+    let data: { version?: unknown; generation?: unknown; users?: unknown; peers?: unknown };
     try {
       data = JSON.parse(readFileSync(path, 'utf8')) as typeof data;
     } catch (e) {
@@ -192,6 +219,13 @@ export class UserStore {
     for (const u of data.users as { name?: unknown; passkey?: unknown; uploaded?: unknown; downloaded?: unknown; completed?: unknown }[]) {
       if (typeof u.name !== 'string' || typeof u.passkey !== 'string') continue;
       this.users.set(u.passkey, { name: u.name, passkey: u.passkey, uploaded: count(u.uploaded), downloaded: count(u.downloaded), completed: count(u.completed) });
+    }
+    // Optional (snapshots written before peer reports existed have none): [peer hex, passkey, uploaded, downloaded].
+    if (Array.isArray(data.peers)) {
+      for (const e of data.peers as unknown[]) {
+        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') continue;
+        this.setReport(e[0], e[1], [count(e[2]), count(e[3])]);
+      }
     }
     return data.generation as number;
   }
@@ -207,6 +241,26 @@ export class UserStore {
       u.uploaded += count(r.u);
       u.downloaded += count(r.d);
       u.completed += count(r.c);
+      if (typeof r.p === 'string') {
+        if (Array.isArray(r.r)) this.setReport(r.p, u.passkey, [count(r.r[0]), count(r.r[1])]);
+        else if (r.r === null) this.reports.delete(peerKey(r.p));
+      }
+    }
+  }
+
+  /** Records a peer's report (hex key from the journal), most recent last, within the bound. */
+  private setReport(peerHex: string, passkey: string, r: readonly [number, number]): void {
+    if (!/^[0-9a-f]{80}$/.test(peerHex)) return;
+    const key = peerKey(peerHex);
+    this.reports.delete(key);
+    if (this.maxReports === 0) return;
+    // Share the user's passkey string instead of keeping a copy per peer.
+    const owner = this.users.get(passkey)?.passkey ?? passkey;
+    this.reports.set(key, { passkey: owner, uploaded: r[0], downloaded: r[1] });
+    while (this.reports.size > this.maxReports) {
+      const oldest = this.reports.keys().next();
+      if (oldest.done === true) break;
+      this.reports.delete(oldest.value);
     }
   }
 
@@ -304,12 +358,34 @@ export class UserStore {
     return true;
   }
 
-  /** Adds to a user's totals: written at once, fsynced within `fsyncIntervalMs`. */
-  account(passkey: string, uploaded: number, downloaded: number, completed: number): void {
+  /**
+   * Adds to a user's totals, and with `peer` (40 latin1 characters: info
+   * hash and peer id) sets that peer's last report (`null`: forgets it), in
+   * one journal line: written at once, fsynced within `fsyncIntervalMs`.
+   */
+  account(passkey: string, uploaded: number, downloaded: number, completed: number, peer?: string, reported?: readonly [number, number] | null): void {
     if (!this.users.has(passkey)) return;
     const r: Record = { t: 'acct', k: passkey, u: uploaded, d: downloaded, c: completed };
+    if (peer !== undefined && peer.length === 40 && reported !== undefined) {
+      // Nothing to write for forgetting a peer the store does not hold.
+      if (reported === null && !this.reports.has(peer) && uploaded === 0 && downloaded === 0 && completed === 0) return;
+      r.p = Buffer.from(peer, 'latin1').toString('hex');
+      r.r = reported === null ? null : [reported[0], reported[1]];
+    } else if (uploaded === 0 && downloaded === 0 && completed === 0) {
+      return;
+    }
     this.append(r, false);
     this.apply(r);
+  }
+
+  /** A peer's last report (key: 40 latin1 characters, info hash and peer id), if kept. */
+  peerReport(peer: string): PeerReport | undefined {
+    return this.reports.get(peer);
+  }
+
+  /** How many peer reports are kept. */
+  get peerReports(): number {
+    return this.reports.size;
   }
 
   /** fsyncs pending journal lines. */
@@ -329,7 +405,9 @@ export class UserStore {
     fsyncSync(fd);
     fsyncDir(this.dir);
     const tmp = join(this.dir, `${SNAPSHOT}.tmp`);
-    const snapshot = JSON.stringify({ version: 1, generation: next, users: [...this.users.values()] });
+    const peers: [string, string, number, number][] = [];
+    for (const [k, r] of this.reports) peers.push([Buffer.from(k, 'latin1').toString('hex'), r.passkey, r.uploaded, r.downloaded]);
+    const snapshot = JSON.stringify({ version: 1, generation: next, users: [...this.users.values()], peers });
     writeFileSync(tmp, snapshot);
     const sfd = openSync(tmp, 'r');
     fsyncSync(sfd);

@@ -10,6 +10,12 @@ import type { TrackerService } from './service.js';
 
 export async function bindUdp(service: TrackerService, runtime: Runtime, host: string, port: number): Promise<DatagramSocket> {
   const socket = await runtime.bindDatagram({ host, port });
+  serveUdp(service, socket);
+  return socket;
+}
+
+/** Serves the tracker on a socket already bound (the simulator binds its sockets synchronously). */
+export function serveUdp(service: TrackerService, socket: DatagramSocket): void {
   const core = service.core;
   socket.onMessage((from, data) => {
     try {
@@ -21,5 +27,4 @@ export async function bindUdp(service: TrackerService, runtime: Runtime, host: s
       service.fault(error);
     }
   });
-  return socket;
 }

@@ -24,6 +24,7 @@ interface TrackerCliOptions extends DashboardCliOptions {
   maxPeersPerTorrent?: string;
   maxPeers?: string;
   maxNumwant?: string;
+  maxConnectionsPerAddress?: string;
   rateLimit: string;
   fullScrape?: boolean;
 }
@@ -67,6 +68,7 @@ export function registerTracker(program: Command, io: CliIo): void {
     .option('--max-peers-per-torrent <n>', 'most peers stored per torrent (default 20000)')
     .option('--max-peers <n>', 'most peers stored in all (default 10000000)')
     .option('--max-numwant <n>', 'most peers sent in one answer (default 200)')
+    .option('--max-connections-per-address <n>', 'most HTTP connections open from one IPv4 address or IPv6 /64 (default 64)')
     .option('--rate-limit <n>', 'requests per second per address, bursts of 4x; 0 for no limit', '50')
     .option('--full-scrape', 'allow a scrape without info hashes (lists every torrent)'))
     .action(async (opts: TrackerCliOptions) => {
@@ -75,6 +77,7 @@ export function registerTracker(program: Command, io: CliIo): void {
       const udp = neither ? 6969 : opts.udp === undefined ? false : parsePort(opts.udp, '--udp');
       if (opts.private === true && opts.data === undefined) throw new UsageError('--private needs --data DIR to keep passkeys and accounting');
       if (opts.addUser.length > 0 && opts.private !== true) throw new UsageError('--add-user only makes sense with --private');
+      if (opts.data !== undefined && opts.private !== true) throw new UsageError('--data only makes sense with --private (an open tracker keeps nothing on disk)');
       const rate = positive(opts.rateLimit, '--rate-limit', true)!;
       const interval = positive(opts.interval, '--interval');
       dashboardSettings(opts); // usage errors before anything starts
@@ -91,6 +94,7 @@ export function registerTracker(program: Command, io: CliIo): void {
         maxPeersPerTorrent: positive(opts.maxPeersPerTorrent, '--max-peers-per-torrent'),
         maxPeers: positive(opts.maxPeers, '--max-peers'),
         maxNumWant: positive(opts.maxNumwant, '--max-numwant'),
+        maxConnectionsPerAddress: positive(opts.maxConnectionsPerAddress, '--max-connections-per-address'),
         rateLimit: rate === 0 ? false : { perSecond: rate, burst: rate * 4 },
         allowFullScrape: opts.fullScrape === true,
         onError: (e) => io.stderr.write(`peerkit tracker: internal error: ${e instanceof Error ? e.message : String(e)}\n`),

@@ -5,6 +5,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { MAX_ITEM_VALUE_BYTES, MAX_SALT_BYTES } from '../../codec/krpc.js';
+import { ownedCopy } from './id.js';
 
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -70,16 +71,16 @@ export function keyPairFromSeed(seed: Uint8Array): { publicKey: Buffer; privateK
   if (seed.length !== 32) throw new RangeError('an Ed25519 seed has 32 bytes');
   const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
   const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-  return { publicKey: Buffer.from(spki.subarray(spki.length - 32)), privateKey };
+  return { publicKey: ownedCopy(spki.subarray(spki.length - 32)), privateKey };
 }
 
 /** Builds a signed mutable item. Ed25519 signatures are deterministic: no randomness involved. */
 export function signMutableItem(seed: Uint8Array, value: Uint8Array, seq: number, salt?: Uint8Array): Item {
   checkItem(value, salt);
   const { publicKey, privateKey } = keyPairFromSeed(seed);
-  const s = salt === undefined || salt.length === 0 ? undefined : Buffer.from(salt);
+  const s = salt === undefined || salt.length === 0 ? undefined : ownedCopy(salt);
   const sig = sign(null, signedPayload(value, seq, s), privateKey);
-  return { value: Buffer.from(value), k: publicKey, sig, seq, ...(s === undefined ? {} : { salt: s }) };
+  return { value: ownedCopy(value), k: publicKey, sig, seq, ...(s === undefined ? {} : { salt: s }) };
 }
 
 export function checkItem(value: Uint8Array, salt?: Uint8Array): void {

@@ -25,8 +25,10 @@ import {
   encodeKrpc,
   KRPC_CAS_MISMATCH,
   KRPC_INVALID_SIGNATURE,
+  KRPC_MESSAGE_TOO_BIG,
   KRPC_METHOD_UNKNOWN,
   KRPC_PROTOCOL_ERROR,
+  KRPC_SALT_TOO_BIG,
   KRPC_SEQ_TOO_LOW,
   KrpcError,
   type KrpcErrorMessage,
@@ -35,12 +37,16 @@ import {
   type KrpcResponse,
   type QueryBody,
   type Want,
+  MAX_ITEM_VALUE_BYTES,
+  MAX_SALT_BYTES,
 } from '../../codec/krpc.js';
+import { decode as decodeBencode, encode as encodeBencode, isBytes, isDict, type BencodeValue } from '../../codec/bencode.js';
 import { itemMatchesTarget, sha1, targetOf, verifyItemSignature, type Item } from './bep44.js';
 import {
   addrIp,
   addrOf,
   bep42Id,
+  commonPrefixBits,
   compareDistance,
   endpointOf,
   idBytes,
@@ -48,6 +54,7 @@ import {
   idMatchesAddr,
   idOf,
   isLocalAddr,
+  ownedCopy,
   isUsableAddr,
   randomId,
   type Addr,
@@ -64,7 +71,7 @@ export interface DhtOptions extends RoutingTableOptions {
   timeoutMs?: number;
   /** Resends of an unanswered query (default 1). */
   retries?: number;
-  /** Most queries one lookup sends (default 200). */
+  /** Most queries one lookup sends, retries included (default 200). */
   maxLookupQueries?: number;
   /** Candidates a lookup keeps, closest first (default 8 k). */
   lookupWidth?: number;
@@ -82,9 +89,15 @@ export interface DhtOptions extends RoutingTableOptions {
   maintenanceMs?: number;
   /** Refresh a bucket that has not changed for this long, in ms (default 15 minutes). */
   bucketRefreshMs?: number;
+  /**
+   * Refresh an empty bucket after this long without change, in ms (default
+   * 1 minute); a bucket holding fewer than k nodes is due in proportion to
+   * how full it is, between this and `bucketRefreshMs`.
+   */
+  emptyBucketRefreshMs?: number;
   /** Ping a questionable node at most this often, in ms (default 60 s). */
   pingIntervalMs?: number;
-  /** Distinct voters needed to accept an external address from the `ip` field (default 3). */
+  /** Distinct voter IPs needed to accept an external address from the `ip` field (default 3). */
   addressVotes?: number;
   /** Switch to a BEP 42 id when the voted external address is public and our id does not match it (default true). */
   deriveIdFromAddress?: boolean;
@@ -129,7 +142,7 @@ export interface OperationResult {
   readonly item?: Item;
   /** Steps from the first nodes asked to the closest node that answered (1 = one of the first). */
   readonly hops: number;
-  /** Queries sent (retries included). */
+  /** Queries sent: the lookup's, the store phase's (announce/put) and every resend of either. */
   readonly queries: number;
   readonly responses: number;
   /** Announce/put: nodes that acknowledged the store. */
@@ -220,7 +233,8 @@ const FAILED = 4;
 
 class Candidate {
   state = NEW;
-  token: Buffer | undefined = undefined;
+  /** The token it gave (latin1), for the store phase. */
+  token: string | undefined = undefined;
   constructor(
     public id: Id | undefined,
     readonly addr: Addr,
@@ -294,6 +308,33 @@ const NODE_LISTS = { 4: Buffer.allocUnsafeSlow(26 * 8), 6: Buffer.allocUnsafeSlo
 const MAX_LOOKUP_PEERS = 2000;
 const MAX_VERIFY_PINGS = 16;
 const PEERS_PER_RESPONSE = 50;
+/** Our client version `v`, shared by every node that does not set its own (read only). */
+const DEFAULT_VERSION = ownedCopy(Buffer.from('PK01', 'latin1'));
+/** Bucket refresh lookups running at once. */
+const MAX_REFRESHES = 2;
+
+/**
+ * BEP 44's error code for a put query the codec refused over a size limit:
+ * 205 when its value is over 1000 bytes, 207 when its salt is over 64, else
+ * 203. Only malformed queries get here, so the second parse costs nothing in
+ * the normal case (and the datagram is at most 4096 bytes).
+ */
+function putLimitError(data: Uint8Array): number {
+  let top: BencodeValue;
+  try {
+    top = decodeBencode(data);
+  } catch {
+    return KRPC_PROTOCOL_ERROR;
+  }
+  const a = isDict(top) ? top.get('a') : undefined;
+  const q = isDict(top) ? top.get('q') : undefined;
+  if (!isDict(a) || !isBytes(q) || q.toString('latin1') !== 'put') return KRPC_PROTOCOL_ERROR;
+  const v = a.get('v');
+  if (v !== undefined && encodeBencode(v).length > MAX_ITEM_VALUE_BYTES) return KRPC_MESSAGE_TOO_BIG;
+  const salt = a.get('salt');
+  if (isBytes(salt) && salt.length > MAX_SALT_BYTES) return KRPC_SALT_TOO_BIG;
+  return KRPC_PROTOCOL_ERROR;
+}
 
 export class DhtCore implements DatagramCore<DhtEvent> {
   private selfId: Id;
@@ -313,6 +354,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly tokenRotateMs: number;
   private readonly maintenanceMs: number;
   private readonly bucketRefreshMs: number;
+  private readonly emptyBucketRefreshMs: number;
   private readonly pingIntervalMs: number;
   private readonly addressVotes: number;
   private readonly deriveId: boolean;
@@ -323,7 +365,10 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly ops = new Map<number, Operation>();
   private nextOp = 1;
   private verifyPings = 0;
-  private refreshing = false;
+  /** Bucket refreshes (internal lookups) running. */
+  private refreshes = 0;
+  /** The next bucket of the refresh pass that follows a bootstrap (-1: no pass running). */
+  private refreshNext = -1;
 
   private secret: Buffer;
   private previousSecret: Buffer;
@@ -332,7 +377,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly peerStore: PeerStore;
   private readonly itemStore: ItemStore;
 
-  private votes = new Map<Addr, Set<Addr>>();
+  /** Voted external address -> the IPs (addrIp) that voted for it. */
+  private votes = new Map<Addr, Set<string>>();
   private external: Addr | undefined = undefined;
 
   private outQ: Transmit[] = [];
@@ -368,14 +414,15 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     this.tokenRotateMs = o.tokenRotateMs ?? 5 * 60_000;
     this.maintenanceMs = o.maintenanceMs ?? 10_000;
     this.bucketRefreshMs = o.bucketRefreshMs ?? 15 * 60_000;
+    this.emptyBucketRefreshMs = o.emptyBucketRefreshMs ?? 60_000;
     this.pingIntervalMs = o.pingIntervalMs ?? 60_000;
     this.addressVotes = o.addressVotes ?? 3;
     this.deriveId = o.deriveIdFromAddress ?? true;
-    this.version = Buffer.from(o.version ?? Buffer.from('PK01', 'latin1'));
+    this.version = o.version === undefined ? DEFAULT_VERSION : ownedCopy(o.version);
     this.rateOptions = o.queryRateLimit ?? { perSecond: 50, burst: 200, maxTracked: 1024 };
     if (!(this.alpha >= 1) || !(this.timeoutMs > 0) || !(this.retries >= 0)) throw new RangeError('alpha >= 1, timeoutMs > 0 and retries >= 0 are required');
     this.nextTid = this.random.below(0x10000);
-    this.secret = Buffer.from(this.random.bytes(16));
+    this.secret = ownedCopy(this.random.bytes(16));
     this.previousSecret = this.secret;
     this.rotateAt = init.now + this.tokenRotateMs;
     this.nextMaintenance = init.now + this.maintenanceMs;
@@ -503,7 +550,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   get(now: number, target: Uint8Array, salt?: Uint8Array): number {
     const op = this.newOperation(now, 'get', idOf(target), 'get', false);
     if (op === undefined) return this.refused('get', idOf(target));
-    if (salt !== undefined && salt.length > 0) op.salt = Buffer.from(salt);
+    if (salt !== undefined && salt.length > 0) op.salt = ownedCopy(salt);
     return this.startLookup(now, op, true);
   }
 
@@ -525,6 +572,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     op.phase = 1;
     op.pending = 1;
     const sent = this.sendQuery(now, addr, undefined, USER_PING, op, undefined, { q: 'ping' });
+    if (sent) op.queries++;
     if (!sent) this.finish(op);
     return op.op;
   }
@@ -593,6 +641,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   private step(now: number, op: Operation): void {
     if (op.phase !== 0) return;
+    if (op.kind === 'refresh' && this.bucketFull(op.target)) {
+      // A refresh is for filling its bucket: once it is full, the rest of the lookup would teach us nothing.
+      this.lookupFinished(now, op);
+      return;
+    }
     const budget = (): boolean => op.queries < this.maxLookupQueries;
     let busy = false;
     for (const s of op.seeds) {
@@ -630,6 +683,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private lookupFinished(now: number, op: Operation): void {
     if (op.kind !== 'announce' && op.kind !== 'put') {
       this.finish(op);
+      if (op.kind === 'bootstrap') this.queueFarRefreshes(now);
+      else if (op.kind === 'refresh') this.startRefreshes(now);
       return;
     }
     op.phase = 1;
@@ -637,9 +692,12 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       if (c.token === undefined) continue;
       const sent =
         op.kind === 'announce'
-          ? this.sendQuery(now, c.addr, c.id, STORE, op, c, { q: 'announce_peer', infoHash: idBytes(op.target), port: op.port, impliedPort: op.impliedPort, token: c.token })
-          : this.sendQuery(now, c.addr, c.id, STORE, op, c, this.putBody(op, c.token));
-      if (sent) op.pending++;
+          ? this.sendQuery(now, c.addr, c.id, STORE, op, c, { q: 'announce_peer', infoHash: idBytes(op.target), port: op.port, impliedPort: op.impliedPort, token: Buffer.from(c.token, 'latin1') })
+          : this.sendQuery(now, c.addr, c.id, STORE, op, c, this.putBody(op, Buffer.from(c.token, 'latin1')));
+      if (sent) {
+        op.pending++;
+        op.queries++;
+      }
     }
     if (op.pending === 0) this.finish(op);
   }
@@ -670,7 +728,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     if (op.phase === 2) return;
     op.phase = 2;
     this.ops.delete(op.op);
-    if (op.kind === 'refresh') this.refreshing = false;
+    if (op.kind === 'refresh') this.refreshes--;
     if (op.internal) return;
     const done = this.closestDone(op);
     const nodes = done.map((c) => ({ id: idBytes(c.id!), address: endpointOf(c.addr) }));
@@ -761,6 +819,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       if (this.txns.get(t.tid) !== t) continue;
       if (t.tries > 0) {
         t.tries--;
+        if (t.operation !== undefined) t.operation.queries++;
         t.deadline = now + this.timeoutMs;
         this.txns.delete(t.tid);
         this.txns.set(t.tid, t);
@@ -809,7 +868,10 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     } catch (e) {
       if (!(e instanceof KrpcError)) throw e;
       this.counters.malformed++;
-      if (e.transactionId !== undefined && !this.readOnly) this.sendError(from, e.transactionId, KRPC_PROTOCOL_ERROR, 'Protocol Error');
+      if (e.transactionId !== undefined && !this.readOnly) {
+        const code = e.code === 'TOO_LARGE' || e.code === 'BAD_LENGTH' ? putLimitError(data) : KRPC_PROTOCOL_ERROR;
+        this.sendError(from, e.transactionId, code, code === KRPC_MESSAGE_TOO_BIG ? 'message (v field) too big' : code === KRPC_SALT_TOO_BIG ? 'salt (salt field) too big' : 'Protocol Error');
+      }
       return;
     }
     if (msg.y === 'q') {
@@ -929,7 +991,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     if (!t.slow) op.inflight--;
     op.responses++;
     c.state = DONE;
-    if (msg.token !== undefined) c.token = Buffer.from(msg.token);
+    if (msg.token !== undefined) c.token = msg.token.toString('latin1');
     if (c.id === undefined) {
       // A bootstrap seed told us who it is.
       c.id = id;
@@ -952,24 +1014,30 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     if (msg.value !== undefined && op.method === 'get') {
       const item: Item =
         msg.k === undefined
-          ? { value: Buffer.from(msg.value) }
-          : { value: Buffer.from(msg.value), k: Buffer.from(msg.k), ...(msg.sig === undefined ? {} : { sig: Buffer.from(msg.sig) }), ...(msg.seq === undefined ? {} : { seq: msg.seq }), ...(op.salt === undefined ? {} : { salt: op.salt }) };
+          ? { value: ownedCopy(msg.value) }
+          : { value: ownedCopy(msg.value), k: ownedCopy(msg.k), ...(msg.sig === undefined ? {} : { sig: ownedCopy(msg.sig) }), ...(msg.seq === undefined ? {} : { seq: msg.seq }), ...(op.salt === undefined ? {} : { salt: op.salt }) };
       if (itemMatchesTarget(item, idBytes(op.target)) && (op.item === undefined || (item.seq ?? 0) > (op.item.seq ?? 0))) op.item = item;
     }
     this.step(now, op);
   }
 
+  /**
+   * A node told us (the `ip` field) the address it sees us at. Votes are
+   * counted per voter IP, not IP and port, so one host with many sockets is
+   * one voter and cannot move our id alone. Votes for the address already
+   * adopted are not kept.
+   */
   private vote(now: number, voter: Addr, seen: Endpoint): void {
     const addr = addrOf(seen);
-    if (addr === undefined || !isUsableAddr(addr)) return;
+    if (addr === undefined || !isUsableAddr(addr) || addr === this.external) return;
     let voters = this.votes.get(addr);
     if (voters === undefined) {
       if (this.votes.size >= 16) this.votes.delete(this.votes.keys().next().value!);
       voters = new Set();
       this.votes.set(addr, voters);
     }
-    if (voters.size < 64) voters.add(voter);
-    if (voters.size < this.addressVotes || addr === this.external) return;
+    if (voters.size < 64) voters.add(addrIp(voter));
+    if (voters.size < this.addressVotes) return;
     this.external = addr;
     this.votes.clear();
     this.emit({ type: 'external-address', address: seen });
@@ -988,7 +1056,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       const e = this.table.get(n.id);
       if (e !== undefined) e.lastSeen = n.lastSeen;
     }
-    this.emit({ type: 'id-changed', id: idBytes(this.selfId) });
+    this.emit({ type: 'id-changed', id: ownedCopy(idBytes(this.selfId)) });
   }
 
   // ------------------------------------------------------------ queries
@@ -1073,7 +1141,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
         const peer = addrOf({ host: from.host, port });
         if (peer !== undefined && isUsableAddr(peer)) {
           this.peerStore.add(now, idOf(q.infoHash), peer);
-          this.emit({ type: 'announce', infoHash: Buffer.from(q.infoHash), peer: { host: from.host, port } });
+          this.emit({ type: 'announce', infoHash: ownedCopy(q.infoHash), peer: { host: from.host, port } });
         }
         this.reply(from, { t: q.t });
         break;
@@ -1163,22 +1231,74 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private maintenance(now: number): void {
     if (now >= this.rotateAt) {
       this.previousSecret = this.secret;
-      this.secret = Buffer.from(this.random.bytes(16));
+      this.secret = ownedCopy(this.random.bytes(16));
       this.rotateAt = now + this.tokenRotateMs;
       this.peerStore.sweep(now);
       this.itemStore.sweep(now);
     }
     this.limiter?.sweep(now);
     for (const n of this.table.questionable(now, 3, this.pingIntervalMs)) this.pingNode(now, n);
-    if (!this.refreshing && this.table.size > 0) {
-      const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random);
-      if (target !== undefined) {
-        const op = this.newOperation(now, 'refresh', target, 'find_node', true);
-        if (op !== undefined) {
-          this.refreshing = true;
-          this.startLookup(now, op);
-        }
+    this.startRefreshes(now);
+    if (this.refreshes < MAX_REFRESHES && this.table.size > 0) {
+      const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random, this.emptyBucketRefreshMs);
+      if (target !== undefined) this.startRefresh(now, target);
+    }
+  }
+
+  /**
+   * After a bootstrap, as Kademlia (§2.3) says: refresh every bucket farther
+   * than our closest neighbours' (the k the table holds), farthest first, so
+   * lookups into the far half of the id space work at once rather than after
+   * bucketRefreshMs (only nodes that answered us enter the table, so a
+   * self-lookup alone leaves far buckets nearly empty). The bound is taken again at each step,
+   * since the refreshes themselves split buckets; a bucket already full when
+   * its turn comes is skipped, and a refresh ends once its bucket is full.
+   * At most MAX_REFRESHES run at once, so a join does not flood the network.
+   */
+  private queueFarRefreshes(now: number): void {
+    this.refreshNext = 0;
+    this.startRefreshes(now);
+  }
+
+  private startRefreshes(now: number): void {
+    while (this.refreshNext >= 0 && this.refreshes < MAX_REFRESHES) {
+      const i = this.refreshNext;
+      if (i >= this.nearestBucket(now)) {
+        // Done, unless refreshes still running may split the table further.
+        if (this.refreshes === 0) this.refreshNext = -1;
+        return;
+      }
+      this.refreshNext = i + 1;
+      if (i < this.table.bucketCount - 1 && this.table.bucketEntries(i).nodes.length >= this.k) continue;
+      if (!this.startRefresh(now, this.table.refreshTarget(i, now, this.random))) {
+        this.refreshNext = i; // no operation slot: the next tick tries again
+        return;
       }
     }
+  }
+
+  /**
+   * Leading bits the farthest of our k closest neighbours shares with us (0
+   * with an empty table): every part of the id space sharing fewer is
+   * farther than them, whether it has a bucket of its own yet or is still
+   * part of the last one (a short self-lookup can leave the table unsplit).
+   */
+  private nearestBucket(now: number): number {
+    const near = this.table.closest(this.selfId, this.k, now);
+    return near.length === 0 ? 0 : commonPrefixBits(this.selfId, near[near.length - 1]!.id);
+  }
+
+  /** Whether the bucket for `id` is full and not the last one (which splits instead). */
+  private bucketFull(id: Id): boolean {
+    const i = commonPrefixBits(this.selfId, id);
+    return i < this.table.bucketCount - 1 && this.table.bucketEntries(i).nodes.length >= this.k;
+  }
+
+  private startRefresh(now: number, target: Id): boolean {
+    const op = this.newOperation(now, 'refresh', target, 'find_node', true);
+    if (op === undefined) return false;
+    this.refreshes++;
+    this.startLookup(now, op);
+    return true;
   }
 }

@@ -27,6 +27,20 @@ export function idBytes(id: Id): Buffer {
   return Buffer.from(id, 'latin1');
 }
 
+/**
+ * A copy of `bytes` in an ArrayBuffer of its own. Buffer.from and
+ * Buffer.allocUnsafe hand out slices of Node's shared 8 KiB pool for small
+ * sizes, and one small long-lived slice keeps its whole 8 KiB block alive
+ * (each node's secret on its own block, in a process of many nodes, was
+ * 8 KiB per node). What the core keeps for long (secrets, the version,
+ * stored items, items handed to the caller) is copied with this instead.
+ */
+export function ownedCopy(bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafeSlow(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
 export function idHex(id: Id): string {
   return idBytes(id).toString('hex');
 }

@@ -493,18 +493,34 @@ export class RoutingTable {
     return out;
   }
 
-  /** A random id in the range of the stalest bucket not changed for `refreshMs`, if any. */
-  staleBucketTarget(now: number, refreshMs: number, random: Random): Id | undefined {
+  /**
+   * A random id in the range of the stalest bucket that is due a refresh, if
+   * any. A full bucket is due after `refreshMs` without change; one holding
+   * fewer nodes sooner, in proportion to how full it is, and an empty one
+   * after `emptyRefreshMs` (an empty far bucket is what makes lookups into
+   * its part of the id space fail).
+   */
+  staleBucketTarget(now: number, refreshMs: number, random: Random, emptyRefreshMs = refreshMs): Id | undefined {
     let oldest = -1;
     for (let i = 0; i < this.buckets.length; i++) {
       const b = this.buckets[i]!;
-      if (now - b.changed >= refreshMs && (oldest < 0 || b.changed < this.buckets[oldest]!.changed)) oldest = i;
+      const due = Math.min(refreshMs, Math.max(emptyRefreshMs, (refreshMs * b.nodes.length) / this.k));
+      if (now - b.changed >= due && (oldest < 0 || b.changed < this.buckets[oldest]!.changed)) oldest = i;
     }
     if (oldest < 0) return undefined;
-    this.buckets[oldest]!.changed = now; // refreshed (a lookup is about to touch it)
     const last = this.buckets.length - 1;
     // The last bucket covers every id sharing >= `last` bits: any id below it, ours with random low bits.
-    return randomIdWithPrefix(this.self, oldest === last ? last + random.below(161 - last) : oldest, random);
+    return this.refreshTarget(oldest === last ? last + random.below(161 - last) : oldest, now, random);
+  }
+
+  /**
+   * A random id sharing exactly `bits` leading bits with ours, for a refresh
+   * lookup of that part of the id space (bucket `bits`, or a part of the
+   * last bucket); the bucket holding it counts as refreshed now.
+   */
+  refreshTarget(bits: number, now: number, random: Random): Id {
+    this.buckets[Math.min(bits, this.buckets.length - 1)]!.changed = now; // refreshed (a lookup is about to touch it)
+    return randomIdWithPrefix(this.self, bits, random);
   }
 
   /**

@@ -146,10 +146,21 @@ export class ItemStore {
     return item !== undefined && item.expires > now ? item : undefined;
   }
 
-  /** Stores a validated item (copying its buffers off the datagram). */
+  /**
+   * Stores a validated item, copying its buffers off the datagram into one
+   * ArrayBuffer of its own (never slices of Node's shared 8 KiB pool, which a
+   * stored item would otherwise keep alive whole).
+   */
   set(now: number, target: Id, item: Item): void {
     if (!this.map.delete(target) && this.map.size >= this.maxItems) this.map.delete(this.map.keys().next().value!);
-    const copy = (b: Buffer | undefined): Buffer | undefined => (b === undefined ? undefined : Buffer.from(b));
+    const block = Buffer.allocUnsafeSlow(item.value.length + (item.k?.length ?? 0) + (item.sig?.length ?? 0) + (item.salt?.length ?? 0));
+    let at = 0;
+    const copy = (b: Buffer | undefined): Buffer | undefined => {
+      if (b === undefined) return undefined;
+      block.set(b, at);
+      at += b.length;
+      return block.subarray(at - b.length, at);
+    };
     const stored: StoredItem = { value: copy(item.value)!, expires: now + this.ttlMs };
     if (item.k !== undefined) Object.assign(stored, { k: copy(item.k), sig: copy(item.sig), seq: item.seq, salt: copy(item.salt) });
     this.map.set(target, stored);

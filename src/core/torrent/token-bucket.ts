@@ -33,6 +33,13 @@ export class TokenBucket {
     return true;
   }
 
+  /** Tokens there now (negative while in debt); Infinity when unlimited. */
+  available(now: number): number {
+    if (this.unlimited) return Infinity;
+    this.refill(now);
+    return this.tokens;
+  }
+
   /** When tokens will next be available (now, if they are). */
   availableAt(now: number): number {
     if (this.unlimited) return now;

@@ -29,6 +29,7 @@ import type { Endpoint, Random } from '../../runtime/contract.js';
 import { endpointKey } from '../../runtime/contract.js';
 import { MetadataFetcher } from './metadata-fetcher.js';
 import { RateMeter } from './rate.js';
+import { LatencyEstimator, QUEUE_MAX_DEPTH, requestQueueDepth } from './request-queue.js';
 import { TokenBucket } from './token-bucket.js';
 
 export type PeerHandle = number;
@@ -67,9 +68,16 @@ export interface TorrentCoreOptions {
   /** Shared or own limits, in bytes per second. */
   readonly uploadLimiter?: TokenBucket;
   readonly downloadLimiter?: TokenBucket;
+  /** Choking (src/core/choker.ts): peers unchoked by rate. Default 4. */
   readonly regularUnchokeSlots?: number;
+  /** Peers unchoked regardless of rate. Default 1. */
+  readonly optimisticSlots?: number;
+  /** Default 30 000. */
   readonly optimisticIntervalMs?: number;
+  /** Default 10 000. */
   readonly rechokeIntervalMs?: number;
+  /** A peer we are interested in that sends no block for this long loses its regular slot (anti-snubbing). Default 60 000. */
+  readonly snubTimeoutMs?: number;
   /** A peer with requests outstanding that sends nothing for this long is snubbed and its requests re-issued. */
   readonly requestTimeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
@@ -84,14 +92,27 @@ export interface TorrentCoreOptions {
    * it at about 16 MB/s from us.
    */
   readonly maxIncomingRequests?: number;
+  /**
+   * Most requests we keep outstanding at one peer, whatever its
+   * bandwidth-delay product (the peer's reqq bounds it too). Default 500
+   * (8 MiB), as libtorrent.
+   */
+  readonly maxRequestQueue?: number;
   /** Stay connected as a seed (false: the driver will stop after completing). */
   readonly seedWhenDone?: boolean;
 }
 
 export type TorrentAction =
   | { readonly type: 'send'; readonly peer: PeerHandle; readonly data: readonly Uint8Array[] }
-  | { readonly type: 'close'; readonly peer: PeerHandle; readonly reason: string }
-  | { readonly type: 'connect'; readonly endpoint: Endpoint }
+  /**
+   * Close the connection. `kind` says why: 'violation' (the peer broke the
+   * protocol: oversized or malformed messages, out-of-range requests or
+   * indexes, messages out of order), 'ban' (bad data; a `banned` action came
+   * first) or 'normal' (limits, timeouts, duplicates, both seeds, stop).
+   */
+  | { readonly type: 'close'; readonly peer: PeerHandle; readonly reason: string; readonly kind: CloseKind }
+  /** Dial a known peer; `source` is where we heard of it ('user', 'tracker', 'pex', 'dht', ...). */
+  | { readonly type: 'connect'; readonly endpoint: Endpoint; readonly source: string }
   | { readonly type: 'read'; readonly peer: PeerHandle; readonly index: number; readonly begin: number; readonly length: number }
   | { readonly type: 'write'; readonly index: number; readonly begin: number; readonly data: Buffer }
   | { readonly type: 'verify'; readonly index: number }
@@ -103,6 +124,8 @@ export type TorrentAction =
   | { readonly type: 'complete' }
   | { readonly type: 'want-peers' }
   | { readonly type: 'dht-port'; readonly endpoint: Endpoint; readonly port: number };
+
+export type CloseKind = 'violation' | 'ban' | 'normal';
 
 export interface PeerSnapshot {
   readonly handle: PeerHandle;
@@ -120,6 +143,10 @@ export interface PeerSnapshot {
   /** Fraction of pieces the peer has (0..1), when known. */
   readonly progress: number;
   readonly outstanding: number;
+  /** Requests we aim to keep outstanding at it (bandwidth-delay product, request-queue.ts). */
+  readonly queueDepth: number;
+  /** Its request round trip as estimated (ms), once measured. */
+  readonly latencyMs: number | undefined;
   readonly queued: number;
   readonly snubbed: boolean;
   readonly optimistic: boolean;
@@ -168,12 +195,16 @@ const PEX_INTERVAL_MS = 60_000;
 const RETRY_FIRST_MS = 2_000;
 const RETRY_MAX_MS = 60_000;
 const RETRY_RESET_SESSION_MS = 60_000;
+const USER_RETRY_MAX_MS = 30_000;
 const METADATA_TIMEOUT_MS = 20_000;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
 const MAX_READS_IN_FLIGHT = 16;
 const MAX_DEPARTED = 4096;
+/** Pieces remembered as recently served, and suggested to a new peer at most (BEP 6). */
+const SUGGEST_RECENT = 16;
+const SUGGEST_MAX = 4;
 
 interface Peer {
   readonly handle: PeerHandle;
@@ -202,7 +233,11 @@ interface Peer {
   earlyBitfield: Buffer | undefined;
   messages: number;
   /** Our outstanding requests to them: key index*2^20+begin/16K... (see blockKey). */
-  outReqs: Map<number, { index: number; begin: number; length: number; at: number }>;
+  outReqs: Map<number, { index: number; begin: number; length: number; at: number; ahead: number }>;
+  /** Request round trip (request-queue.ts), for the pipeline depth. */
+  latency: LatencyEstimator;
+  /** Its rate over the last second: the pipeline follows a rising rate sooner than `down` (5 s) shows it. */
+  downRecent: RateMeter;
   /** Their requests waiting to be read from disk. */
   inQueue: BlockRequest[];
   /** Their requests being read right now (cancelled ones are marked false). */
@@ -228,6 +263,8 @@ interface Peer {
   metadataIdleUntil: number;
   pexSent: Set<string>;
   lastPexAt: number;
+  /** We sent it our suggestions (once per connection). */
+  suggested: boolean;
   outbox: Uint8Array[];
   closed: boolean;
 }
@@ -267,6 +304,8 @@ export class TorrentCore {
   private readonly bannedHosts = new Set<string>();
   /** Endpoints of peers that left, by handle (bounded), for blaming them for bad pieces. */
   private readonly departed = new Map<PeerHandle, Endpoint>();
+  /** Pieces read for upload lately, oldest first (see sendSuggestions). */
+  private readonly recentlyServed = new Set<number>();
   private readonly connecting = new Set<string>();
   private readonly queue: TorrentAction[] = [];
   private readonly dirty = new Set<Peer>();
@@ -287,6 +326,7 @@ export class TorrentCore {
   private readonly handshakeTimeoutMs: number;
   private readonly maxStrikes: number;
   private readonly maxIncoming: number;
+  private readonly maxRequestQueue: number;
   private readonly pexEnabled: () => boolean;
   private stopped = false;
   private limiterWakeAt: number | undefined;
@@ -302,14 +342,17 @@ export class TorrentCore {
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 20_000;
     this.maxStrikes = options.maxStrikes ?? 3;
     this.maxIncoming = options.maxIncomingRequests ?? 2000;
+    this.maxRequestQueue = options.maxRequestQueue ?? QUEUE_MAX_DEPTH;
     this.upLimit = options.uploadLimiter ?? new TokenBucket(0);
     this.downLimit = options.downloadLimiter ?? new TokenBucket(0);
     this.pexEnabled = () => (options.pex ?? true) && !(this.layout?.private ?? false);
     this.choker = new Choker<PeerHandle>({
       random: this.random,
       regularSlots: options.regularUnchokeSlots ?? 4,
+      optimisticSlots: options.optimisticSlots ?? 1,
       optimisticIntervalMs: options.optimisticIntervalMs ?? 30_000,
       rechokeIntervalMs: options.rechokeIntervalMs ?? 10_000,
+      snubTimeoutMs: options.snubTimeoutMs ?? 60_000,
     });
     const dht = options.dhtPort !== undefined && options.dhtPort > 0 && options.dhtPort < 65536 && !options.layout?.private;
     this.ourHandshake = encodeHandshake({ infoHash: options.infoHash, peerId: options.peerId, reserved: { extended: true, fast: true, dht } });
@@ -407,6 +450,8 @@ export class TorrentCore {
         uploaded: x.up.total,
         progress: this.layout ? count / this.layout.pieceCount : 0,
         outstanding: x.outReqs.size,
+        queueDepth: this.queueDepth(now, x),
+        latencyMs: x.latency.latencyMs,
         queued: x.inQueue.length,
         snubbed: this.choker.isSnubbed(x.handle, now),
         optimistic: this.choker.isOptimistic(x.handle),
@@ -461,6 +506,8 @@ export class TorrentCore {
       earlyBitfield: undefined,
       messages: 0,
       outReqs: new Map(),
+      latency: new LatencyEstimator(),
+      downRecent: new RateMeter(1000, 125),
       inQueue: [],
       reading: new Map(),
       allowedFastIn: new Set(),
@@ -480,6 +527,7 @@ export class TorrentCore {
       metadataIdleUntil: 0,
       pexSent: new Set(),
       lastPexAt: now,
+      suggested: false,
       outbox: [],
       closed: false,
     };
@@ -510,19 +558,35 @@ export class TorrentCore {
     this.connecting.delete(key);
     const k = this.known.get(key);
     if (k) {
+      k.connected = false;
       k.attempts++;
-      if (k.attempts >= 5) this.known.delete(key);
+      if (k.source === 'user') {
+        // A peer the user named is never given up on (it may not be up yet): 2 s, 4 s, 8 s... at most every 30 s.
+        k.nextAttemptAt = now + Math.min(USER_RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(k.attempts - 1, 10));
+      } else if (k.attempts >= 5) this.known.delete(key);
       else k.nextAttemptAt = now + 15_000 * 2 ** (k.attempts - 1);
     }
     this.connectMore(now);
   }
 
-  peerData(now: number, handle: PeerHandle, data: Uint8Array): void {
+  /**
+   * Bytes from a peer. `borrowed`: the driver will reuse `data`'s memory once it has carried
+   * out the actions this call queues (drain `pollAction()` first); the core copies what it keeps.
+   */
+  peerData(now: number, handle: PeerHandle, data: Uint8Array, borrowed = false): void {
     this.now = now;
     const peer = this.peers.get(handle);
     if (!peer || peer.closed) return;
     peer.lastReceivedAt = now;
-    peer.reader.push(data);
+    peer.reader.push(data, borrowed);
+    try {
+      this.readItems(now, peer);
+    } finally {
+      if (borrowed) peer.reader.detach();
+    }
+  }
+
+  private readItems(now: number, peer: Peer): void {
     try {
       for (;;) {
         let item: ReaderItem | undefined;
@@ -537,7 +601,7 @@ export class TorrentCore {
         if (peer.closed) return;
       }
     } catch (e) {
-      if (e instanceof CodecError) this.close(peer, `protocol error: ${e.message}`);
+      if (e instanceof CodecError) this.close(peer, `protocol error: ${e.message}`, 'violation');
       else throw e;
       return;
     }
@@ -757,7 +821,7 @@ export class TorrentCore {
       if (k.connected || this.connecting.has(key) || connectedHosts.has(key) || k.nextAttemptAt > now) continue;
       k.connected = true;
       this.connecting.add(key);
-      this.queue.push({ type: 'connect', endpoint: k.endpoint });
+      this.queue.push({ type: 'connect', endpoint: k.endpoint, source: k.source });
       room--;
     }
   }
@@ -936,7 +1000,7 @@ export class TorrentCore {
   private validIndex(peer: Peer, index: number): boolean {
     if (!this.layout) return true;
     if (index < this.layout.pieceCount) return true;
-    this.close(peer, `piece index ${index} out of range`);
+    this.close(peer, `piece index ${index} out of range`, 'violation');
     return false;
   }
 
@@ -960,6 +1024,7 @@ export class TorrentCore {
       case 'interested':
         peer.peerInterested = true;
         this.choker.setInterested(peer.handle, true);
+        this.sendSuggestions(peer);
         return;
       case 'not-interested':
         peer.peerInterested = false;
@@ -983,7 +1048,7 @@ export class TorrentCore {
       }
       case 'bitfield': {
         if (peer.gotHaves) {
-          this.close(peer, 'bitfield after other piece announcements');
+          this.close(peer, 'bitfield after other piece announcements', 'violation');
           return;
         }
         peer.gotHaves = true;
@@ -1000,11 +1065,11 @@ export class TorrentCore {
       case 'have-all':
       case 'have-none': {
         if (!peer.fast) {
-          this.close(peer, `${m.type} without the fast extension`);
+          this.close(peer, `${m.type} without the fast extension`, 'violation');
           return;
         }
         if (peer.gotHaves) {
-          this.close(peer, `${m.type} after other piece announcements`);
+          this.close(peer, `${m.type} after other piece announcements`, 'violation');
           return;
         }
         peer.gotHaves = true;
@@ -1037,7 +1102,7 @@ export class TorrentCore {
         return;
       case 'reject': {
         if (!peer.fast) {
-          this.close(peer, 'reject without the fast extension');
+          this.close(peer, 'reject without the fast extension', 'violation');
           return;
         }
         const key = blockKey(m.index, m.begin);
@@ -1050,8 +1115,10 @@ export class TorrentCore {
         picker?.peerAllowedFast(peer.handle, m.index);
         return;
       case 'suggest':
-        this.validIndex(peer, m.index);
-        return; // a hint; rarest-first already serves the swarm better
+        // A hint (the peer has the piece at hand): a tie-break in the picker, bounded there.
+        if (!this.validIndex(peer, m.index)) return;
+        picker?.peerSuggest(peer.handle, m.index);
+        return;
       case 'port':
         if (m.port > 0 && !this.layout?.private) this.queue.push({ type: 'dht-port', endpoint: peer.endpoint, port: m.port });
         return;
@@ -1068,7 +1135,7 @@ export class TorrentCore {
       return;
     }
     if (index >= this.layout.pieceCount || length <= 0 || length > MAX_BLOCK || begin + length > picker.pieceSize(index)) {
-      this.close(peer, `request out of range (piece ${index}, ${begin}+${length})`);
+      this.close(peer, `request out of range (piece ${index}, ${begin}+${length})`, 'violation');
       return;
     }
     const allowed = !peer.amChoking || peer.allowedFastOut.has(index);
@@ -1089,7 +1156,35 @@ export class TorrentCore {
       }
       peer.inQueue.shift();
       peer.reading.set(blockKey(r.index, r.begin), true);
+      this.noteServed(r.index);
       this.queue.push({ type: 'read', peer: peer.handle, index: r.index, begin: r.begin, length: r.length });
+    }
+  }
+
+  /** A piece is being read for upload: most recently served last, at most SUGGEST_RECENT. */
+  private noteServed(index: number): void {
+    const r = this.recentlyServed;
+    if (r.has(index)) r.delete(index);
+    r.add(index);
+    if (r.size > SUGGEST_RECENT) r.delete(r.values().next().value!);
+  }
+
+  /**
+   * BEP 6 suggest, once per peer, when it first becomes interested: up to
+   * SUGGEST_MAX of the pieces we served most recently that it lacks. The
+   * driver keeps recently read pieces in its read cache, so serving these
+   * costs no disk read, and peers that follow the hint share those pieces
+   * among themselves sooner.
+   */
+  private sendSuggestions(peer: Peer): void {
+    if (!peer.fast || peer.suggested || !this.picker || !this.layout) return;
+    peer.suggested = true;
+    let n = 0;
+    for (const i of [...this.recentlyServed].reverse()) {
+      if (n >= SUGGEST_MAX) break;
+      if (!this.picker.has(i) || peer.haveAll || peer.bitfield?.get(i) === true) continue;
+      this.send(peer, { type: 'suggest', index: i });
+      n++;
     }
   }
 
@@ -1100,17 +1195,20 @@ export class TorrentCore {
   private onBlock(now: number, peer: Peer, index: number, begin: number, block: Buffer): void {
     const picker = this.picker;
     if (!picker || !this.layout) {
-      this.close(peer, 'piece data before the metadata');
+      this.close(peer, 'piece data before the metadata', 'violation');
       return;
     }
     if (index >= this.layout.pieceCount || begin + block.length > picker.pieceSize(index)) {
-      this.close(peer, `block out of range (piece ${index}, ${begin}+${block.length})`);
+      this.close(peer, `block out of range (piece ${index}, ${begin}+${block.length})`, 'violation');
       return;
     }
     const key = blockKey(index, begin);
+    const req = peer.outReqs.get(key);
     peer.outReqs.delete(key);
     peer.lastBlockAt = now;
     peer.down.add(now, block.length);
+    peer.downRecent.add(now, block.length);
+    if (req) peer.latency.sample(now - req.at, req.ahead, block.length, peer.downRecent.rate(now));
     this.down.add(now, block.length);
     this.choker.blockReceived(peer.handle, now);
     if (now < peer.snubbedUntil) {
@@ -1139,11 +1237,10 @@ export class TorrentCore {
     this.send(peer, { type: want ? 'interested' : 'not-interested' });
   }
 
-  /** Desired requests in flight: enough for ~1 s of the peer's rate, within the peer's reqq. */
+  /** Desired requests in flight: the peer's bandwidth-delay product and some (request-queue.ts), within its reqq. */
   private queueDepth(now: number, peer: Peer): number {
-    const rate = peer.down.rate(now);
-    const depth = Math.ceil(rate / BLOCK) + 8;
-    return Math.min(peer.reqq, Math.max(8, Math.min(depth, 500)));
+    const rate = Math.max(peer.down.rate(now), peer.downRecent.rate(now));
+    return requestQueueDepth(rate, peer.latency.latencyMs ?? NaN, peer.reqq, BLOCK, this.maxRequestQueue);
   }
 
   private fillRequests(now: number, peer: Peer): void {
@@ -1152,16 +1249,21 @@ export class TorrentCore {
     if (now < peer.snubbedUntil) return;
     const choked = peer.peerChoking;
     if (choked && peer.allowedFastIn.size === 0) return;
-    const want = this.queueDepth(now, peer) - peer.outReqs.size;
+    let want = this.queueDepth(now, peer) - peer.outReqs.size;
     if (want <= 0) return;
-    if (!this.downLimit.unlimited && !this.downLimit.take(now, 0)) {
-      this.wakeAt(this.downLimit.availableAt(now));
-      return;
+    if (!this.downLimit.unlimited) {
+      const tokens = this.downLimit.available(now);
+      if (tokens <= 0) {
+        this.wakeAt(this.downLimit.availableAt(now));
+        return;
+      }
+      // As many requests as there are tokens for (and one in debt), not a whole pipeline at once.
+      want = Math.min(want, Math.floor(tokens / BLOCK) + 1);
     }
     const reqs = picker.pick(peer.handle, want, choked ? { choked: true, allowedFast: peer.allowedFastIn } : undefined);
     for (const r of reqs) {
       if (!this.downLimit.unlimited) this.downLimit.take(now, r.length);
-      peer.outReqs.set(blockKey(r.index, r.begin), { index: r.index, begin: r.begin, length: r.length, at: now });
+      peer.outReqs.set(blockKey(r.index, r.begin), { index: r.index, begin: r.begin, length: r.length, at: now, ahead: peer.outReqs.size });
       this.send(peer, { type: 'request', index: r.index, begin: r.begin, length: r.length });
     }
   }
@@ -1273,7 +1375,7 @@ export class TorrentCore {
     }
     if (msg.msgType !== 'data') return;
     if (msg.totalSize !== peer.metadataSize) {
-      this.close(peer, 'metadata of a different size than it announced');
+      this.close(peer, 'metadata of a different size than it announced', 'violation');
       return;
     }
     // An answer for a fetch given up on (started over at another size).
@@ -1317,7 +1419,7 @@ export class TorrentCore {
         peer.bitfield = new Bitfield(n, peer.earlyBitfield);
         picker.peerBitfield(peer.handle, peer.earlyBitfield);
       } catch {
-        this.close(peer, 'bad bitfield');
+        this.close(peer, 'bad bitfield', 'violation');
         return;
       }
       peer.earlyBitfield = undefined;
@@ -1327,7 +1429,7 @@ export class TorrentCore {
       peer.bitfield ??= new Bitfield(n);
       for (const i of peer.early) {
         if (i >= n) {
-          this.close(peer, `piece index ${i} out of range`);
+          this.close(peer, `piece index ${i} out of range`, 'violation');
           return;
         }
         if (!peer.bitfield.get(i)) {
@@ -1384,7 +1486,7 @@ export class TorrentCore {
 
   private ban(peer: Peer, reason: string): void {
     this.banHost(peer.endpoint, reason);
-    this.close(peer, `banned: ${reason}`);
+    this.close(peer, `banned: ${reason}`, 'ban');
   }
 
   private banHost(endpoint: Endpoint, reason: string): void {
@@ -1395,7 +1497,7 @@ export class TorrentCore {
     for (const [k, kp] of this.known) if (kp.endpoint.host === endpoint.host) this.known.delete(k);
   }
 
-  private close(peer: Peer, reason: string): void {
+  private close(peer: Peer, reason: string, kind: CloseKind = 'normal'): void {
     if (peer.closed) return;
     // Whatever is queued for the peer goes out before the close.
     if (peer.outbox.length > 0) {
@@ -1404,7 +1506,7 @@ export class TorrentCore {
     }
     this.dirty.delete(peer);
     peer.closed = true;
-    this.queue.push({ type: 'close', peer: peer.handle, reason });
+    this.queue.push({ type: 'close', peer: peer.handle, reason, kind });
     this.detach(peer);
   }
 

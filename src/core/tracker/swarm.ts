@@ -37,6 +37,8 @@ export const FLAG_V6 = 2;
 export const FLAG_KEY = 4;
 /** BEP 21 partial seed: not downloading, so it is not sent seeders either. */
 export const FLAG_PAUSED = 8;
+/** Its `completed` has been counted (so a retransmission is not counted again). */
+export const FLAG_COMPLETED = 16;
 
 const W_IP = 5;
 const W_PORTFLAGS = 9;
@@ -48,6 +50,8 @@ const W_DOWN = 16;
 const BASE_WORDS = 12;
 const ACCOUNTING_WORDS = 18;
 
+/** Torrents looked at, at most, to make room for a new one when the registry is full. */
+const EVICT_SCAN = 256;
 /** Torrents at or above this block capacity keep a hash index. */
 const INDEX_MIN_CAP = 48;
 /** Words in the largest chunk an arena allocates at once (4 MiB). */
@@ -204,12 +208,15 @@ export class SwarmRegistry {
   seeders = 0;
   /** Peers removed because they stopped announcing. */
   expired = 0;
+  /** Torrents dropped to make room for new ones (at the torrent cap). */
+  evicted = 0;
   /** Scratch for `select`: chosen slots. */
   readonly chosen: Int32Array;
   private readonly marks: Uint32Array;
   private markGen = 0;
   private readonly hashSeed: number;
   private sweepIter: Iterator<Torrent> | undefined;
+  private evictIter: Iterator<Torrent> | undefined;
 
   constructor(options: SwarmOptions, maxNumWant: number) {
     if (!(options.maxPeersPerTorrent >= 1) || !(options.maxTorrents >= 1) || !(options.maxPeers >= 1)) throw new RangeError('swarm caps must be >= 1');
@@ -225,11 +232,14 @@ export class SwarmRegistry {
     return this.peers - this.seeders;
   }
 
-  /** The torrent, creating it unless the registry is at its torrent cap (then undefined). */
-  getOrCreate(key: string): Torrent | undefined {
+  /**
+   * The torrent, creating it. At the torrent cap, with `nowSec`, a dead or
+   * lone-peer torrent makes room (see `evictOne`); undefined when none does.
+   */
+  getOrCreate(key: string, nowSec?: number): Torrent | undefined {
     let t = this.torrents.get(key);
     if (t === undefined) {
-      if (this.torrents.size >= this.options.maxTorrents) return undefined;
+      if (this.torrents.size >= this.options.maxTorrents && (nowSec === undefined || !this.evictOne(nowSec))) return undefined;
       t = new Torrent(key, EMPTY);
       this.torrents.set(key, t);
     }
@@ -238,6 +248,51 @@ export class SwarmRegistry {
 
   get(key: string): Torrent | undefined {
     return this.torrents.get(key);
+  }
+
+  /**
+   * Drops one torrent to make room for a new one: among the next
+   * EVICT_SCAN torrents of a cursor that cycles through the registry, the
+   * first with no live peer, else the one whose only peer announced least
+   * recently. Torrents of two or more peers are never dropped (a swarm the
+   * tracker is actually helping), so a flood of made-up info hashes, each
+   * with one peer, displaces itself and lone peers, not real swarms.
+   * Returns false when every torrent looked at has two peers or more.
+   */
+  private evictOne(nowSec: number): boolean {
+    const timeout = this.options.peerTimeoutSec;
+    let best: Torrent | undefined;
+    let bestSeen = Infinity;
+    let dead = false;
+    const scan = Math.min(EVICT_SCAN, this.torrents.size);
+    for (let n = 0; n < scan; n++) {
+      this.evictIter ??= this.torrents.values();
+      let r = this.evictIter.next();
+      if (r.done === true) {
+        this.evictIter = this.torrents.values();
+        r = this.evictIter.next();
+        if (r.done === true) break;
+      }
+      const t = r.value;
+      if (t.count >= 2) continue;
+      const seen = t.count === 0 ? -1 : this.lastSeen(t, 0);
+      if (t.count === 0 || nowSec - seen > timeout) {
+        best = t;
+        dead = true;
+        break;
+      }
+      if (seen < bestSeen) {
+        best = t;
+        bestSeen = seen;
+      }
+    }
+    if (best === undefined) return false;
+    if (dead) this.expired += best.count;
+    while (best.count > 0) this.remove(best, best.count - 1);
+    this.releaseBlock(best);
+    this.torrents.delete(best.key);
+    this.evicted++;
+    return true;
   }
 
   // ------------------------------------------------------------ record access

@@ -28,14 +28,23 @@
  *    Over UDP only peers of the datagram's address family are sent (BEP 15);
  *    over HTTP IPv4 peers go in `peers` and IPv6 ones in `peers6` (BEP 7).
  *  - `completed` is counted once per peer (a retransmitted announce does
- *    not count twice); retransmitted announces change nothing else either,
- *    since byte counts are taken as differences from the last report.
+ *    not count twice, whatever its `left`); retransmitted announces change
+ *    nothing else either, since byte counts are taken as differences from
+ *    the last report.
  *  - Accounting (private): a peer that announces `started` is credited with
- *    all it reports; a peer the tracker does not know (after a restart, or
- *    expired) and that does not say `started` is only credited from its next
- *    announce on, so a restart never counts the same bytes twice.
+ *    all it reports; later announces with what they report beyond the last
+ *    report. The last report of each peer leaves the core in its accounting
+ *    events (`peer`, `reported`), and the owner can hand it back through the
+ *    `lastReported` option: a peer the core does not know (after a restart,
+ *    or expired) that announces without `started` is then credited with the
+ *    difference from that last report, so what it reported across a restart
+ *    counts exactly once. Without such a record it is only credited from its
+ *    next announce on, so a restart never counts the same bytes twice.
  *  - Caps: torrents, peers per torrent, peers in all. A peer that does not
- *    fit is answered (with a warning over HTTP) but not stored.
+ *    fit is answered (with a warning over HTTP) but not stored. A new
+ *    torrent at the torrent cap first evicts a dead or lone-peer torrent
+ *    (the least recently announced of those a bounded scan finds; never a
+ *    swarm of two or more), and is refused only when there is none.
  *  - Per-address token-bucket rate limiting (IPv6 per /64). Over UDP,
  *    refused, malformed and forged-connection-id datagrams are dropped
  *    without a reply, so the tracker can never be used to reflect traffic.
@@ -60,7 +69,7 @@ import { ACTION_CONNECT, PROTOCOL_ID, decodeRequest, encodeResponse, type UdpAnn
 import type { DatagramCore, Endpoint, Random, Transmit } from '../../runtime/contract.js';
 import { ConnectionIds } from './connection-id.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
-import { FLAG_KEY, FLAG_PAUSED, FLAG_SEEDER, FLAG_V6, SwarmRegistry, WordScratch, type Torrent } from './swarm.js';
+import { FLAG_COMPLETED, FLAG_KEY, FLAG_PAUSED, FLAG_SEEDER, FLAG_V6, SwarmRegistry, WordScratch, type Torrent } from './swarm.js';
 
 export interface TrackerCoreOptions {
   readonly random: Random;
@@ -94,6 +103,15 @@ export interface TrackerCoreOptions {
   readonly trustClientIp?: boolean;
   /** ms between sweep passes. Default 30 000. */
   readonly sweepIntervalMs?: number;
+  /**
+   * Private trackers: the last `uploaded`/`downloaded` a peer reported, as
+   * the owner persisted it from accounting events (`peer` is the event's
+   * key). Asked when a peer the core does not hold announces: without
+   * `started` it is credited from there, and another user may not take
+   * its peer id. When given, every announce that changes a peer's report
+   * (or adds or removes a peer) yields an event carrying it.
+   */
+  readonly lastReported?: (peer: string) => ReportedCounters | undefined;
   /** Torrents purged per sweep step. Default 10 000. */
   readonly sweepBatch?: number;
 }
@@ -107,6 +125,13 @@ export interface TrackerUser {
   readonly completed: number;
 }
 
+/** A peer's last report, kept by the owner across restarts (see `lastReported`). */
+export interface ReportedCounters {
+  readonly passkey: string;
+  readonly uploaded: number;
+  readonly downloaded: number;
+}
+
 /** Bytes a user reported since its previous announce; the owner persists it. */
 export interface AccountingEvent {
   readonly type: 'accounting';
@@ -114,6 +139,13 @@ export interface AccountingEvent {
   readonly uploaded: number;
   readonly downloaded: number;
   readonly completed: number;
+  /**
+   * With the `lastReported` option: the peer (info hash and peer id, 40
+   * latin1 characters) and its report as of this announce, to keep with
+   * the credit (`null`: the peer left with `stopped`, forget it).
+   */
+  readonly peer?: string;
+  readonly reported?: readonly [uploaded: number, downloaded: number] | null;
 }
 
 export type TrackerEvent = AccountingEvent;
@@ -138,6 +170,8 @@ export interface TrackerStats {
   /** Peers not stored because a cap was reached. */
   readonly peersRefused: number;
   readonly peersExpired: number;
+  /** Torrents dropped to make room for new ones at the torrent cap (absent: 0). */
+  readonly torrentsEvicted?: number;
   /** Bytes of peer-record memory allocated. */
   readonly peerMemoryBytes: number;
 }
@@ -261,6 +295,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
   private readonly trustClientIp: boolean;
   private readonly sweepIntervalMs: number;
   private readonly sweepBatch: number;
+  private readonly lastReported: ((peer: string) => ReportedCounters | undefined) | undefined;
   private whitelist: Set<string> | undefined;
   private readonly cids: ConnectionIds;
   private readonly limiter: RateLimiter | undefined;
@@ -314,6 +349,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     this.trustClientIp = options.trustClientIp === true;
     this.sweepIntervalMs = positive(options.sweepIntervalMs, 30_000, 'sweepIntervalMs');
     this.sweepBatch = positive(options.sweepBatch, 10_000, 'sweepBatch');
+    this.lastReported = this.isPrivate ? options.lastReported : undefined;
     this.swarm = new SwarmRegistry(
       {
         maxTorrents: positive(options.maxTorrents, 1_000_000, 'maxTorrents'),
@@ -467,18 +503,24 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
 
     if (event === 'stopped') {
       const t = swarm.get(key);
-      if (t === undefined) return { ok: true, t: undefined, n: 0, complete: 0, incomplete: 0, warning: undefined };
-      const slot = swarm.find(t, pid);
-      if (slot >= 0) {
+      const slot = t === undefined ? -1 : swarm.find(t, pid);
+      if (t !== undefined && slot >= 0) {
         const why = this.checkIdentity(t, slot, ipw, input.key, user);
         if (why !== undefined) return why;
-        if (user !== undefined) this.account(t, slot, user, input, false, 0);
+        if (user !== undefined) this.account(t, slot, user, input, 0, undefined, true);
         swarm.remove(t, slot);
+      } else if (user !== undefined && this.lastReported !== undefined) {
+        // Unknown here (a restart): its last report may be in the owner's store; credit the rest and forget it.
+        const peer = this.peerKey(key);
+        const prior = this.lastReported(peer);
+        if (prior !== undefined && prior.passkey !== user.passkey) return this.refuse('peer-id-in-use', 'peer id in use by another user');
+        if (prior !== undefined) this.credit(user, input, prior, 0, peer, true);
       }
+      if (t === undefined) return { ok: true, t: undefined, n: 0, complete: 0, incomplete: 0, warning: undefined };
       return { ok: true, t, n: 0, complete: t.seeders, incomplete: t.count - t.seeders, warning: undefined };
     }
 
-    const t = swarm.getOrCreate(key);
+    const t = swarm.getOrCreate(key, nowSec);
     if (t === undefined) {
       this.peersRefused++;
       return this.refuse('tracker-full', 'tracker is full: too many torrents');
@@ -491,7 +533,8 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     let warning: string | undefined;
     let slot = swarm.find(t, pid);
     if (slot >= 0 && nowSec - swarm.lastSeen(t, slot) > this.peerTimeout) {
-      // Expired but not yet swept: it starts afresh, as if the tracker had never seen it.
+      // Expired but not yet swept: it starts afresh, as if the tracker had never seen it
+      // (its last report, if the owner kept it, is still found through lastReported).
       swarm.remove(t, slot);
       swarm.expired++;
       slot = -1;
@@ -499,22 +542,29 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     if (slot >= 0) {
       const why = this.checkIdentity(t, slot, ipw, input.key, user);
       if (why !== undefined) return why;
-      const wasSeeder = (swarm.flags(t, slot) & FLAG_SEEDER) !== 0;
-      const completed = event === 'completed' && !wasSeeder ? 1 : 0;
+      const old = swarm.flags(t, slot);
+      // Once per peer: not again from a seeder, nor from a retransmission (whatever its `left`).
+      const completed = event === 'completed' && (old & (FLAG_SEEDER | FLAG_COMPLETED)) === 0 ? 1 : 0;
       t.downloaded += completed;
-      if (user !== undefined) this.account(t, slot, user, input, false, completed);
-      swarm.update(t, slot, ipw, port, flags, nowSec, keyWord);
+      if (user !== undefined) this.account(t, slot, user, input, completed, undefined, false);
+      swarm.update(t, slot, ipw, port, flags | (old & FLAG_COMPLETED) | (completed !== 0 ? FLAG_COMPLETED : 0), nowSec, keyWord);
     } else {
+      // After a restart the owner's store still knows whose peer this is.
+      let prior: ReportedCounters | null = null;
+      if (user !== undefined && this.lastReported !== undefined) {
+        prior = this.lastReported(this.peerKey(key)) ?? null;
+        if (prior !== null && prior.passkey !== user.passkey) return this.refuse('peer-id-in-use', 'peer id in use by another user');
+      }
       const stale = swarm.findEndpoint(t, ipw, port);
       if (stale >= 0) swarm.remove(t, stale);
-      const r = swarm.insert(t, pid, ipw, port, flags, nowSec, keyWord);
       const completed = event === 'completed' ? 1 : 0;
+      const r = swarm.insert(t, pid, ipw, port, flags | (completed !== 0 ? FLAG_COMPLETED : 0), nowSec, keyWord);
       t.downloaded += completed;
       if (typeof r === 'number') {
         slot = r;
         if (user !== undefined) {
           swarm.setUser(t, slot, user.number);
-          this.account(t, slot, user, input, true, completed);
+          this.account(t, slot, user, input, completed, prior, false);
         }
       } else {
         slot = -1;
@@ -537,32 +587,60 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
     return undefined;
   }
 
-  /** Credits the user with what the peer reported since its last announce. */
-  private account(t: Torrent, slot: number, user: UserState, input: AnnounceInput, isNew: boolean, completed: number): void {
+  /**
+   * Credits the user with what the peer reported since its last report.
+   * `fresh` is undefined for a peer the core holds (its record has the last
+   * report); for a new record, the same user's last report the owner kept,
+   * or null. `gone`: the peer leaves.
+   */
+  private account(t: Torrent, slot: number, user: UserState, input: AnnounceInput, completed: number, fresh: ReportedCounters | null | undefined, gone: boolean): void {
     const swarm = this.swarm;
-    let up = 0;
-    let down = 0;
-    if (isNew) {
-      if (input.event === 'started') {
-        up = input.uploaded;
-        down = input.downloaded;
-      }
-    } else {
-      const lastUp = swarm.lastUploaded(t, slot);
-      const lastDown = swarm.lastDownloaded(t, slot);
-      // Counters that went down mean a new client session: start over from here.
-      if (input.uploaded >= lastUp) up = input.uploaded - lastUp;
-      if (input.downloaded >= lastDown) down = input.downloaded - lastDown;
+    let last: { uploaded: number; downloaded: number } | undefined;
+    const peer = this.lastReported !== undefined ? this.peerKey(input.infoKey) : undefined;
+    if (fresh === undefined) {
+      last = { uploaded: swarm.lastUploaded(t, slot), downloaded: swarm.lastDownloaded(t, slot) };
+    } else if (input.event === 'started') {
+      last = { uploaded: 0, downloaded: 0 };
+    } else if (fresh !== null) {
+      last = fresh;
     }
     swarm.setReported(t, slot, input.uploaded, input.downloaded);
-    if (up > 0 || down > 0 || completed > 0) this.emitAccounting(user, up, down, completed);
+    this.credit(user, input, last, completed, peer, gone || fresh !== undefined);
   }
 
-  private emitAccounting(user: UserState, up: number, down: number, completed: number): void {
+  /**
+   * Credits what `input` reports beyond `last` (nothing without one) and
+   * emits the event; with `peer`, the event carries the new report when it
+   * changed or `force` (a new or leaving peer).
+   */
+  private credit(user: UserState, input: AnnounceInput, last: { uploaded: number; downloaded: number } | undefined, completed: number, peer: string | undefined, force: boolean): void {
+    const gone = input.event === 'stopped';
+    let up = 0;
+    let down = 0;
+    // Without a last report nothing is credited (it may have been credited before a restart);
+    // counters that went down mean a new client session: start over from here.
+    if (last !== undefined && input.uploaded >= last.uploaded) up = input.uploaded - last.uploaded;
+    if (last !== undefined && input.downloaded >= last.downloaded) down = input.downloaded - last.downloaded;
+    const changed = peer !== undefined && (force || last === undefined || last.uploaded !== input.uploaded || last.downloaded !== input.downloaded);
+    if (up > 0 || down > 0 || completed > 0 || changed) {
+      this.emitAccounting(user, up, down, completed, changed ? peer : undefined, gone ? null : [input.uploaded, input.downloaded]);
+    }
+  }
+
+  /** The key of the announcing peer (`scratch.pid`) in events and the owner's store: info hash and peer id, 40 latin1 characters. */
+  private peerKey(infoKey: string): string {
+    return infoKey + Buffer.from(this.scratch.pid.buffer, this.scratch.pid.byteOffset, 20).toString('latin1');
+  }
+
+  private emitAccounting(user: UserState, up: number, down: number, completed: number, peer?: string, reported?: readonly [number, number] | null): void {
     user.uploaded += up;
     user.downloaded += down;
     user.completed += completed;
-    this.events.push({ type: 'accounting', passkey: user.passkey, uploaded: up, downloaded: down, completed });
+    this.events.push(
+      peer === undefined
+        ? { type: 'accounting', passkey: user.passkey, uploaded: up, downloaded: down, completed }
+        : { type: 'accounting', passkey: user.passkey, uploaded: up, downloaded: down, completed, peer, reported: reported ?? null },
+    );
   }
 
   // ------------------------------------------------------------ scrape (protocol-neutral)
@@ -922,6 +1000,7 @@ export class TrackerCore implements DatagramCore<TrackerEvent> {
       dropped: { malformed: this.droppedMalformed, forgedConnectionId: this.droppedForged, rateLimited: this.droppedRateLimited },
       peersRefused: this.peersRefused,
       peersExpired: swarm.expired,
+      torrentsEvicted: swarm.evicted,
       peerMemoryBytes: swarm.arena.reservedBytes,
     };
   }

@@ -202,19 +202,38 @@ class RealListener implements StreamListener {
   }
 }
 
+/**
+ * Outgoing connections read into one buffer shared by every such socket of the
+ * runtime (node:net's `onread`): reads allocate nothing, where a fresh buffer
+ * for each read made V8 collect its heap every ~20 MB received. Callbacks run
+ * one at a time, each handing the bytes on before the next read, so one
+ * buffer serves all; handlers that did not ask to borrow get a copy.
+ */
+const SHARED_READ_BYTES = 256 * 1024;
+
+interface DataHandler {
+  readonly fn: (data: Uint8Array) => void;
+  readonly borrow: boolean;
+}
+
 class RealByteStream implements ByteStream {
   readonly local: Endpoint;
   readonly remote: Endpoint;
   private readonly socket: TcpSocket;
   private closed = false;
   private paused = false;
-  private hasDataHandler = false;
   private closeError: Error | undefined;
   private lastError: Error | undefined;
   private readonly closeHandlers: ((error?: Error) => void)[] = [];
+  private readonly handlers: DataHandler[] = [];
+  /** Read into the shared buffer (`onread`), not delivered as 'data' events. */
+  private readonly sharedReads: boolean;
+  /** Shared-buffer reads that came before the first handler: copies, delivered when it is added. */
+  private early: Uint8Array[] = [];
 
-  constructor(socket: TcpSocket) {
+  constructor(socket: TcpSocket, sharedReads = false) {
     this.socket = socket;
+    this.sharedReads = sharedReads;
     socket.setNoDelay(true);
     this.local = endpointOf(socket.localAddress, socket.localPort);
     this.remote = endpointOf(socket.remoteAddress, socket.remotePort);
@@ -227,11 +246,56 @@ class RealByteStream implements ByteStream {
       const handlers = this.closeHandlers.splice(0);
       for (const fn of handlers) fn(this.closeError);
     });
+    // Until a handler is added, received bytes wait in the socket.
+    if (sharedReads) socket.pause();
   }
 
-  write(data: Uint8Array): boolean {
+  /** node:net's onread callback: `n` bytes are in the shared `buffer`. False pauses the socket. */
+  readInto(n: number, buffer: Uint8Array): boolean {
+    const data = new Uint8Array(buffer.buffer, buffer.byteOffset, n);
+    if (this.handlers.length === 0 || this.paused || this.early.length > 0) {
+      // Node may read once more after pause() (a resume() earlier in the same tick restarts
+      // reading on the next one): such bytes wait, copied, for resume().
+      this.early.push(data.slice());
+      return false;
+    }
+    this.deliver(data, true);
+    return !this.paused;
+  }
+
+  /** Delivers what waited, then lets the socket read again (unless paused meanwhile). */
+  private readonly flushEarly = (): void => {
+    this.flushScheduled = false;
+    while (this.early.length > 0 && !this.paused && this.handlers.length > 0 && !this.closedByUs) {
+      this.deliver(this.early.shift()!, false);
+    }
+    if (!this.paused && this.early.length === 0) this.socket.resume();
+  };
+
+  private flushScheduled = false;
+  private closedByUs = false;
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // Not from inside resume() or onData(): their callers may be in the middle of handling data.
+    queueMicrotask(this.flushEarly);
+  }
+
+  private deliver(data: Uint8Array, shared: boolean): void {
+    let copy: Uint8Array | undefined;
+    for (const h of this.handlers) {
+      if (h.borrow || !shared) h.fn(data);
+      else h.fn((copy ??= data.slice()));
+    }
+  }
+
+  write(data: Uint8Array, onWritten?: () => void): boolean {
     const socket = this.socket;
-    if (this.closed || socket.destroyed || socket.writableEnded) return false;
+    if (this.closed || socket.destroyed || socket.writableEnded) {
+      onWritten?.();
+      return false;
+    }
     // Writes made in one tick leave together: the socket is corked until the
     // tick ends, then one writev sends them all (a seeder answering a batch of
     // requests makes one system call, not one per 16 KiB block, and its
@@ -241,7 +305,9 @@ class RealByteStream implements ByteStream {
       socket.cork();
       process.nextTick(this.uncork);
     }
-    return socket.write(data);
+    // Node calls back once the bytes are with the kernel, or with an error when the socket is
+    // destroyed first; either way the buffer is free again.
+    return onWritten ? socket.write(data, () => onWritten()) : socket.write(data);
   }
 
   private corked = false;
@@ -250,12 +316,18 @@ class RealByteStream implements ByteStream {
     this.socket.uncork();
   };
 
-  onData(fn: (data: Uint8Array) => void): void {
-    // Attaching the first 'data' listener switches the socket to flowing mode;
-    // until then received bytes wait in the socket.
-    this.socket.on('data', (chunk: Buffer) => fn(view(chunk)));
-    this.hasDataHandler = true;
-    if (this.paused) this.socket.pause(); // adding a 'data' listener resumes the socket
+  onData(fn: (data: Uint8Array) => void, options: { borrow?: boolean } = {}): void {
+    const first = this.handlers.length === 0;
+    this.handlers.push({ fn, borrow: options.borrow === true });
+    if (!first) return;
+    if (!this.sharedReads) {
+      // Attaching the first 'data' listener switches the socket to flowing mode;
+      // until then received bytes wait in the socket.
+      this.socket.on('data', (chunk: Buffer) => this.deliver(view(chunk), false));
+      if (this.paused) this.socket.pause(); // adding a 'data' listener resumes the socket
+      return;
+    }
+    if (!this.paused) this.scheduleFlush();
   }
 
   onDrain(fn: () => void): void {
@@ -269,7 +341,9 @@ class RealByteStream implements ByteStream {
 
   resume(): void {
     this.paused = false;
-    if (this.hasDataHandler) this.socket.resume();
+    if (this.handlers.length === 0) return;
+    if (this.sharedReads) this.scheduleFlush();
+    else this.socket.resume();
   }
 
   onClose(fn: (error?: Error) => void): void {
@@ -286,6 +360,8 @@ class RealByteStream implements ByteStream {
   }
 
   destroy(): void {
+    this.closedByUs = true;
+    this.early = [];
     if (!this.closed) this.socket.destroy();
   }
 }
@@ -296,6 +372,7 @@ export function createRealRuntime(options: RealRuntimeOptions = {}): RealRuntime
   const timers = new RealTimers(clock);
   const random: Random = options.random ?? (options.seed !== undefined ? seededRandom(options.seed) : new CryptoRandom());
   const defaultHost = options.defaultHost ?? '127.0.0.1';
+  const sharedReadBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BYTES);
 
   function bindDatagram(bind: BindOptions = {}): Promise<DatagramSocket> {
     const host = bind.host ?? defaultHost;
@@ -346,7 +423,14 @@ export function createRealRuntime(options: RealRuntimeOptions = {}): RealRuntime
         reject(withCode('EINVAL', `not an IP address: ${to.host}`));
         return;
       }
-      const socket = netConnect({ host: to.host, port: to.port, noDelay: true, allowHalfOpen: false });
+      let stream: RealByteStream | undefined;
+      const socket = netConnect({
+        host: to.host,
+        port: to.port,
+        noDelay: true,
+        allowHalfOpen: false,
+        onread: { buffer: sharedReadBuffer, callback: (n, buf) => (stream ? stream.readInto(n, buf) : false) },
+      });
       let timer: ReturnType<typeof setTimeout> | undefined;
       const onError = (error: Error): void => {
         if (timer !== undefined) clearTimeout(timer);
@@ -357,7 +441,8 @@ export function createRealRuntime(options: RealRuntimeOptions = {}): RealRuntime
       socket.once('connect', () => {
         if (timer !== undefined) clearTimeout(timer);
         socket.off('error', onError);
-        resolve(new RealByteStream(socket));
+        stream = new RealByteStream(socket, true);
+        resolve(stream);
       });
       const timeoutMs = connectOptions.timeoutMs;
       if (timeoutMs !== undefined) {

@@ -776,11 +776,18 @@ class SimStreamEnd implements ByteStream {
     this.ownsPort = ownsPort;
   }
 
-  write(data: Uint8Array): boolean {
-    if (this.closed || this.writeEnded || !this.host.alive) return false;
+  write(data: Uint8Array, onWritten?: () => void): boolean {
+    if (this.closed || this.writeEnded || !this.host.alive) {
+      onWritten?.();
+      return false;
+    }
     const hwm = this.host.network.streamHighWaterMark;
-    if (data.length === 0) return this.outstanding < hwm;
+    if (data.length === 0) {
+      onWritten?.();
+      return this.outstanding < hwm;
+    }
     const chunk = new Uint8Array(data);
+    onWritten?.(); // copied: the caller's buffer is free
     this.outstanding += chunk.length;
     const seg = this.host.network.segmentBytes;
     if (chunk.length <= seg || !this.rateLimited()) {

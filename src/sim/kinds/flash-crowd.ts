@@ -1,12 +1,17 @@
 /**
  * The "flash-crowd" scenario kind: S seeders and P leechers of one file of
  * F bytes, each node the real TorrentCore (PiecePicker, Choker, peer wire,
- * PEX) over simulated streams with the given upload/download capacities.
+ * PEX) over simulated streams with the given upload/download capacities
+ * (one `leecher` class, or `leecherClasses` with a share of the leechers
+ * each).
  *
- * Peers find each other through a simulated tracker: a joining node (and a
- * node whose core asks for more peers, at most every 30 s) gets up to
- * `peersPerAnnounce` random online nodes. NATed leechers (`natFraction`)
- * accept no incoming connections and only connect out.
+ * Peers find each other through a tracker on its own simulated host: the
+ * real TrackerCore behind the real UDP server loop (src/sim/tracker.ts),
+ * which every peer announces to over BEP 15 with the real client's
+ * TrackerTiers and UdpTrackerClient (`started` on joining, again when its
+ * core wants more peers, `completed`, and `stopped` on a graceful leave).
+ * NATed leechers (`natFraction`) accept no incoming connections and only
+ * connect out.
  *
  * Theory check: with all leechers present at t = 0, no node can finish
  * before the fluid-model lower bound
@@ -19,16 +24,16 @@
  * must be uploaded by someone. The summary reports the last completion time
  * over T*.
  *
- * Groups for churn and events: "seeders", "leechers", "*" (all).
- * Hostile behaviour: "corrupt" (serves blocks of 0xff; the receivers' hash
- * check fails and their cores strike and ban the node).
+ * Groups for churn and events: "seeders", "leechers", "*" (all), and each
+ * named leecher class. Hostile behaviour: "corrupt" (serves blocks of 0xff;
+ * the receivers' hash check fails and their cores strike and ban the node).
  */
-import type { Endpoint } from '../../runtime/contract.js';
 import type { SimHost } from '../../runtime/sim/network.js';
 import type { Lifecycle, Departure } from '../lifecycle.js';
 import { ScenarioError, type ObjectSchema } from '../schema.js';
 import { registerKind, type KindContext, type KindRun, type KindSummary, type ScenarioKind } from '../scenario.js';
 import { TorrentNode } from '../torrent-node.js';
+import { SimTracker } from '../tracker.js';
 import { lineChart } from '../svg.js';
 import { num, quantile } from '../metrics.js';
 
@@ -38,13 +43,25 @@ export interface FlashCrowdParams {
   readonly seeders: number;
   readonly leechers: number;
   readonly seeder: { readonly uploadBps: number; readonly downloadBps?: number };
-  readonly leecher: { readonly uploadBps: number; readonly downloadBps: number };
+  /** One capacity class for every leecher; or `leecherClasses`. */
+  readonly leecher?: LeecherClass;
+  readonly leecherClasses?: readonly LeecherClass[];
   readonly joinOverMs: number;
   readonly natFraction: number;
   readonly seedAfterDone: boolean;
   readonly maxPeers: number;
   readonly peersPerAnnounce: number;
   readonly unchokeSlots: number;
+  readonly tracker: { readonly intervalS: number };
+}
+
+export interface LeecherClass {
+  /** A group name for churn and events. */
+  readonly name?: string;
+  /** Share of the leechers (classes: the shares add up to 1). */
+  readonly fraction?: number;
+  readonly uploadBps: number;
+  readonly downloadBps: number;
 }
 
 const capacity = (description: string) => ({ type: 'number' as const, above: 0, description });
@@ -57,25 +74,100 @@ export const flashCrowdParams: ObjectSchema = {
     seeders: { schema: { type: 'number', integer: true, min: 1, max: 1000 }, default: 1 },
     leechers: { schema: { type: 'number', integer: true, min: 1, max: 100_000, description: 'P' } },
     seeder: { schema: { type: 'object', properties: { uploadBps: { schema: capacity('bytes/s') }, downloadBps: { schema: capacity('bytes/s'), optional: true } } } },
-    leecher: { schema: { type: 'object', properties: { uploadBps: { schema: capacity('bytes/s') }, downloadBps: { schema: capacity('bytes/s') } } } },
+    leecher: { schema: { type: 'object', properties: { uploadBps: { schema: capacity('bytes/s') }, downloadBps: { schema: capacity('bytes/s') } } }, optional: true },
+    leecherClasses: {
+      schema: {
+        type: 'array',
+        minItems: 1,
+        maxItems: 100,
+        description: 'capacity classes, each with its share of the leechers (instead of leecher)',
+        items: {
+          type: 'object',
+          properties: {
+            name: { schema: { type: 'string', maxLength: 100, description: 'a group name for churn and events' }, optional: true },
+            fraction: { schema: { type: 'number', above: 0, max: 1 } },
+            uploadBps: { schema: capacity('bytes/s') },
+            downloadBps: { schema: capacity('bytes/s') },
+          },
+        },
+      },
+      optional: true,
+    },
     joinOverMs: { schema: { type: 'number', min: 0, description: 'leechers join uniformly over this window (0: all at once)' }, default: 0 },
     natFraction: { schema: { type: 'number', min: 0, max: 1 }, default: 0 },
     seedAfterDone: { schema: { type: 'boolean' }, default: true },
     maxPeers: { schema: { type: 'number', integer: true, min: 1, max: 1000 }, default: 50 },
-    peersPerAnnounce: { schema: { type: 'number', integer: true, min: 1, max: 200 }, default: 50 },
+    peersPerAnnounce: { schema: { type: 'number', integer: true, min: 1, max: 200, description: "numwant of the peers' announces" }, default: 50 },
     unchokeSlots: { schema: { type: 'number', integer: true, min: 1, max: 100 }, default: 4 },
+    tracker: {
+      schema: {
+        type: 'object',
+        properties: {
+          intervalS: { schema: { type: 'number', integer: true, min: 1, max: 86_400, description: "the tracker's announce interval; peers not heard from for 1.5 intervals are dropped" }, default: 1800 },
+        },
+      },
+      default: {},
+    },
   },
+  oneOf: [['leecher', 'leecherClasses']],
 };
 
 const PORT = 6881;
-const REANNOUNCE_MS = 30_000;
+const TRACKER_ADDRESS = '10.255.255.254';
+const TRACKER_PORT = 6969;
+
+/** The leecher classes of the params (one for `leecher`). */
+function classesOf(p: FlashCrowdParams): readonly LeecherClass[] {
+  return p.leecherClasses ?? [{ ...p.leecher!, fraction: 1 }];
+}
+
+/**
+ * How many leechers each class gets: its share of P rounded by largest
+ * remainder (ties to the earlier class), so the counts add up to P.
+ */
+export function leecherClassCounts(p: FlashCrowdParams): number[] {
+  const classes = classesOf(p);
+  const exact = classes.map((c) => (c.fraction ?? 1) * p.leechers);
+  const counts = exact.map(Math.floor);
+  let left = p.leechers - counts.reduce((a, b) => a + b, 0);
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  for (let k = 0; left > 0; k = (k + 1) % order.length, left--) counts[order[k]![1]]!++;
+  return counts;
+}
+
+/**
+ * The class of each leecher, interleaved (smooth weighted round robin) so a
+ * class is spread over the joining order and the NATed tail, not a block.
+ */
+function leecherClassOrder(p: FlashCrowdParams): number[] {
+  const counts = leecherClassCounts(p);
+  const credit = counts.map(() => 0);
+  const out: number[] = [];
+  for (let j = 0; j < p.leechers; j++) {
+    let best = -1;
+    for (let c = 0; c < counts.length; c++) {
+      credit[c]! += counts[c]!;
+      if (counts[c]! > 0 && (best < 0 || credit[c]! > credit[best]!)) best = c;
+    }
+    credit[best]! -= p.leechers;
+    out.push(best);
+  }
+  return out;
+}
 
 /** The fluid-model lower bound on the last completion time, in ms (see the module comment). */
 export function fluidLowerBoundMs(p: FlashCrowdParams): number {
   const F = p.fileBytes;
+  const classes = classesOf(p);
+  const counts = leecherClassCounts(p);
   const us = p.seeders * p.seeder.uploadBps;
-  const sumUi = p.leechers * p.leecher.uploadBps;
-  const dmin = p.leecher.downloadBps;
+  let sumUi = 0;
+  let dmin = Infinity;
+  classes.forEach((c, i) => {
+    if (counts[i] === 0) return;
+    sumUi += counts[i]! * c.uploadBps;
+    dmin = Math.min(dmin, c.downloadBps);
+  });
   return 1000 * Math.max(F / us, F / dmin, (p.leechers * F) / (us + sumUi));
 }
 
@@ -83,6 +175,10 @@ interface NodeState {
   readonly index: number;
   readonly seeder: boolean;
   readonly nat: boolean;
+  readonly uploadBps: number;
+  readonly downloadBps: number | undefined;
+  /** Index into the leecher classes; -1 for a seeder. */
+  readonly cls: number;
   readonly address: string;
   /** Verified pieces, kept across sessions (like resume data). */
   readonly have: Set<number>;
@@ -91,11 +187,12 @@ interface NodeState {
   hostile: boolean;
   firstJoinMs: number | undefined;
   completedMs: number | undefined;
-  lastAnnounceMs: number;
   /** Totals of finished sessions. */
   uploaded: number;
   downloaded: number;
   removeTimer: { cancel(): void } | undefined;
+  /** The node of a graceful leave whose host lingers (its `stopped` announce may still go out). */
+  leaving: TorrentNode | undefined;
 }
 
 function nodeAddress(i: number): string {
@@ -114,10 +211,13 @@ class FlashCrowdRun implements KindRun {
   private readonly garbage: Buffer;
   private readonly groups: Map<string, number[]>;
   private lifecycle!: Lifecycle;
-  /** Indices of the nodes online, for the simulated tracker (swap-removed; `where` maps back). */
-  private readonly online: number[] = [];
-  private readonly where = new Map<number, number>();
+  private readonly tracker: SimTracker;
+  private readonly announceUrl: string;
+  /** Announce counters of the sessions that ended. */
+  private readonly retired = { announces: 0, failed: 0, peersReceived: 0 };
   private completed = 0;
+  /** Connections that ended, as seen by the node that stayed: with a FIN, or reset. */
+  private readonly closed = { fin: 0, reset: 0 };
   private bans = 0;
   private failedPieces = 0;
   private readonly boundMs: number;
@@ -133,13 +233,19 @@ class FlashCrowdRun implements KindRun {
     this.zeros = Buffer.alloc(p.pieceBytes);
     this.garbage = Buffer.alloc(p.pieceBytes, 0xff);
     const natCount = Math.round(p.natFraction * p.leechers);
+    const classes = classesOf(p);
+    const classOf = leecherClassOrder(p);
     for (let i = 0; i < this.size; i++) {
       const seeder = i < p.seeders;
+      const bw = seeder ? p.seeder : classes[classOf[i - p.seeders]!]!;
       this.nodes.push({
         index: i,
         seeder,
         // The last natCount leechers are behind NATs.
         nat: !seeder && i >= this.size - natCount,
+        uploadBps: bw.uploadBps,
+        downloadBps: bw.downloadBps,
+        cls: seeder ? -1 : classOf[i - p.seeders]!,
         address: nodeAddress(i),
         have: new Set(seeder ? Array.from({ length: pieceCount }, (_, k) => k) : []),
         host: undefined,
@@ -147,10 +253,10 @@ class FlashCrowdRun implements KindRun {
         hostile: false,
         firstJoinMs: undefined,
         completedMs: undefined,
-        lastAnnounceMs: -Infinity,
         uploaded: 0,
         downloaded: 0,
         removeTimer: undefined,
+        leaving: undefined,
       });
     }
     const all = this.nodes.map((n) => n.index);
@@ -159,7 +265,19 @@ class FlashCrowdRun implements KindRun {
       ['seeders', all.filter((i) => this.nodes[i]!.seeder)],
       ['leechers', all.filter((i) => !this.nodes[i]!.seeder)],
     ]);
+    classes.forEach((c, k) => {
+      if (c.name !== undefined) this.groups.set(c.name, all.filter((i) => i >= p.seeders && classOf[i - p.seeders] === k));
+    });
     this.boundMs = fluidLowerBoundMs(p);
+    // The tracker's host never churns; it has no capacity limit (announces are tiny).
+    this.tracker = new SimTracker({
+      host: ctx.network.addHost({ address: TRACKER_ADDRESS, name: 'tracker' }),
+      port: TRACKER_PORT,
+      interval: p.tracker.intervalS,
+      // The swarm is the experiment: the tracker's per-torrent cap must not cut it.
+      maxPeersPerTorrent: Math.max(20_000, this.size),
+    });
+    this.announceUrl = this.tracker.url;
   }
 
   begin(lifecycle: Lifecycle): void {
@@ -182,14 +300,11 @@ class FlashCrowdRun implements KindRun {
     if (n.host?.alive) network.removeHost(n.host);
     n.removeTimer?.cancel();
     n.removeTimer = undefined;
-    const bw = n.seeder ? this.p.seeder : this.p.leecher;
-    const host = network.addHost({ address: n.address, uploadBps: bw.uploadBps, downloadBps: bw.downloadBps, nat: n.nat });
+    this.retire(n.leaving);
+    n.leaving = undefined;
+    const host = network.addHost({ address: n.address, uploadBps: n.uploadBps, downloadBps: n.downloadBps, nat: n.nat });
     n.host = host;
     n.firstJoinMs ??= engine.now;
-    if (!this.where.has(i)) {
-      this.where.set(i, this.online.length);
-      this.online.push(i);
-    }
     const node = new TorrentNode({
       host,
       infoHash: this.infoHash,
@@ -201,33 +316,20 @@ class FlashCrowdRun implements KindRun {
       seedWhenDone: true,
       zeros: this.zeros,
       garbage: this.garbage,
+      trackers: { tiers: [[this.announceUrl]], numWant: this.p.peersPerAnnounce },
       onPiece: (index) => n.have.add(index),
       onComplete: () => this.onComplete(n),
-      onWantPeers: () => {
-        if (engine.now - n.lastAnnounceMs < REANNOUNCE_MS) return;
-        n.lastAnnounceMs = engine.now;
-        node.addPeers(this.announce(n));
-      },
+      onPeerClosed: (reset) => (reset ? this.closed.reset++ : this.closed.fin++),
       onBan: () => this.bans++,
       onPieceFailed: () => this.failedPieces++,
     });
     node.hostile = n.hostile;
     n.node = node;
-    n.lastAnnounceMs = engine.now;
-    node.start(this.announce(n));
+    node.start();
   }
 
   stop(i: number, how: Departure): void {
     const n = this.nodes[i]!;
-    const at = this.where.get(i);
-    if (at !== undefined) {
-      const last = this.online.pop()!;
-      if (last !== i) {
-        this.online[at] = last;
-        this.where.set(last, at);
-      }
-      this.where.delete(i);
-    }
     const node = n.node;
     const host = n.host;
     if (!node || !host) return;
@@ -237,19 +339,46 @@ class FlashCrowdRun implements KindRun {
     n.node = undefined;
     if (how === 'crash') {
       node.crashed();
+      this.retire(node);
       this.ctx.network.removeHost(host);
       n.host = undefined;
       return;
     }
     node.stop();
-    // Let the FINs go out, then the machine is gone.
+    n.leaving = node;
+    // Let the FINs and the `stopped` announce go out, then the machine is gone.
     n.removeTimer = this.ctx.engine.after(3000, () => {
       n.removeTimer = undefined;
+      this.retire(n.leaving);
+      n.leaving = undefined;
       if (n.host === host) {
         this.ctx.network.removeHost(host);
         n.host = undefined;
       }
     });
+  }
+
+  private retire(node: TorrentNode | undefined): void {
+    const st = node?.announcer?.stats;
+    if (st === undefined) return;
+    this.retired.announces += st.announces;
+    this.retired.failed += st.failed;
+    this.retired.peersReceived += st.peersReceived;
+  }
+
+  /** Announce counters over every session so far. */
+  private get announceTotals(): { announces: number; failed: number; peersReceived: number } {
+    const sum = { ...this.retired };
+    for (const n of this.nodes) {
+      for (const node of [n.node, n.leaving]) {
+        const st = node?.announcer?.stats;
+        if (st === undefined) continue;
+        sum.announces += st.announces;
+        sum.failed += st.failed;
+        sum.peersReceived += st.peersReceived;
+      }
+    }
+    return sum;
   }
 
   makeHostile(i: number, behaviour: string): boolean {
@@ -258,36 +387,6 @@ class FlashCrowdRun implements KindRun {
     n.hostile = true;
     if (n.node) n.node.hostile = true;
     return true;
-  }
-
-  /** The simulated tracker: up to peersPerAnnounce random online nodes other than `n` (O(peersPerAnnounce)). */
-  private announce(n: NodeState): Endpoint[] {
-    const online = this.online;
-    const random = this.ctx.random;
-    const others = online.length - (this.where.has(n.index) ? 1 : 0);
-    const k = Math.min(others, this.p.peersPerAnnounce);
-    const picked: number[] = [];
-    if (others <= 2 * k) {
-      // Small swarm: a partial shuffle of a copy.
-      const pool = online.filter((i) => i !== n.index);
-      for (let j = 0; j < k; j++) {
-        const r = j + random.below(pool.length - j);
-        const t = pool[j]!;
-        pool[j] = pool[r]!;
-        pool[r] = t;
-        picked.push(pool[j]!);
-      }
-    } else {
-      // Large swarm: draw with rejection (at most half the candidates are ever taken).
-      const seen = new Set<number>([n.index]);
-      while (picked.length < k) {
-        const i = online[random.below(online.length)]!;
-        if (seen.has(i)) continue;
-        seen.add(i);
-        picked.push(i);
-      }
-    }
-    return picked.map((i) => ({ host: this.nodes[i]!.address, port: PORT }));
   }
 
   private onComplete(n: NodeState): void {
@@ -301,6 +400,13 @@ class FlashCrowdRun implements KindRun {
 
   done(): boolean {
     return this.completed === this.p.leechers;
+  }
+
+  /** The leechers' share of pieces verified (1 when every leecher has the file). */
+  progress(): number {
+    let pieces = 0;
+    for (let i = this.p.seeders; i < this.size; i++) pieces += this.nodes[i]!.have.size;
+    return pieces / (this.p.leechers * this.layout.pieceCount);
   }
 
   private totals(n: NodeState): { up: number; down: number } {
@@ -358,6 +464,8 @@ class FlashCrowdRun implements KindRun {
     const up = this.nodes.map((n) => this.totals(n));
     const seedUp = up.slice(0, this.p.seeders).reduce((a, t) => a + t.up, 0);
     const leechUp = up.slice(this.p.seeders).reduce((a, t) => a + t.up, 0);
+    const t = this.tracker.stats(now);
+    const a = this.announceTotals;
     const rows: [string, string][] = [
       ['file', `${this.p.fileBytes} bytes in ${this.layout.pieceCount} pieces of ${this.p.pieceBytes}; ${this.p.seeders} seeder(s), ${this.p.leechers} leechers`],
       ['completed', `${this.completed}/${this.p.leechers} leechers by ${num(now / 1000)} s`],
@@ -365,7 +473,30 @@ class FlashCrowdRun implements KindRun {
       ['last completion', last === undefined ? 'not every leecher completed' : `${num(last / 1000)} s, ratio to the bound ${num(ratio!)}`],
       ['uploaded', `seeders ${seedUp} bytes, leechers ${leechUp} bytes (${num(leechUp / Math.max(1, seedUp + leechUp))} of all)`],
       ['hash failures', `${this.failedPieces} pieces, ${this.bans} bans`],
+      ['connections', `${this.closed.fin} ended with a FIN, ${this.closed.reset} reset (seen by the peer that stayed)`],
+      [
+        'tracker',
+        `${t.announces.udp} announces, ${t.udpConnects} connects (BEP 15); ${t.peers} peers listed at the end (${t.seeders} seeders); ${a.failed} announces failed` +
+          (this.tracker.internalErrors > 0 ? `; ${this.tracker.internalErrors} INTERNAL ERRORS (${this.tracker.firstError})` : ''),
+      ],
     ];
+    const counts = leecherClassCounts(this.p);
+    const classes = classesOf(this.p).map((c, k) => {
+      const done = this.nodes.filter((n) => n.cls === k && n.completedMs !== undefined).map((n) => n.completedMs! - (n.firstJoinMs ?? 0));
+      return {
+        name: c.name ?? null,
+        leechers: counts[k]!,
+        uploadBps: c.uploadBps,
+        downloadBps: c.downloadBps,
+        completed: done.length,
+        meanDownloadMs: done.length === 0 ? null : done.reduce((x, y) => x + y, 0) / done.length,
+        maxDownloadMs: done.length === 0 ? null : Math.max(...done),
+      };
+    });
+    if (this.p.leecherClasses !== undefined) {
+      const text = classes.map((c, k) => `${c.name ?? `#${k + 1}`}: ${c.leechers} x ${c.uploadBps}/${c.downloadBps} B/s up/down, mean download ${c.meanDownloadMs === null ? '-' : `${num(c.meanDownloadMs / 1000)} s`}`);
+      rows.splice(1, 0, ['leecher classes', text.join('; ')]);
+    }
     return {
       rows,
       json: {
@@ -380,6 +511,20 @@ class FlashCrowdRun implements KindRun {
         leechersUploadedBytes: leechUp,
         failedPieces: this.failedPieces,
         bans: this.bans,
+        connectionsClosed: { ...this.closed },
+        classes,
+        tracker: {
+          announces: t.announces.udp,
+          connects: t.udpConnects,
+          peersAtEnd: t.peers,
+          seedersAtEnd: t.seeders,
+          peersExpired: t.peersExpired,
+          dropped: t.dropped,
+          failures: t.failures,
+          announcesFailed: a.failed,
+          peersReceived: a.peersReceived,
+          internalErrors: this.tracker.internalErrors,
+        },
       },
     };
   }
@@ -417,7 +562,19 @@ export const flashCrowd: ScenarioKind<FlashCrowdParams> = {
   name: 'flash-crowd',
   description: 'one seeder (or a few) and P leechers of a file of size F, real TorrentCore per peer',
   params: flashCrowdParams,
+  groups: (p) => ['seeders', 'leechers', ...(p.leecherClasses ?? []).flatMap((c) => (c.name === undefined ? [] : [c.name]))],
+  behaviours: ['corrupt'],
   check(p) {
+    if (p.leecherClasses !== undefined) {
+      const sum = p.leecherClasses.reduce((a, c) => a + c.fraction!, 0);
+      if (Math.abs(sum - 1) > 1e-9) throw new ScenarioError('scenario.params.leecherClasses', `the fractions must add up to 1, got ${sum}`);
+      const seen = new Set(['*', 'seeders', 'leechers']);
+      p.leecherClasses.forEach((c, k) => {
+        if (c.name === undefined) return;
+        if (seen.has(c.name)) throw new ScenarioError(`scenario.params.leecherClasses[${k}].name`, `"${c.name}" is taken (by "*", "seeders", "leechers" or an earlier class)`);
+        seen.add(c.name);
+      });
+    }
     if ((p.pieceBytes & (p.pieceBytes - 1)) !== 0) throw new ScenarioError('scenario.params.pieceBytes', `must be a power of two, got ${p.pieceBytes}`);
     if (Math.ceil(p.fileBytes / p.pieceBytes) > 1_000_000) throw new ScenarioError('scenario.params.pieceBytes', 'gives more than 1 000 000 pieces');
   },

@@ -35,6 +35,7 @@ export interface KademliaParams {
   readonly k: number;
   readonly alpha: number;
   readonly timeoutMs: number;
+  readonly natFraction: number;
 }
 
 export const kademliaParams: ObjectSchema = {
@@ -50,6 +51,7 @@ export const kademliaParams: ObjectSchema = {
     k: { schema: { type: 'number', integer: true, min: 1, max: 64 }, default: 8 },
     alpha: { schema: { type: 'number', integer: true, min: 1, max: 64 }, default: 3 },
     timeoutMs: { schema: { type: 'number', above: 0 }, default: 2000 },
+    natFraction: { schema: { type: 'number', min: 0, max: 1, description: 'share of the non-bootstrap nodes behind NATs (the last ones)' }, default: 0 },
   },
 };
 
@@ -59,6 +61,7 @@ interface NodeState {
   readonly index: number;
   readonly address: string;
   readonly id: Uint8Array;
+  readonly nat: boolean;
   host: SimHost | undefined;
   socket: DatagramSocket | undefined;
   core: DhtCore | undefined;
@@ -91,8 +94,9 @@ class KademliaRun implements KindRun {
     this.ctx = ctx;
     this.p = p;
     this.size = p.nodes;
+    const natFrom = p.nodes - Math.round(p.natFraction * (p.nodes - p.bootstrapNodes));
     for (let i = 0; i < p.nodes; i++) {
-      this.nodes.push({ index: i, address: nodeAddress(i), id: ctx.random.bytes(20), host: undefined, socket: undefined, core: undefined, drive: undefined, hostile: false, ops: new Map() });
+      this.nodes.push({ index: i, address: nodeAddress(i), id: ctx.random.bytes(20), nat: i >= natFrom, host: undefined, socket: undefined, core: undefined, drive: undefined, hostile: false, ops: new Map() });
     }
     const all = this.nodes.map((n) => n.index);
     this.groups = new Map([
@@ -123,7 +127,7 @@ class KademliaRun implements KindRun {
     const n = this.nodes[i]!;
     const { network, engine } = this.ctx;
     if (n.host?.alive) network.removeHost(n.host);
-    const host = network.addHost({ address: n.address });
+    const host = network.addHost({ address: n.address, nat: n.nat });
     // DhtCore encodes every message into a fresh buffer and never writes to one it received: no copy needed.
     const socket = host.bind({ port: PORT }, { noCopy: true });
     const core = new DhtCore({ id: n.id, random: host.random, now: engine.now, options: { k: this.p.k, alpha: this.p.alpha, timeoutMs: this.p.timeoutMs } });
@@ -239,6 +243,10 @@ class KademliaRun implements KindRun {
     return now >= this.lookupsStart + this.p.lookupsOverMs && this.inFlight === 0;
   }
 
+  expectedEndMs(): number {
+    return this.lookupsStart + this.p.lookupsOverMs;
+  }
+
   sample(_now: number): Record<string, number> {
     // Mean routing table size over at most 200 online nodes, picked evenly.
     const step = Math.max(1, Math.ceil(this.online.length / 200));
@@ -294,6 +302,8 @@ export const kademlia: ScenarioKind<KademliaParams> = {
   name: 'kademlia',
   description: 'N Mainline DHT nodes (the real DhtCore) bootstrap, then M lookups, under churn if the scenario says so',
   params: kademliaParams,
+  groups: () => ['bootstrap', 'nodes'],
+  behaviours: ['silent'],
   check(p) {
     if (p.bootstrapNodes >= p.nodes) throw new ScenarioError('scenario.params.bootstrapNodes', `must be less than nodes (${p.nodes})`);
   },
