@@ -22,6 +22,25 @@ test('IPv4 and IPv6 text forms parse and format canonically (RFC 5952)', () => {
   for (const [input, canonical] of cases) assert.equal(formatIp(parseIp(input)!), canonical, input);
 });
 
+test('property: IPv4 parsing accepts exactly four decimal parts 0-255 without leading zeros', () => {
+  const reference = (text: string): number[] | undefined => {
+    const parts = text.split('.');
+    if (parts.length !== 4 || !parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255)) return undefined;
+    return parts.map(Number);
+  };
+  const near = fc.array(fc.constantFrom('0', '1', '2', '5', '9', '.', '.', 'a', ' ', ':'), { maxLength: 17 }).map((cs) => cs.join(''));
+  const quads = fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('00', '01', '010', '1000', '')), { minLength: 3, maxLength: 5 }).map((p) => p.join('.'));
+  fc.assert(
+    fc.property(fc.oneof(near, quads), (text) => {
+      const got = parseIp(text);
+      const want = reference(text);
+      if (want === undefined) assert.ok(got === undefined || got.length === 16, text);
+      else assert.deepEqual(got, Uint8Array.from(want), text);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
 test('property: any 4 or 16 bytes format to text that parses back to the same bytes', () => {
   fc.assert(
     fc.property(fc.oneof(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 16, maxLength: 16 })), (bytes) => {

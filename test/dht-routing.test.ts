@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { RoutingTable } from '../src/core/dht/routing-table.js';
-import { addrOf, bep42Id, commonPrefixBits, compareDistance, crc32c, idOf, isBep42Id, randomIdWithPrefix, type Addr, type Id } from '../src/core/dht/id.js';
-import { parseIp } from '../src/codec/ip.js';
+import { RoutingTable, type NodeEntry } from '../src/core/dht/routing-table.js';
+import { addrOf, bep42Id, commonPrefixBits, compareDistance, crc32c, endpointOf, idOf, isBep42Id, randomIdWithPrefix, type Addr, type Id } from '../src/core/dht/id.js';
+import { formatIp, parseIp } from '../src/codec/ip.js';
 import { seededRandom } from '../src/runtime/sim/index.js';
 
 const hexId = (h: string): Id => Buffer.from(h, 'hex').toString('latin1');
@@ -114,6 +114,25 @@ test('BEP 42: per-prefix limit for public addresses; a matching id takes the slo
   assert.equal(table.has(secure), true);
 });
 
+test('property: addrOf and endpointOf agree with parseIp/formatIp for any text and port', () => {
+  const reference = (host: string, port: number): Addr | undefined => {
+    const ip = parseIp(host);
+    if (ip === undefined || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
+    return Buffer.from(ip).toString('latin1') + String.fromCharCode(port >> 8, port & 0xff);
+  };
+  const near = fc.array(fc.constantFrom('0', '1', '2', '5', '9', '.', '.', 'a', ':', 'f'), { maxLength: 17 }).map((cs) => cs.join(''));
+  const quads = fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('00', '01', '')), { minLength: 3, maxLength: 5 }).map((p) => p.join('.'));
+  const port = fc.oneof(fc.integer({ min: -2, max: 65537 }), fc.constant(1.5));
+  fc.assert(
+    fc.property(fc.oneof(near, quads, fc.ipV4(), fc.ipV6()), port, (host, p) => {
+      const got = addrOf({ host, port: p });
+      assert.equal(got, reference(host, p));
+      if (got !== undefined) assert.deepEqual(endpointOf(got), { host: formatIp(parseIp(host)!), port: p });
+    }),
+    { numRuns: 5000 },
+  );
+});
+
 test('property: closest() returns the n closest non-bad nodes in distance order', () => {
   fc.assert(
     fc.property(fc.array(fc.uint8Array({ minLength: 20, maxLength: 20 }), { minLength: 1, maxLength: 120 }), fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.uint8Array({ minLength: 20, maxLength: 20 }), (ids, selfB, targetB) => {
@@ -126,6 +145,71 @@ test('property: closest() returns the n closest non-bad nodes in distance order'
       assert.deepEqual(got, all.slice(0, 8));
     }),
     { numRuns: 300 },
+  );
+  // Deep tables (ids sharing long prefixes with ours, targets near us), bad nodes, both families, any n.
+  const random = seededRandom(5);
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 20, maxLength: 20 }),
+      fc.array(fc.record({ bits: fc.integer({ min: 0, max: 24 }), v6: fc.boolean(), fails: fc.nat(3) }), { minLength: 1, maxLength: 150 }),
+      fc.integer({ min: 0, max: 30 }),
+      fc.oneof(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 15, max: 80 })),
+      fc.constantFrom(undefined, 4 as const, 6 as const),
+      (selfB, nodes, targetBits, n, family) => {
+        const self = idOf(selfB);
+        const table = new RoutingTable(self, 0, { k: 8, prefixLimit: 0 });
+        nodes.forEach((x, i) => {
+          const id = randomIdWithPrefix(self, x.bits, random);
+          const a = x.v6 ? Buffer.concat([Buffer.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i >> 8, i & 255]), Buffer.from([0x1a, 0xe1])]).toString('latin1') : addr(`10.${(i >> 8) & 255}.${i & 255}.1`);
+          if (table.seen(0, id, a, true) === 'added') for (let f = 0; f < x.fails; f++) table.failed(0, id);
+        });
+        const target = randomIdWithPrefix(self, targetBits, random);
+        const usable = [...table.entries()].filter((e) => table.state(e, 0) !== 'bad' && (family === undefined || (family === 4) === (e.addr.length === 6)));
+        const want = usable.map((e) => e.id).sort((a, b) => compareDistance(target, a, b)).slice(0, n);
+        assert.deepEqual(table.closest(target, n, 0, family).map((e) => e.id), want);
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+test('property: questionable() gives what a walk over every node gives, also when it skips a quiet table', () => {
+  const reference = (table: RoutingTable, now: number, max: number, intervalMs: number): NodeEntry[] => {
+    const out: NodeEntry[] = [];
+    for (let i = 0; i < table.bucketCount; i++) {
+      for (const n of table.bucketEntries(i).nodes) {
+        if (out.length >= max) return out;
+        if (table.state(n, now) === 'questionable' && now - n.lastPing >= intervalMs) out.push(n);
+      }
+    }
+    return out;
+  };
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 20, maxLength: 20 }),
+      fc.array(fc.uint8Array({ minLength: 20, maxLength: 20 }), { minLength: 1, maxLength: 30 }),
+      fc.array(fc.record({ op: fc.integer({ min: 0, max: 3 }), node: fc.nat(), dt: fc.oneof(fc.nat(50), fc.nat(1500)), max: fc.integer({ min: 1, max: 4 }) }), { maxLength: 120 }),
+      (selfB, idBytes, ops) => {
+        const ids = idBytes.map((b) => idOf(b));
+        const table = new RoutingTable(idOf(selfB), 0, { k: 4, replacements: 2, goodMs: 1000, maxFails: 2 });
+        let now = 0;
+        for (const { op, node, dt, max } of ops) {
+          now += dt;
+          const i = node % ids.length;
+          const a = addr(`10.0.${i}.1`);
+          if (op === 0) table.seen(now, ids[i]!, a, true);
+          else if (op === 1) table.seen(now, ids[i]!, a, false);
+          else if (op === 2) table.failed(now, ids[i]!);
+          else {
+            const want = reference(table, now, max, 300);
+            const got = table.questionable(now, max, 300);
+            assert.deepEqual(got, want);
+            for (const n of got) n.lastPing = now; // what DhtCore's pingNode does
+          }
+        }
+      },
+    ),
+    { numRuns: 500 },
   );
 });
 

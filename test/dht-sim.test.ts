@@ -78,6 +78,7 @@ test('sim: 300 nodes bootstrap, then every lookup finds the true closest nodes i
   for (const n of nodes) {
     const s = n.core.stats(now);
     assert.ok(s.nodes >= 8, `a node has only ${s.nodes} nodes in its table`);
+    assert.equal(n.core.tableSize, s.nodes);
   }
   let exact = 0;
   let hops = 0;

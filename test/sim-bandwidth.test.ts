@@ -10,6 +10,7 @@ import {
   matrixLatency,
   parseLatencyMatrix,
   uniformLatency,
+  hashUnit,
   LatencyMatrixError,
 } from '../src/runtime/sim/latency.js';
 
@@ -205,6 +206,11 @@ test('latency models: constant, uniform (symmetric, in range, reproducible), mat
       assert.equal(v, u2(a, b));
     }
   assert.throws(() => uniformLatency(5, 1), RangeError);
+  // The documented value, fixed across versions so that a seed keeps giving the same run: a hash of "low|high".
+  for (const [a, b] of [[hosts[0]!, hosts[7]!], [hosts[12]!, hosts[3]!], [hosts[5]!, hosts[5]!]] as const) {
+    const [lo, hi] = a.address < b.address ? [a.address, b.address] : [b.address, a.address];
+    assert.equal(u(a, b), 20 + 60 * hashUnit(`${lo}|${hi}`, 3));
+  }
 
   const m = parseLatencyMatrix(',eu,us\neu,5,40\nus,45,8\n');
   const ml = matrixLatency(m);

@@ -59,6 +59,26 @@ test('datagrams arrive after the link latency, with the sender as source', async
   assert.equal(net.stats.datagramsDelivered, 2);
 });
 
+test('a socket bound with noCopy hands its very bytes to the receiver; others get a copy', () => {
+  const net = new SimNetwork({ seed: 3, latencyMs: 5 });
+  const a = net.addHost();
+  const b = net.addHost();
+  const shared = a.bind({ port: 1 }, { noCopy: true });
+  const copied = a.bind({ port: 2 });
+  const sb = b.bind({ port: 9 });
+  const got: Uint8Array[] = [];
+  sb.onMessage((_from, data) => got.push(data));
+  const p1 = bytesOf(1);
+  const p2 = bytesOf(2);
+  shared.send(sb.local, p1);
+  copied.send(sb.local, p2);
+  net.engine.runUntilIdle();
+  assert.equal(got.length, 2);
+  assert.equal(got[0], p1);
+  assert.notEqual(got[1], p2);
+  assert.deepEqual(got[1], p2);
+});
+
 test('a latency function gives per-link, possibly asymmetric latencies', async () => {
   const net = new SimNetwork({
     latencyMs: (from: SimHost, to: SimHost) => (from.name === 'far' || to.name === 'far' ? 100 : 5) + (from.name === 'far' ? 20 : 0),

@@ -9,18 +9,29 @@ export function parseIp(text: string): Uint8Array | undefined {
   return parseIpv4(text) ?? parseIpv6(text);
 }
 
+/** Dotted quad only: four decimal parts of 1-3 digits, no leading zeros, each at most 255. */
 export function parseIpv4(text: string): Uint8Array | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
+  // A hand-written scanner: this runs for every datagram a DHT node receives.
+  const n = text.length;
+  if (n < 7 || n > 15) return undefined;
   const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : 0x2e; // the end closes the last part like a dot
+    if (c === 0x2e) {
+      if (digits === 0 || part > 3 || value > 255) return undefined;
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && value === 0) return undefined; // a leading zero
+      if (++digits > 3) return undefined;
+      value = value * 10 + (c - 0x30);
+    } else return undefined;
   }
-  return out;
+  return part === 4 ? out : undefined;
 }
 
 export function parseIpv6(text: string): Uint8Array | undefined {

@@ -7,10 +7,14 @@
  * After every input (a datagram, an expired timer, or a `poke()` after the
  * owner called the core directly) it *flushes*: it sends every pending
  * transmit, hands every pending event to `onEvent`, and repeats while
- * `onEvent` caused more work; then it arms exactly one timer for the core's
- * `pollTimeout()` deadline (keeping the current one if the deadline did not
- * change). When that timer fires it calls `handleTimeout(now)` and flushes
- * again.
+ * `onEvent` caused more work; then it makes sure one timer is armed no later
+ * than the core's `pollTimeout()` deadline. The timer is re-armed only when
+ * the deadline moves *earlier*: when it moves later (a datagram core's
+ * deadline is usually its oldest request's, which moves on with every
+ * answer), the armed timer is kept, and when it fires before the deadline it
+ * only re-arms for it. So `handleTimeout(now)` is still called only once the
+ * clock has reached the core's current deadline, and then the driver flushes
+ * again; but an answer costs no timer cancel and re-arm.
  *
  * Flushing never recurses: a `poke()` (or any input) arriving from inside
  * `onEvent` just asks the flush in progress for another round. One flush does
@@ -57,11 +61,23 @@ export function driveDatagramCore<Event>(
     timerAt = undefined;
   };
 
+  const arm = (at: number): void => {
+    timerAt = at;
+    timer = runtime.timers.at(at, onTimer);
+  };
+
   const onTimer = (): void => {
     timer = undefined;
     timerAt = undefined;
     if (stopped) return;
-    core.handleTimeout(runtime.clock.now());
+    const now = runtime.clock.now();
+    const deadline = core.pollTimeout();
+    if (deadline === undefined) return; // the core no longer wants a timeout
+    if (deadline > now) {
+      arm(deadline); // it moved later since this timer was armed
+      return;
+    }
+    core.handleTimeout(now);
     flush();
   };
 
@@ -93,12 +109,9 @@ export function driveDatagramCore<Event>(
         }
       } while (again);
       const deadline = core.pollTimeout();
-      if (deadline !== timerAt) {
+      if (deadline !== undefined && (timerAt === undefined || deadline < timerAt)) {
         cancelTimer();
-        if (deadline !== undefined) {
-          timerAt = deadline;
-          timer = runtime.timers.at(deadline, onTimer);
-        }
+        arm(deadline);
       }
     } finally {
       flushing = false;

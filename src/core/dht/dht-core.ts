@@ -269,6 +269,8 @@ class Operation {
   salt: Buffer | undefined = undefined;
   /** When it started (for `operations()`). */
   started = 0;
+  /** The target as bytes for queries, made on the first one. */
+  targetBytes: Buffer | undefined = undefined;
   constructor(
     readonly op: number,
     readonly kind: OperationKind,
@@ -287,7 +289,6 @@ class Txn {
   slow = false;
   constructor(
     readonly tid: number,
-    readonly to: Endpoint,
     readonly addr: Addr,
     readonly expect: Id | undefined,
     readonly data: Buffer,
@@ -298,6 +299,11 @@ class Txn {
     readonly cand: Candidate | undefined,
   ) {}
 }
+
+/** The transaction id of the query being encoded: the encoder copies it, so one scratch buffer serves every query. */
+const TID = Buffer.alloc(2);
+/** The node lists of the reply being encoded, likewise (one per address family, grown when k needs it). */
+const NODE_LISTS = { 4: Buffer.allocUnsafeSlow(26 * 8), 6: Buffer.allocUnsafeSlow(38 * 8) };
 
 const MAX_LOOKUP_PEERS = 2000;
 const MAX_VERIFY_PINGS = 16;
@@ -385,6 +391,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   /** Created on the first query, so an idle node pays nothing for it. */
   private limiter: RateLimiter | undefined = undefined;
   private limiterSweptAt = -Infinity;
+  private selfBytesBuf: Buffer | undefined = undefined;
+  private selfBytesOf: Id | undefined = undefined;
 
   constructor(init: DhtCoreInit) {
     const o = init.options ?? {};
@@ -429,6 +437,11 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   /** The external address other nodes agree they see us at, if any. */
   get externalAddress(): Endpoint | undefined {
     return this.external === undefined ? undefined : endpointOf(this.external);
+  }
+
+  /** Nodes in the routing table: `stats().nodes`, without walking the table. */
+  get tableSize(): number {
+    return this.table.size;
   }
 
   stats(now: number): DhtStats {
@@ -651,7 +664,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   }
 
   private queryCandidate(now: number, op: Operation, c: Candidate): void {
-    const target = idBytes(op.target);
+    const target = (op.targetBytes ??= idBytes(op.target));
     const body =
       op.method === 'find_node'
         ? { q: 'find_node' as const, target }
@@ -758,22 +771,33 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       tid = (tid + 1) & 0xffff;
     }
     this.nextTid = (tid + 1) & 0xffff;
-    const t = Buffer.from([tid >> 8, tid & 0xff]);
+    TID[0] = tid >> 8;
+    TID[1] = tid & 0xff;
     let data: Buffer;
     try {
-      data = encodeKrpc(this.queryMessage(t, body));
+      data = encodeKrpc(this.queryMessage(TID, body));
     } catch (e) {
       if (e instanceof KrpcError) return false;
       throw e;
     }
-    const to = endpointOf(addr);
-    this.txns.set(tid, new Txn(tid, to, addr, expect, data, now + this.timeoutMs, this.retries, purpose, op, cand));
-    this.transmit(to, data);
+    this.txns.set(tid, new Txn(tid, addr, expect, data, now + this.timeoutMs, this.retries, purpose, op, cand));
+    this.transmit(endpointOf(addr), data);
     return true;
   }
 
   private queryMessage(t: Buffer, body: QueryBody): KrpcMessage {
-    return { y: 'q', t, id: idBytes(this.selfId), ro: this.readOnly, version: this.version, ...body } as KrpcMessage;
+    return { y: 'q', t, id: this.selfBytes(), ro: this.readOnly, version: this.version, ...body } as KrpcMessage;
+  }
+
+  /** Our id as bytes for outgoing messages, kept until the id changes (in a buffer of its own: it pins no pool slab). */
+  private selfBytes(): Buffer {
+    if (this.selfBytesOf !== this.selfId) {
+      const b = Buffer.allocUnsafeSlow(20);
+      b.write(this.selfId, 'latin1');
+      this.selfBytesBuf = b;
+      this.selfBytesOf = this.selfId;
+    }
+    return this.selfBytesBuf!;
   }
 
   private transmit(to: Endpoint, data: Buffer): void {
@@ -800,7 +824,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
         this.txns.delete(t.tid);
         this.txns.set(t.tid, t);
         this.counters.sent++;
-        this.outQ.push({ to: t.to, data: t.data });
+        this.outQ.push({ to: endpointOf(t.addr), data: t.data });
         if (t.purpose === LOOKUP && !t.slow) {
           // The lookup stops waiting for it: another candidate gets its slot.
           t.slow = true;
@@ -1044,7 +1068,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private reply(to: Endpoint, body: Omit<KrpcResponse, 'y' | 'id' | 'ip' | 'version'>): void {
     let data: Buffer;
     try {
-      data = encodeKrpc({ y: 'r', id: idBytes(this.selfId), ip: to, version: this.version, ...body });
+      data = encodeKrpc({ y: 'r', id: this.selfBytes(), ip: to, version: this.version, ...body });
     } catch (e) {
       if (e instanceof KrpcError) return;
       throw e;
@@ -1060,15 +1084,28 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return token.equals(this.token(ip, this.secret)) || token.equals(this.token(ip, this.previousSecret));
   }
 
-  /** `nodes` and/or `nodes6` for a reply: the families asked for with `want`, else the querier's. */
+  /**
+   * `nodes` and/or `nodes6` for a reply: the families asked for with `want`,
+   * else the querier's. They are views of scratch buffers: encode the reply
+   * before the next call.
+   */
   private nodeLists(now: number, target: Id, want: Want | undefined, fromAddr: Addr): { nodes?: Buffer; nodes6?: Buffer } {
     const v4 = want === undefined ? fromAddr.length === 6 : want.n4 || (!want.n6 && fromAddr.length === 6);
     const v6 = want === undefined ? fromAddr.length === 18 : want.n6;
     const out: { nodes?: Buffer; nodes6?: Buffer } = {};
     const list = (family: 4 | 6): Buffer => {
-      let s = '';
-      for (const n of this.table.closest(target, this.k, now, family)) s += n.id + n.addr;
-      return Buffer.from(s, 'latin1');
+      const found = this.table.closest(target, this.k, now, family);
+      const size = found.length * (family === 4 ? 26 : 38);
+      if (NODE_LISTS[family].length < size) NODE_LISTS[family] = Buffer.allocUnsafeSlow(size);
+      const out = NODE_LISTS[family].subarray(0, size);
+      let p = 0;
+      for (const n of found) {
+        const id = n.id;
+        for (let i = 0; i < 20; i++) out[p++] = id.charCodeAt(i);
+        const addr = n.addr;
+        for (let i = 0; i < addr.length; i++) out[p++] = addr.charCodeAt(i);
+      }
+      return out;
     };
     if (v4) out.nodes = list(4);
     if (v6) out.nodes6 = list(6);

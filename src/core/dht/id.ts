@@ -20,7 +20,7 @@ export type Addr = string;
 export const ID_BYTES = 20;
 
 export function idOf(bytes: Uint8Array): Id {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  return (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString('latin1');
 }
 
 export function idBytes(id: Id): Buffer {
@@ -89,13 +89,50 @@ export function randomIdWithPrefix(base: Id, bits: number, random: Random): Id {
 // ---------------------------------------------------------------- addresses
 
 export function addrOf(e: Endpoint): Addr | undefined {
+  const v4 = ipv4Word(e.host);
+  if (v4 >= 0) {
+    if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) return undefined;
+    return String.fromCharCode(v4 >>> 24, (v4 >>> 16) & 0xff, (v4 >>> 8) & 0xff, v4 & 0xff, e.port >> 8, e.port & 0xff);
+  }
   const ip = parseIp(e.host);
   if (ip === undefined || !Number.isInteger(e.port) || e.port < 0 || e.port > 65535) return undefined;
+  if (ip.length === 4) return String.fromCharCode(ip[0]!, ip[1]!, ip[2]!, ip[3]!, e.port >> 8, e.port & 0xff);
   return Buffer.from(ip).toString('latin1') + String.fromCharCode(e.port >> 8, e.port & 0xff);
+}
+
+/**
+ * A dotted-quad IPv4 address as a 32-bit number, or -1 if the text is not
+ * one (the rules of parseIpv4, without allocating: every received datagram
+ * goes through `addrOf`).
+ */
+function ipv4Word(text: string): number {
+  const n = text.length;
+  if (n < 7 || n > 15) return -1;
+  let word = 0;
+  let parts = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : 0x2e;
+    if (c === 0x2e) {
+      if (digits === 0 || parts > 3 || value > 255) return -1;
+      word = word * 256 + value;
+      parts++;
+      value = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if ((digits > 0 && value === 0) || ++digits > 3) return -1;
+      value = value * 10 + (c - 0x30);
+    } else return -1;
+  }
+  return parts === 4 ? word : -1;
 }
 
 export function endpointOf(addr: Addr): Endpoint {
   const n = addr.length - 2;
+  if (n === 4) {
+    return { host: `${addr.charCodeAt(0)}.${addr.charCodeAt(1)}.${addr.charCodeAt(2)}.${addr.charCodeAt(3)}`, port: (addr.charCodeAt(4) << 8) | addr.charCodeAt(5) };
+  }
   const ip = new Uint8Array(n);
   for (let i = 0; i < n; i++) ip[i] = addr.charCodeAt(i);
   return { host: formatIp(ip), port: (addr.charCodeAt(n) << 8) | addr.charCodeAt(n + 1) };
@@ -146,6 +183,12 @@ export function isLocalIp(ip: Uint8Array): boolean {
 
 export function isLocalAddr(addr: Addr): boolean {
   const n = addr.length - 2;
+  if (n === 4) {
+    // isLocalIp's IPv4 rule, read straight from the string (this runs for every query a node answers).
+    const a = addr.charCodeAt(0);
+    const b = addr.charCodeAt(1);
+    return a === 10 || a === 127 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || (a === 169 && b === 254);
+  }
   const ip = new Uint8Array(n);
   for (let i = 0; i < n; i++) ip[i] = addr.charCodeAt(i);
   return isLocalIp(ip);

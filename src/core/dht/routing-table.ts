@@ -40,7 +40,12 @@ export interface RoutingTableOptions {
 }
 
 export class NodeEntry {
-  /** Last time we heard anything from it (a response or a query). */
+  /**
+   * Last time we heard anything from it (a response or a query). It only
+   * moves forward once the table has been scanned for questionable nodes
+   * (the scan relies on that to skip quiet tables); a table rebuilt around a
+   * new id may set it back before its first scan.
+   */
   lastSeen: number;
   /** Last time it answered one of our queries (-Infinity: never). */
   lastResponse = -Infinity;
@@ -50,6 +55,8 @@ export class NodeEntry {
   fails = 0;
   /** BEP 42: its id matches its address (or the address is local). */
   readonly secure: boolean;
+  /** The id's first 24 bits (`idKey`): lookups and distance comparisons read this before the id string. */
+  readonly key: number;
 
   constructor(
     readonly id: Id,
@@ -58,7 +65,35 @@ export class NodeEntry {
   ) {
     this.lastSeen = now;
     this.secure = idMatchesAddr(id, addr);
+    this.key = idKey(id);
   }
+}
+
+/**
+ * An id's first three bytes as a number (a small integer, stored unboxed).
+ * Entries whose keys differ have different ids; XOR distances to a target
+ * compare like `key ^ idKey(target)` unless those are equal.
+ */
+export function idKey(id: Id): number {
+  return (id.charCodeAt(0) << 16) | (id.charCodeAt(1) << 8) | id.charCodeAt(2);
+}
+
+/**
+ * The ids and addresses of table entries, one string per distinct value:
+ * in a simulator every node's table holds the same few hundred thousand ids
+ * and addresses, each arriving as a fresh string decoded from a datagram, and
+ * sharing them saves about a third of a routing table's memory. Only taken
+ * on insertion; bounded (cleared when full, which only loses sharing).
+ */
+const shared = new Map<string, string>();
+const MAX_SHARED = 1 << 20;
+
+function share(s: string): string {
+  const known = shared.get(s);
+  if (known !== undefined) return known;
+  if (shared.size >= MAX_SHARED) shared.clear();
+  shared.set(s, s);
+  return s;
 }
 
 export type NodeState = 'good' | 'questionable' | 'bad';
@@ -108,6 +143,14 @@ export class RoutingTable {
   readonly enforceBep42: boolean;
   private readonly buckets: Bucket[];
   private count = 0;
+  /**
+   * Before this time no node can be questionable, so `questionable()` need
+   * not scan: at the last scan none was, every node was good until at least
+   * then, and no query to one has failed since (`failed()` resets it).
+   * Nodes inserted or heard from since are good until at least the scan's
+   * time plus `goodMs`, which bounds it too.
+   */
+  private quietUntil = -Infinity;
 
   constructor(
     readonly self: Id,
@@ -146,8 +189,9 @@ export class RoutingTable {
   /** The node with this id, in the table or in a replacement cache. */
   get(id: Id): NodeEntry | undefined {
     const b = this.buckets[this.indexOf(id)]!;
-    for (const n of b.nodes) if (n.id === id) return n;
-    for (const n of b.replacements) if (n.id === id) return n;
+    const key = idKey(id);
+    for (const n of b.nodes) if (n.key === key && n.id === id) return n;
+    for (const n of b.replacements) if (n.key === key && n.id === id) return n;
     return undefined;
   }
 
@@ -194,25 +238,42 @@ export class RoutingTable {
     if (id === this.self) return 'rejected';
     let i = this.indexOf(id);
     let b = this.buckets[i]!;
-    const known = b.nodes.find((n) => n.id === id) ?? b.replacements.find((n) => n.id === id);
+    let known: NodeEntry | undefined;
+    let inTable = false;
+    const key = idKey(id);
+    for (const n of b.nodes) {
+      if (n.key === key && n.id === id) {
+        known = n;
+        inTable = true;
+        break;
+      }
+    }
+    if (known === undefined) {
+      for (const n of b.replacements) {
+        if (n.key === key && n.id === id) {
+          known = n;
+          break;
+        }
+      }
+    }
     if (known !== undefined) {
       if (known.addr !== addr) {
         // Same id, another address: a good node keeps its address (no hijacking by spoofed ids).
         if (this.state(known, now) === 'good' || !responded) return 'rejected';
-        known.addr = addr;
+        known.addr = share(addr);
       }
       known.lastSeen = now;
       if (responded) {
         known.lastResponse = now;
         known.fails = 0;
       }
-      if (b.nodes.includes(known)) b.changed = now;
+      if (inTable) b.changed = now;
       return 'updated';
     }
     if (!responded) return 'rejected';
     for (;;) {
       if (!this.prefixAllowed(b, addr)) return 'rejected';
-      const entry = new NodeEntry(id, addr, now);
+      const entry = new NodeEntry(share(id), share(addr), now);
       entry.lastResponse = now;
       if (b.nodes.length < this.k) {
         b.nodes.push(entry);
@@ -278,6 +339,7 @@ export class RoutingTable {
    * replacement (answered most recently, BEP 42-matching first) takes its slot.
    */
   failed(now: number, id: Id): void {
+    this.quietUntil = -Infinity;
     const b = this.buckets[this.indexOf(id)]!;
     const ri = b.replacements.findIndex((n) => n.id === id);
     if (ri >= 0) {
@@ -329,28 +391,72 @@ export class RoutingTable {
   /**
    * Up to `n` non-bad nodes closest to `target` in XOR distance, closest
    * first, optionally of one address family. Buckets are visited in
-   * distance order, so only a few are sorted.
+   * distance order: the target's own bucket, then every deeper one (all
+   * farther from the target than the first, all closer than the shallower
+   * ones), then the shallower ones, nearest first. For a reply's few nodes
+   * each group is merged in by insertion into at most `n` places, so nothing
+   * is copied or sorted whole; for a lookup's long list a group is sorted.
+   * (`now` is not needed: being bad depends on failures only.)
    */
-  closest(target: Id, n: number, now: number, family?: 4 | 6): NodeEntry[] {
+  closest(target: Id, n: number, _now: number, family?: 4 | 6): NodeEntry[] {
     const out: NodeEntry[] = [];
+    if (!(n >= 1)) return out;
     const last = this.buckets.length - 1;
     const p = Math.min(commonPrefixBits(this.self, target), last);
-    const take = (group: NodeEntry[]): void => {
-      const ok = group.filter((e) => this.state(e, now) !== 'bad' && (family === undefined || (family === 4) === (e.addr.length === 6)));
-      ok.sort((a, b) => compareDistance(target, a.id, b.id));
-      for (const e of ok) {
-        if (out.length >= n) return;
-        out.push(e);
+    const tk = idKey(target);
+    if (n > 16) {
+      // Insertion would move O(n) entries per node: sort each group instead (the deeper buckets as one).
+      this.sortedInto(out, this.buckets[p]!.nodes, target, n, family);
+      if (out.length < n && p < last) {
+        const deeper: NodeEntry[] = [];
+        for (let i = p + 1; i <= last; i++) for (const e of this.buckets[i]!.nodes) deeper.push(e);
+        this.sortedInto(out, deeper, target, n, family);
       }
-    };
-    take(this.buckets[p]!.nodes);
-    if (out.length < n && p < last) {
-      const deeper: NodeEntry[] = [];
-      for (let i = p + 1; i <= last; i++) deeper.push(...this.buckets[i]!.nodes);
-      take(deeper);
+      for (let i = p - 1; i >= 0 && out.length < n; i--) this.sortedInto(out, this.buckets[i]!.nodes, target, n, family);
+      return out;
     }
-    for (let i = p - 1; i >= 0 && out.length < n; i--) take(this.buckets[i]!.nodes);
+    this.takeClosest(out, this.buckets[p]!.nodes, target, tk, n, family, 0);
+    if (out.length < n) {
+      const base = out.length;
+      for (let i = p + 1; i <= last; i++) this.takeClosest(out, this.buckets[i]!.nodes, target, tk, n, family, base);
+    }
+    for (let i = p - 1; i >= 0 && out.length < n; i--) this.takeClosest(out, this.buckets[i]!.nodes, target, tk, n, family, out.length);
     return out;
+  }
+
+  /** Appends the usable nodes of `group` to `out` in distance order, keeping `out` to at most `n`. */
+  private sortedInto(out: NodeEntry[], group: readonly NodeEntry[], target: Id, n: number, family: 4 | 6 | undefined): void {
+    const maxFails = this.maxFails;
+    const ok = group.filter((e) => e.fails < maxFails && (family === undefined || (family === 4) === (e.addr.length === 6)));
+    ok.sort((a, b) => compareDistance(target, a.id, b.id));
+    for (let i = 0; i < ok.length && out.length < n; i++) out.push(ok[i]!);
+  }
+
+  /** Inserts the usable nodes of `group` into `out[base..]` in distance order, keeping `out` to at most `n`. */
+  private takeClosest(out: NodeEntry[], group: readonly NodeEntry[], target: Id, tk: number, n: number, family: 4 | 6 | undefined, base: number): void {
+    const maxFails = this.maxFails;
+    for (let g = 0; g < group.length; g++) {
+      const e = group[g]!;
+      if (e.fails >= maxFails) continue; // bad
+      const d = e.key ^ tk;
+      let j = out.length;
+      if (j >= n) {
+        // Full: it must beat the farthest kept node of its own group, which it then replaces.
+        if (j <= base) continue;
+        const f = out[j - 1]!;
+        const df = f.key ^ tk;
+        if (d > df || (d === df && compareDistance(target, e.id, f.id) >= 0)) continue;
+        j--;
+      }
+      if (family !== undefined && (family === 4) !== (e.addr.length === 6)) continue;
+      for (; j > base; j--) {
+        const f = out[j - 1]!;
+        const df = f.key ^ tk;
+        if (d > df || (d === df && compareDistance(target, e.id, f.id) >= 0)) break;
+        out[j] = f;
+      }
+      out[j] = e;
+    }
   }
 
   /** Every node in the table, bucket by bucket. */
@@ -358,15 +464,32 @@ export class RoutingTable {
     for (const b of this.buckets) yield* b.nodes;
   }
 
-  /** Nodes due a liveness ping: questionable, and not pinged in the last `intervalMs`. */
+  /**
+   * Nodes due a liveness ping: questionable, and not pinged in the last
+   * `intervalMs`. A node's maintenance tick calls this every few seconds;
+   * while the table is quiet (see `quietUntil`) it returns at once instead of
+   * walking every entry.
+   */
   questionable(now: number, max: number, intervalMs: number): NodeEntry[] {
     const out: NodeEntry[] = [];
+    if (now < this.quietUntil) return out;
+    let quiet = now + this.goodMs; // a node inserted after this scan stays good at least that long
+    let busy = false;
     for (const b of this.buckets) {
       for (const n of b.nodes) {
-        if (out.length >= max) return out;
-        if (this.state(n, now) === 'questionable' && now - n.lastPing >= intervalMs) out.push(n);
+        if (out.length >= max) {
+          this.quietUntil = -Infinity;
+          return out;
+        }
+        const s = this.state(n, now);
+        if (s === 'questionable') {
+          busy = true;
+          if (now - n.lastPing >= intervalMs) out.push(n);
+        } else if (s === 'good' && n.lastSeen + this.goodMs < quiet) quiet = n.lastSeen + this.goodMs;
+        // A bad node stays bad until it answers (then it is good) or is replaced.
       }
     }
+    this.quietUntil = busy ? -Infinity : quiet;
     return out;
   }
 

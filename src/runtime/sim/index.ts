@@ -14,7 +14,7 @@ export { EventQueue, QueueEntry } from './event-queue.js';
 export { SimEngine, SimLimitError } from './engine.js';
 export type { RunOptions, RunResult, RunStopReason, SimEngineOptions } from './engine.js';
 export { SimNetwork, SimHost, SimNetError } from './network.js';
-export type { AddHostOptions, LinkFunction, SimNetworkOptions, SimNetworkStats } from './network.js';
+export type { AddHostOptions, LinkFunction, SimBindOptions, SimNetworkOptions, SimNetworkStats } from './network.js';
 export { Flow, FlowScheduler, maxMinFair } from './bandwidth.js';
 export type { LinkEnds } from './bandwidth.js';
 export {

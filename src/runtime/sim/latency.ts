@@ -20,11 +20,19 @@ import { SimNetError } from './network.js';
 
 /** A 32-bit FNV-1a hash of a string, then mixed with a seed (murmur3's finaliser). */
 export function hash32(text: string, seed = 0): number {
-  let h = 0x811c9dc5 ^ (seed >>> 0);
+  return hashFinish(fnv(0x811c9dc5 ^ (seed >>> 0), text));
+}
+
+/** FNV-1a over the string's code units, continuing from `h`. */
+function fnv(h: number, text: string): number {
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
+  return h;
+}
+
+function hashFinish(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -53,9 +61,13 @@ export function uniformLatency(minMs: number, maxMs: number, seed = 0): LinkFunc
   checkMs('maxMs', maxMs);
   if (maxMs < minMs) throw new RangeError(`maxMs (${maxMs}) must be >= minMs (${minMs})`);
   const span = maxMs - minMs;
+  const init = 0x811c9dc5 ^ (seed >>> 0);
   return (a, b) => {
-    const key = a.address < b.address ? `${a.address}|${b.address}` : `${b.address}|${a.address}`;
-    return minMs + span * hashUnit(key, seed);
+    // hashUnit(`${low}|${high}`, seed), without building the key for every datagram.
+    const low = a.address < b.address ? a.address : b.address;
+    const high = low === a.address ? b.address : a.address;
+    const h = fnv(Math.imul(fnv(init, low) ^ 0x7c, 0x01000193), high);
+    return minMs + span * (hashFinish(h) / 0x1_0000_0000);
   };
 }
 

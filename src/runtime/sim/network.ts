@@ -10,7 +10,8 @@
  * Datagrams: a send is delivered to the destination socket after the link's
  * latency, unless it is lost (per-link loss probability, drawn from the
  * network's seeded PRNG) or nobody has that port bound when it arrives, in
- * which cases it silently disappears.
+ * which cases it silently disappears. The bytes are copied at send time,
+ * unless the socket was bound with `noCopy` (see SimBindOptions).
  *
  * Streams: reliable, ordered byte streams, with retransmission abstracted
  * away. A connect sends a SYN that takes one latency; if a listener is there
@@ -87,6 +88,18 @@ export interface SimNetworkOptions {
   segmentBytes?: number;
   /** Writes up to this size on an idle flow skip the fair share (see FlowSchedulerOptions). Default 0. */
   smallMessageBytes?: number;
+}
+
+/** Simulator-only options of `SimHost.bind`. */
+export interface SimBindOptions {
+  /**
+   * Hand the bytes this socket sends to their receiver as they are, without
+   * the defensive copy. Only for senders that never modify a buffer after
+   * sending it (the contract asks that of everyone; DhtCore encodes every
+   * message into a fresh buffer) talking to receivers that never modify what
+   * they receive: it saves an allocation per datagram.
+   */
+  noCopy?: boolean;
 }
 
 export interface AddHostOptions {
@@ -188,6 +201,7 @@ export class SimNetwork {
   private readonly latencyFn: LinkFunction;
   private readonly lossFn: LinkFunction;
   private readonly byAddress = new Map<string, SimHost>();
+  private readonly spareDeliveries: Delivery[] = [];
   private readonly incarnations = new Map<string, number>();
   private nextAuto = 1;
   private nextUid = 1;
@@ -272,6 +286,16 @@ export class SimNetwork {
     return this.latency(from, to);
   }
 
+  /** @internal The event that hands a datagram to `dest`; its record is reused afterwards, so a datagram allocates none. */
+  delivery(dest: SimHost, from: Endpoint, port: number, data: Uint8Array): () => void {
+    const d = this.spareDeliveries.pop() ?? new Delivery(this.spareDeliveries);
+    d.dest = dest;
+    d.from = from;
+    d.port = port;
+    d.data = data;
+    return d.run;
+  }
+
   /** @internal Decides whether a datagram on this link is lost. */
   drawLoss(from: SimHost, to: SimHost): boolean {
     const p = this.lossProbability(from, to);
@@ -291,6 +315,32 @@ export class SimNetwork {
       const address = `10.${high}.${mid}.${low}`;
       if (!this.byAddress.has(address) && !this.incarnations.has(address)) return address;
     }
+  }
+}
+
+/** Spare delivery records kept for reuse at most (more in flight at once are simply not kept). */
+const MAX_SPARE_DELIVERIES = 1 << 16;
+
+/** A datagram on its way: the event's state, with the event (`run`) made once per record. */
+class Delivery {
+  dest: SimHost | undefined = undefined;
+  from: Endpoint | undefined = undefined;
+  port = 0;
+  data: Uint8Array | undefined = undefined;
+  readonly run: () => void;
+
+  constructor(spare: Delivery[]) {
+    this.run = (): void => {
+      const dest = this.dest!;
+      const from = this.from!;
+      const port = this.port;
+      const data = this.data!;
+      this.dest = undefined;
+      this.from = undefined;
+      this.data = undefined;
+      if (spare.length < MAX_SPARE_DELIVERIES) spare.push(this);
+      dest.deliverDatagram(from, port, data);
+    };
   }
 }
 
@@ -319,6 +369,8 @@ export class SimHost {
   private up = true;
   /** @internal */
   readonly udpPorts = new Map<number, SimDatagramSocket>();
+  /** The socket bound last: most hosts have one, and a delivery to it skips the port map. */
+  private lastBound: SimDatagramSocket | undefined = undefined;
   /** @internal Listeners and client-side stream ports. */
   readonly tcpPorts = new Map<number, PortOwner>();
   /** @internal Open stream ends on this host. */
@@ -344,11 +396,12 @@ export class SimHost {
    * Binds a datagram socket, synchronously (the runtime's `bindDatagram` is
    * this behind a promise). Throws SimNetError on a taken port or a down host.
    */
-  bind(options: BindOptions = {}): DatagramSocket {
+  bind(options: BindOptions = {}, sim: SimBindOptions = {}): DatagramSocket {
     this.checkBindHost(options.host);
     const port = this.allocatePort('udp', options.port);
-    const socket = new SimDatagramSocket(this, { host: this.address, port });
+    const socket = new SimDatagramSocket(this, { host: this.address, port }, sim.noCopy ?? false);
     this.udpPorts.set(port, socket);
+    this.lastBound = socket;
     return socket;
   }
 
@@ -433,7 +486,9 @@ export class SimHost {
       stats.datagramsUnroutable++;
       return;
     }
-    const socket = this.udpPorts.get(port);
+    // An open socket is the one registered for its port (a port cannot be bound twice).
+    const last = this.lastBound;
+    const socket = last !== undefined && last.port === port && !last.closed ? last : this.udpPorts.get(port);
     if (socket === undefined || socket.closed) {
       stats.datagramsNoListener++;
       return;
@@ -458,11 +513,20 @@ class SimRuntime implements Runtime {
     const engine = host.network.engine;
     this.clock = engine.clock;
     this.random = host.random;
+    // A crashed host's timers never fire. A driver arms the same callback again and again, so its guarded
+    // wrapper is made once and reused.
+    let lastFn: (() => void) | undefined;
+    let lastGuarded: (() => void) | undefined;
     this.timers = {
-      at: (at: number, fn: () => void): TimerHandle =>
-        engine.schedule(at, () => {
-          if (host.alive) fn();
-        }),
+      at: (at: number, fn: () => void): TimerHandle => {
+        if (fn !== lastFn) {
+          lastFn = fn;
+          lastGuarded = () => {
+            if (host.alive) fn();
+          };
+        }
+        return engine.schedule(at, lastGuarded!);
+      },
     };
   }
 
@@ -568,10 +632,19 @@ class SimDatagramSocket implements DatagramSocket {
   /** Behind a NAT: remote address -> when the mapping expires. In refresh order. */
   private pinholes: Map<string, number> | undefined;
   private readonly handlers: ((from: Endpoint, data: Uint8Array) => void)[] = [];
+  /** The handler when there is exactly one (the usual case), called without walking the list. */
+  private only: ((from: Endpoint, data: Uint8Array) => void) | undefined = undefined;
+  /** @internal `local.port`, read on every delivery. */
+  readonly port: number;
 
-  constructor(host: SimHost, local: Endpoint) {
+  constructor(
+    host: SimHost,
+    local: Endpoint,
+    private readonly noCopy: boolean,
+  ) {
     this.host = host;
     this.local = local;
+    this.port = local.port;
   }
 
   send(to: Endpoint, data: Uint8Array): void {
@@ -594,14 +667,13 @@ class SimDatagramSocket implements DatagramSocket {
       stats.datagramsLost++;
       return;
     }
-    const copy = new Uint8Array(data);
-    const from = this.local;
-    const port = to.port;
-    network.engine.postAfter(network.transitTime(host, dest, copy.length), () => dest.deliverDatagram(from, port, copy));
+    const copy = this.noCopy ? data : new Uint8Array(data);
+    network.engine.postAfter(network.transitTime(host, dest, copy.length), network.delivery(dest, this.local, to.port, copy));
   }
 
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
     this.handlers.push(fn);
+    this.only = this.handlers.length === 1 ? fn : undefined;
   }
 
   /** @internal Whether the NAT lets a datagram from `remote` through to this socket. */
@@ -634,6 +706,10 @@ class SimDatagramSocket implements DatagramSocket {
 
   /** @internal */
   receive(from: Endpoint, data: Uint8Array): void {
+    if (this.only !== undefined) {
+      if (!this.closed) this.only(from, data);
+      return;
+    }
     for (const fn of this.handlers) {
       if (this.closed) return;
       fn(from, data);
