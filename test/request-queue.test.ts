@@ -8,17 +8,17 @@ const BLOCK = 16 * 1024;
 const MB = 1_000_000;
 
 test('depth = rate x latency / 16 KiB x gain + headroom, for a link past the floors', () => {
-  // 10 MB/s at 400 ms: 244 blocks in flight, x1.5, +8.
-  assert.equal(requestQueueDepth(10 * MB, 400, 2000), Math.ceil(((10 * MB * 0.4) / BLOCK) * QUEUE_GAIN) + QUEUE_HEADROOM);
-  assert.equal(requestQueueDepth(10 * MB, 400, 2000), 375);
+  // 2 MB/s at 1.5 s: 184 blocks in flight, x1.5, +8.
+  assert.equal(requestQueueDepth(2 * MB, 1500, 2000), Math.ceil(((2 * MB * 1.5) / BLOCK) * QUEUE_GAIN) + QUEUE_HEADROOM);
+  assert.equal(requestQueueDepth(2 * MB, 1500, 2000), 283);
 });
 
 test('depth grows with the rate and with the latency', () => {
   const at = (mbps: number, ms: number): number => requestQueueDepth(mbps * MB, ms, 2000);
   // With the rate, at a fixed latency.
-  assert.ok(at(1, 300) < at(2, 300) && at(2, 300) < at(4, 300) && at(4, 300) < at(8, 300), [at(1, 300), at(2, 300), at(4, 300), at(8, 300)].join(' '));
+  assert.ok(at(0.5, 1200) < at(1, 1200) && at(1, 1200) < at(2, 1200) && at(2, 1200) < at(4, 1200), [at(0.5, 1200), at(1, 1200), at(2, 1200), at(4, 1200)].join(' '));
   // With the latency, at a fixed rate (above the floor).
-  assert.ok(at(4, 300) < at(4, 450) && at(4, 450) < at(4, 600), [at(4, 300), at(4, 450), at(4, 600)].join(' '));
+  assert.ok(at(1, 1200) < at(1, 1800) && at(1, 1800) < at(1, 2400), [at(1, 1200), at(1, 1800), at(1, 2400)].join(' '));
   // Below the latency floor, the floor counts.
   assert.equal(at(4, 1), at(4, MIN_LATENCY_MS));
   // Unknown latency (nothing measured yet): the default.

@@ -29,17 +29,18 @@ export const QUEUE_HEADROOM = 8;
 export const DEFAULT_LATENCY_MS = 1000;
 /**
  * Latencies below this count as this: the smallest time of data in flight
- * we plan for (x GAIN). On a fast local link the measured round trip is a
- * few milliseconds, but a peer stalls now and then for tens of them (a disk
- * read of a cold piece, a busy event loop, batched socket reads), and the
- * rate we measure lags behind a rising one: with this floor the depth grows
- * several times over per rate measurement while the pipeline is what limits
- * the rate, so a fast peer reaches full speed quickly. In interleaved
- * 256 MiB loopback runs, 250 ms matched the old "1 s of the rate" sizing
- * where 100 ms was a little slower. A slow peer (1 MB/s: 31 requests) is
- * hardly affected.
+ * we plan for (x GAIN), the "one second of the rate" most clients keep. The
+ * estimate below is exact for a peer that answers as requests come, but a
+ * peer that answers in pulses hides its round trip: Transmission 3.00 sends
+ * what was asked for in its 500 ms peer pulse, so most of a block's wait looks
+ * like queueing behind our own requests and is subtracted. With a 250 ms
+ * floor a Transmission seeder settled at 17 MB/s to us on loopback, at 1 s
+ * it gave 28 MB/s (bench:download --only b --size 256, the same machine,
+ * one after the other). On a fast local link the measured latency is a few
+ * milliseconds anyway, and a peer stalls now and then for tens of them.
+ * Longer round trips (satellite, a congested far peer) count in full.
  */
-export const MIN_LATENCY_MS = 250;
+export const MIN_LATENCY_MS = 1000;
 
 export function requestQueueDepth(rateBytesPerSec: number, latencyMs: number, reqq: number, blockSize = 16 * 1024, maxDepth = QUEUE_MAX_DEPTH): number {
   const rate = Number.isFinite(rateBytesPerSec) && rateBytesPerSec > 0 ? rateBytesPerSec : 0;
