@@ -1082,6 +1082,42 @@ test('a request timeout re-issues the blocks to another peer and cancels them at
   assert.ok(h.image.equals(fx.data));
 });
 
+test('a request the peer passed over is cancelled and asked again after 2 s (and 4 round trips), not at the request timeout', () => {
+  const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
+  const h = new Harness(fx, { requestTimeoutMs: 30_000 });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  const held = p.pending.values().next().value!;
+  // It answers every request but the first one, as they come.
+  const step = (): void => {
+    p.serve({ which: (r) => bkey(r) !== bkey(held) });
+  };
+  step();
+  h.advanceBy(2000, 500, step);
+  assert.equal(p.of('cancel').length, 0, 'not within 2 s');
+  assert.equal(p.of('request').filter((r) => bkey(r) === bkey(held)).length, 1);
+  h.advanceBy(1500, 500, step);
+  assert.deepEqual(p.of('cancel').map(bkey), [bkey(held)], 'the passed-over request is cancelled, and only it');
+  assert.equal(p.of('request').filter((r) => bkey(r) === bkey(held)).length, 2, 'and asked again');
+  assert.equal(h.core.peerSnapshots(h.now)[0]!.snubbed, false, 'the peer is not snubbed for it');
+  for (let i = 0; i < 50 && !h.core.isComplete; i++) p.serve();
+  assert.ok(h.core.isComplete);
+  assert.ok(h.image.equals(fx.data));
+});
+
+test('requests not yet passed over are left alone however long they wait (a slow peer is the request timeout\'s business)', () => {
+  const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
+  const h = new Harness(fx, { requestTimeoutMs: 30_000 });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  // It answers one request every 5 s, oldest first: slow, but in order.
+  h.advanceBy(20_000, 5000, () => {
+    const first = p.pending.values().next().value;
+    if (first) p.serve({ which: (r) => r === first });
+  });
+  assert.equal(p.of('cancel').length, 0);
+});
+
 test('the request timeout counts from the request, not from the last block long ago', () => {
   const fx = fixture();
   const h = new Harness(fx, { requestTimeoutMs: 30_000 });
