@@ -898,8 +898,8 @@ export class TorrentCore {
    * and they are older than OVERTAKEN_MIN_MS and OVERTAKEN_LATENCIES round
    * trips. Peers serve their queue in order, so such a request was dropped:
    * Transmission 3.00 now and then holds one of a full queue for seconds and
-   * then rejects it, which at the end of a download stalled it for 8 s of
-   * 25 (bench:download --only b --size 256). Cancelled and asked again (of
+   * then rejects it, which at the end of a download stalled it for 8.5 s of
+   * 36 (bench:download --only b --size 256). Cancelled and asked again (of
    * this peer too), instead of waiting for the request timeout; a block that
    * comes anyway is accepted if still missing, else ignored.
    */
