@@ -6,9 +6,9 @@
  *   npm run bench:sim-dht -- [--sizes 1000,3000,10000,30000,100000] [--lookups N] [--churn F] [--seed S]
  *                            [--semi-space MB] [--in-process]
  *
- * Each size: N nodes join over 60 s through one bootstrap node, refresh
- * once, then `lookups` (default N) find_node lookups for other nodes' ids
- * over 120 s. `--churn F`: a fraction F of sessions drops within the lookup
+ * Each size: N nodes join over 60 s through one bootstrap node (each
+ * refreshes its far buckets after its join), then from 120 s `lookups`
+ * (default N) find_node lookups for other nodes' ids over 120 s. `--churn F`: a fraction F of sessions drops within the lookup
  * window (exponential sessions, half crashes, back after 1-3 min).
  * Uniform 10-100 ms latencies, 1 % loss.
  *

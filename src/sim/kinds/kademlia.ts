@@ -2,9 +2,10 @@
  * The "kademlia" scenario kind: N nodes of peerkit's Mainline DHT core
  * (DhtCore, BEP 5) on the simulated network, each wired by the generic
  * datagram driver (src/runtime/drive.ts) exactly as on the real runtime.
- * Nodes join over `joinOverMs` through the bootstrap nodes and look up their
- * own id again `refreshAfterMs` later (what a real node's bucket refresh
- * does, so early joiners learn of later ones); then `lookups` find_node
+ * Nodes join over `joinOverMs` through the bootstrap nodes (the core then
+ * refreshes its far buckets itself, and fills the rest from the nodes that
+ * query it; `refreshAfterMs`, off by default, makes each node look up its
+ * own id once more that long after joining); then `lookups` find_node
  * lookups run from random online nodes, spread over `lookupsOverMs`, each
  * for the id of another random online node. A lookup succeeds when that
  * node is among the k closest it returns.
@@ -44,7 +45,7 @@ export const kademliaParams: ObjectSchema = {
     nodes: { schema: { type: 'number', integer: true, min: 2, max: 1_000_000, description: 'N' } },
     bootstrapNodes: { schema: { type: 'number', integer: true, min: 1, max: 1000 }, default: 1 },
     joinOverMs: { schema: { type: 'number', min: 0 }, default: 60_000 },
-    refreshAfterMs: { schema: { type: 'number', min: 0, description: 'a node looks up its own id again this long after joining (0: never)' }, default: 30_000 },
+    refreshAfterMs: { schema: { type: 'number', min: 0, description: 'a node looks up its own id again this long after joining (0: never)' }, default: 0 },
     lookups: { schema: { type: 'number', integer: true, min: 0, max: 10_000_000, description: 'M' } },
     lookupsStartMs: { schema: { type: 'number', min: 0 }, optional: true },
     lookupsOverMs: { schema: { type: 'number', min: 0 }, default: 60_000 },
