@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -182,7 +182,7 @@ test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of 
     }
     const torrents = parseCsv((await http(`${base}torrents.csv`)).body);
     assert.deepEqual(torrents[0], ['source', ...TORRENT_COLUMNS]);
-    assert.deepEqual(torrents.slice(1).map((r) => [r[0], r[1], r[5]]), [['seeder', swarm.metainfo.infoHash.toString('hex'), '1'], ['leecher 1', swarm.metainfo.infoHash.toString('hex'), '1'], ['leecher 2', swarm.metainfo.infoHash.toString('hex'), '1']]);
+    assert.deepEqual(torrents.slice(1).map((r) => [r[0], r[1], r[5]]), [['seeder', swarm.metainfo.infoHashHex, '1'], ['leecher 1', swarm.metainfo.infoHash.toString('hex'), '1'], ['leecher 2', swarm.metainfo.infoHash.toString('hex'), '1']]);
     const uploadedTotal = torrents.slice(1).reduce((n, r) => n + Number(r[torrents[0]!.indexOf('uploaded_bytes')]), 0);
     const downloadedTotal = torrents.slice(1).reduce((n, r) => n + Number(r[torrents[0]!.indexOf('downloaded_bytes')]), 0);
     assert.ok(downloadedTotal >= 2 * swarm.metainfo.length, 'both leechers got the whole file');
@@ -190,21 +190,21 @@ test('dashboard over HTTP: page, assets, event stream, JSON, CSV and metrics of 
 
     const swarms = parseCsv((await http(`${base}swarms.csv`)).body);
     assert.deepEqual(swarms[0], ['source', 'info_hash', 'seeders', 'leechers', 'completed']);
-    assert.equal(swarms[1]![1], swarm.metainfo.infoHash.toString('hex'));
+    assert.equal(swarms[1]![1], swarm.metainfo.infoHashHex);
     // The tracker's swarm: the seeder and both leechers seed once the leechers have announced their completion.
     const trackerState = await until('the tracker counts both completions', async () => {
       const j = JSON.parse((await http(`${base}api/state`)).body) as StateJson;
       const w = j.sources.find((x) => x.id === 'tracker')!.state.swarms!;
       return w[0]?.seeders === 3 ? w : undefined;
     });
-    assert.deepEqual(trackerState.map((w) => [w.infoHash, w.seeders, w.leechers]), [[swarm.metainfo.infoHash.toString('hex'), 3, 0]]);
+    assert.deepEqual(trackerState.map((w) => [w.infoHash, w.seeders, w.leechers]), [[swarm.metainfo.infoHashHex, 3, 0]]);
     const swarmsNow = parseCsv((await http(`${base}swarms.csv`)).body);
-    assert.deepEqual(swarmsNow.slice(1).map((r) => r.slice(0, 4)), [['tracker', swarm.metainfo.infoHash.toString('hex'), '3', '0']]);
+    assert.deepEqual(swarmsNow.slice(1).map((r) => r.slice(0, 4)), [['tracker', swarm.metainfo.infoHashHex, '3', '0']]);
 
     const metrics = await http(`${base}metrics`);
     assert.equal(metrics.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
     const fams = checkExposition(metrics.body);
-    const ih = swarm.metainfo.infoHash.toString('hex');
+    const ih = swarm.metainfo.infoHashHex;
     const up = fams.get('peerkit_client_uploaded_bytes_total')!;
     assert.equal(up.length, 3);
     assert.ok(up.some((l) => new RegExp(`^peerkit_client_uploaded_bytes_total\\{source="seeder",torrent="${ih}"\\} [1-9]`).test(l)));
@@ -462,6 +462,20 @@ test('--dashboard on peerkit tracker, peerkit seed (with its DHT node) and peerk
     } finally {
       assert.equal(await seed.stop(), 0);
     }
+    // `get --seed --dashboard`: the download, then the same process seeding, on its dashboard; SIGTERM once complete exits 0.
+    const got = await runUntilUrl(['get', torrentFile, '-o', join(swarm.work, 'get-seed'), '-p', '0', '--host', '127.0.0.1', '--peer', `127.0.0.1:${swarm.seeder.port}`, '--seed', '-q', '--dashboard', '0'], 'stderr');
+    try {
+      const s = await until('the downloaded torrent seeding on the get --seed dashboard', async () => {
+        const j = JSON.parse((await http(`${got.url}api/state`)).body) as StateJson;
+        const t = (j.sources[0]?.state.torrents as { state: string; progress: number }[] | undefined)?.[0];
+        return t?.state === 'seeding' && t.progress === 1 ? j : undefined;
+      });
+      assert.deepEqual(s.sources.map((x) => [x.id, x.kind]), [['client', 'client']]);
+      assert.match((await http(`${got.url}torrents.csv`)).body, new RegExp(swarm.metainfo.infoHashHex));
+    } finally {
+      assert.equal(await got.stop(), 0);
+    }
+    assert.ok((await readFile(join(swarm.work, 'get-seed', swarm.metainfo.name))).equals(await readFile(join(swarm.work, 'seeder', swarm.metainfo.name))), 'the copy is the seeder\'s file');
     // `peerkit dht --dashboard`: the node alone, joined to the test's node.
     const dht = await runUntilUrl(['dht', '--port', '0', '--bootstrap', boot, '--dashboard', '0'], 'stdout');
     try {
