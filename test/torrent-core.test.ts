@@ -1105,6 +1105,25 @@ test('a request the peer passed over is cancelled and asked again after 2 s (and
   assert.ok(h.image.equals(fx.data));
 });
 
+test('a request answered out of order soon after it was passed over is left alone, however long it waited in the queue before (a rate-limited seeder)', () => {
+  const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
+  const h = new Harness(fx, { requestTimeoutMs: 30_000 });
+  const p = h.peer();
+  p.feed({ type: 'unchoke' });
+  const first = p.pending.values().next().value!;
+  // Nothing answered for 3 s (the requests queue at the peer), then all but the first one,
+  // and the first one a second later.
+  h.advanceBy(3000, 500, () => p.feed({ type: 'keep-alive' }));
+  p.serve({ which: (r) => bkey(r) !== bkey(first) });
+  h.advanceBy(1000, 500, () => p.serve({ which: (r) => bkey(r) !== bkey(first) }));
+  assert.equal(p.of('cancel').length, 0, 'passed over for 1 s only: not cancelled though 4 s old');
+  p.serve();
+  for (let i = 0; i < 50 && !h.core.isComplete; i++) p.serve();
+  assert.ok(h.core.isComplete);
+  assert.equal(p.of('cancel').length, 0);
+  assert.equal(p.of('request').filter((r) => bkey(r) === bkey(first)).length, 1, 'asked once');
+});
+
 test('requests not yet passed over are left alone however long they wait (a slow peer is the request timeout\'s business)', () => {
   const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
   const h = new Harness(fx, { requestTimeoutMs: 30_000 });

@@ -204,6 +204,7 @@ const METADATA_TIMEOUT_MS = 20_000;
  */
 const OVERTAKEN_MIN_MS = 2_000;
 const OVERTAKEN_LATENCIES = 4;
+const MAX_PASSED_MARKS = 4096;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
@@ -245,6 +246,13 @@ interface Peer {
   reqSeq: number;
   /** Highest sequence number among its answered requests (-1: none yet). */
   answeredSeq: number;
+  /**
+   * Each time answeredSeq rose: the new value and when (both ascending), so
+   * the first time a request was passed over is a binary search away. Entries
+   * below the oldest outstanding request are dropped; at most MAX_PASSED_MARKS.
+   */
+  passedSeqs: number[];
+  passedAts: number[];
   /** Request round trip (request-queue.ts), for the pipeline depth. */
   latency: LatencyEstimator;
   /** Its rate over the last second: the pipeline follows a rising rate sooner than `down` (5 s) shows it. */
@@ -519,6 +527,8 @@ export class TorrentCore {
       outReqs: new Map(),
       reqSeq: 0,
       answeredSeq: -1,
+      passedSeqs: [],
+      passedAts: [],
       latency: new LatencyEstimator(),
       downRecent: new RateMeter(1000, 125),
       inQueue: [],
@@ -869,6 +879,10 @@ export class TorrentCore {
         this.choker.markSnubbed(p.handle, true);
         for (const q of this.peers.values()) if (q !== p) this.fillRequests(now, q);
       } else if (p.outReqs.size > 0 && this.picker && p.answeredSeq >= 0) this.reissueOvertaken(now, p);
+      else if (p.outReqs.size === 0 && p.passedSeqs.length > 0) {
+        p.passedSeqs.length = 0; // nothing outstanding: no mark can pass a later request
+        p.passedAts.length = 0;
+      }
       this.choker.setDownloadRate(p.handle, p.down.rate(now));
       this.choker.setUploadRate(p.handle, p.up.rate(now));
       if (this.pexEnabled() && now - p.lastPexAt >= PEX_INTERVAL_MS) this.sendPex(now, p);
@@ -894,21 +908,47 @@ export class TorrentCore {
   }
 
   /**
-   * Requests the peer has passed over: a block we asked for later has come,
-   * and they are older than OVERTAKEN_MIN_MS and OVERTAKEN_LATENCIES round
-   * trips. Peers serve their queue in order, so such a request was dropped:
-   * Transmission 3.00 now and then holds one of a full queue for seconds and
-   * then rejects it, which at the end of a download stalled it for 8.5 s of
-   * 36 (bench:download --only b --size 256). Cancelled and asked again (of
-   * this peer too), instead of waiting for the request timeout; a block that
-   * comes anyway is accepted if still missing, else ignored.
+   * Requests the peer has passed over for a while: a block we asked for
+   * later came more than OVERTAKEN_MIN_MS (and OVERTAKEN_LATENCIES round
+   * trips) ago, and they are still outstanding. Peers serve their queue
+   * nearly in order (a seeder may answer from its cache before a disk read
+   * completes, which reorders by milliseconds), so such a request was
+   * dropped: Transmission 3.00 now and then holds one of a full queue for
+   * seconds and then rejects it, which at the end of a download stalled it
+   * for 8.5 s of 36 (bench:download --only b --size 256). Cancelled and asked
+   * again (of this peer too), instead of waiting for the request timeout; a
+   * block that comes anyway is accepted if still missing, else ignored. The
+   * wait counts from the first time the request was passed, not from when it
+   * was sent: at a rate-limited peer every request waits seconds in its
+   * queue, and a small reordering there must not send requests to the back.
    */
   private reissueOvertaken(now: number, p: Peer): void {
     const picker = this.picker!;
     const wait = Math.max(OVERTAKEN_MIN_MS, OVERTAKEN_LATENCIES * (p.latency.latencyMs ?? 0));
+    const seqs = p.passedSeqs;
+    const ats = p.passedAts;
+    let minSeq = Infinity;
+    for (const r of p.outReqs.values()) if (r.seq < minSeq) minSeq = r.seq;
+    // Marks at or below the oldest outstanding request can never be the first to pass one.
+    let drop = 0;
+    while (drop < seqs.length && seqs[drop]! <= minSeq) drop++;
+    if (drop > 0) {
+      seqs.splice(0, drop);
+      ats.splice(0, drop);
+    }
+    if (seqs.length === 0) return;
     let reissued = false;
     for (const [key, r] of p.outReqs) {
-      if (r.seq >= p.answeredSeq || now - r.at <= wait) continue;
+      if (r.seq >= p.answeredSeq) continue;
+      // The first mark above r.seq: when r was first passed over.
+      let lo = 0;
+      let hi = seqs.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (seqs[mid]! > r.seq) hi = mid;
+        else lo = mid + 1;
+      }
+      if (lo >= seqs.length || now - ats[lo]! <= wait) continue;
       p.outReqs.delete(key);
       picker.requestTimedOut(p.handle, r.index, r.begin);
       this.send(p, { type: 'cancel', index: r.index, begin: r.begin, length: r.length });
@@ -1247,7 +1287,16 @@ export class TorrentCore {
     peer.downRecent.add(now, block.length);
     if (req) {
       peer.latency.sample(now - req.at, req.ahead, block.length, peer.downRecent.rate(now));
-      if (req.seq > peer.answeredSeq) peer.answeredSeq = req.seq;
+      if (req.seq > peer.answeredSeq) {
+        peer.answeredSeq = req.seq;
+        if (peer.passedSeqs.length >= MAX_PASSED_MARKS) {
+          // Forgetting the oldest mark only makes a request look passed over later than it was.
+          peer.passedSeqs.shift();
+          peer.passedAts.shift();
+        }
+        peer.passedSeqs.push(req.seq);
+        peer.passedAts.push(now);
+      }
     }
     this.down.add(now, block.length);
     this.choker.blockReceived(peer.handle, now);
