@@ -1082,11 +1082,17 @@ test('a request timeout re-issues the blocks to another peer and cancels them at
   assert.ok(h.image.equals(fx.data));
 });
 
-test('a request the peer passed over is cancelled and asked again after 2 s (and 4 round trips), not at the request timeout', () => {
+/** A 2 MiB torrent (64 KiB pieces), one seed peer that has unchoked us; the request timeout 30 s. */
+function unchokedPeer(): { fx: Fixture; h: Harness; p: FakePeer } {
   const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
   const h = new Harness(fx, { requestTimeoutMs: 30_000 });
   const p = h.peer();
   p.feed({ type: 'unchoke' });
+  return { fx, h, p };
+}
+
+test('a request the peer passed over is cancelled and asked again after 2 s (and 4 round trips), not at the request timeout', () => {
+  const { fx, h, p } = unchokedPeer();
   const held = p.pending.values().next().value!;
   // It answers every request but the first one, as they come.
   const step = (): void => {
@@ -1106,10 +1112,7 @@ test('a request the peer passed over is cancelled and asked again after 2 s (and
 });
 
 test('a request answered out of order soon after it was passed over is left alone, however long it waited in the queue before (a rate-limited seeder)', () => {
-  const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
-  const h = new Harness(fx, { requestTimeoutMs: 30_000 });
-  const p = h.peer();
-  p.feed({ type: 'unchoke' });
+  const { h, p } = unchokedPeer();
   const first = p.pending.values().next().value!;
   // Nothing answered for 3 s (the requests queue at the peer), then all but the first one,
   // and the first one a second later.
@@ -1125,10 +1128,7 @@ test('a request answered out of order soon after it was passed over is left alon
 });
 
 test('requests not yet passed over are left alone however long they wait (a slow peer is the request timeout\'s business)', () => {
-  const fx = fixture({ pieceLength: 64 * KiB, length: 32 * 64 * KiB });
-  const h = new Harness(fx, { requestTimeoutMs: 30_000 });
-  const p = h.peer();
-  p.feed({ type: 'unchoke' });
+  const { h, p } = unchokedPeer();
   // It answers one request every 5 s, oldest first: slow, but in order.
   h.advanceBy(20_000, 5000, () => {
     const first = p.pending.values().next().value;

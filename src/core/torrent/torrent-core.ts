@@ -198,13 +198,15 @@ const RETRY_RESET_SESSION_MS = 60_000;
 const USER_RETRY_MAX_MS = 30_000;
 const METADATA_TIMEOUT_MS = 20_000;
 /**
- * A request the peer has passed over (a later one of ours was answered) and
- * older than this, and than OVERTAKEN_LATENCIES times its round trip, is
+ * A request the peer has passed over (a later one of ours was answered) for
+ * longer than this, and than OVERTAKEN_LATENCIES times its round trip, is
  * taken as lost and asked again (see reissueOvertaken).
  */
 const OVERTAKEN_MIN_MS = 2_000;
 const OVERTAKEN_LATENCIES = 4;
-const MAX_PASSED_MARKS = 4096;
+/** Answers within this long of the last pass mark raise that mark instead of adding one. */
+const PASSED_MARK_GRAIN_MS = 100;
+const MAX_PASSED_MARKS = 1024;
 const METADATA_IDLE_MS = 60_000;
 const MAX_KNOWN_PEERS = 2000;
 const ALLOWED_FAST_K = 10;
@@ -244,12 +246,12 @@ interface Peer {
   outReqs: Map<number, { index: number; begin: number; length: number; at: number; ahead: number; seq: number }>;
   /** Sequence number of the next request we send it. */
   reqSeq: number;
-  /** Highest sequence number among its answered requests (-1: none yet). */
-  answeredSeq: number;
   /**
-   * Each time answeredSeq rose: the new value and when (both ascending), so
-   * the first time a request was passed over is a binary search away. Entries
-   * below the oldest outstanding request are dropped; at most MAX_PASSED_MARKS.
+   * Pass marks: the highest sequence number answered so far (the last
+   * entry) and, before it, how it rose over time (both ascending, at most
+   * one mark per PASSED_MARK_GRAIN_MS), so the first time a request was
+   * passed over is a binary search away. Marks at or below the oldest
+   * outstanding request are dropped; at most MAX_PASSED_MARKS.
    */
   passedSeqs: number[];
   passedAts: number[];
@@ -526,7 +528,6 @@ export class TorrentCore {
       messages: 0,
       outReqs: new Map(),
       reqSeq: 0,
-      answeredSeq: -1,
       passedSeqs: [],
       passedAts: [],
       latency: new LatencyEstimator(),
@@ -878,7 +879,7 @@ export class TorrentCore {
         p.snubbedUntil = now + this.requestTimeoutMs;
         this.choker.markSnubbed(p.handle, true);
         for (const q of this.peers.values()) if (q !== p) this.fillRequests(now, q);
-      } else if (p.outReqs.size > 0 && this.picker && p.answeredSeq >= 0) this.reissueOvertaken(now, p);
+      } else if (p.outReqs.size > 0 && this.picker && p.passedSeqs.length > 0) this.reissueOvertaken(now, p);
       else if (p.outReqs.size === 0 && p.passedSeqs.length > 0) {
         p.passedSeqs.length = 0; // nothing outstanding: no mark can pass a later request
         p.passedAts.length = 0;
@@ -937,9 +938,10 @@ export class TorrentCore {
       ats.splice(0, drop);
     }
     if (seqs.length === 0) return;
+    const answered = seqs[seqs.length - 1]!;
     let reissued = false;
     for (const [key, r] of p.outReqs) {
-      if (r.seq >= p.answeredSeq) continue;
+      if (r.seq >= answered) continue;
       // The first mark above r.seq: when r was first passed over.
       let lo = 0;
       let hi = seqs.length;
@@ -1287,15 +1289,22 @@ export class TorrentCore {
     peer.downRecent.add(now, block.length);
     if (req) {
       peer.latency.sample(now - req.at, req.ahead, block.length, peer.downRecent.rate(now));
-      if (req.seq > peer.answeredSeq) {
-        peer.answeredSeq = req.seq;
-        if (peer.passedSeqs.length >= MAX_PASSED_MARKS) {
-          // Forgetting the oldest mark only makes a request look passed over later than it was.
-          peer.passedSeqs.shift();
-          peer.passedAts.shift();
+      const marks = peer.passedSeqs;
+      const last = marks.length - 1;
+      if (last < 0 || req.seq > marks[last]!) {
+        if (last >= 0 && now - peer.passedAts[last]! < PASSED_MARK_GRAIN_MS) {
+          // One mark per grain (a fast peer answers thousands of blocks a second): the
+          // requests it passes count as passed up to that much early, against a 2 s wait.
+          marks[last] = req.seq;
+        } else {
+          if (marks.length >= MAX_PASSED_MARKS) {
+            // Forgetting the oldest mark only makes a request look passed over later than it was.
+            marks.shift();
+            peer.passedAts.shift();
+          }
+          marks.push(req.seq);
+          peer.passedAts.push(now);
         }
-        peer.passedSeqs.push(req.seq);
-        peer.passedAts.push(now);
       }
     }
     this.down.add(now, block.length);
