@@ -633,7 +633,7 @@ class SimDatagramSocket implements DatagramSocket {
   private pinholes: Map<string, number> | undefined;
   private readonly handlers: ((from: Endpoint, data: Uint8Array) => void)[] = [];
   /** The handler when there is exactly one (the usual case), called without walking the list. */
-  private only: ((from: Endpoint, data: Uint8Array) => void) | undefined = undefined;
+  private soleHandler: ((from: Endpoint, data: Uint8Array) => void) | undefined = undefined;
   /** @internal `local.port`, read on every delivery. */
   readonly port: number;
 
@@ -673,7 +673,7 @@ class SimDatagramSocket implements DatagramSocket {
 
   onMessage(fn: (from: Endpoint, data: Uint8Array) => void): void {
     this.handlers.push(fn);
-    this.only = this.handlers.length === 1 ? fn : undefined;
+    this.soleHandler = this.handlers.length === 1 ? fn : undefined;
   }
 
   /** @internal Whether the NAT lets a datagram from `remote` through to this socket. */
@@ -706,8 +706,8 @@ class SimDatagramSocket implements DatagramSocket {
 
   /** @internal */
   receive(from: Endpoint, data: Uint8Array): void {
-    if (this.only !== undefined) {
-      if (!this.closed) this.only(from, data);
+    if (this.soleHandler !== undefined) {
+      if (!this.closed) this.soleHandler(from, data);
       return;
     }
     for (const fn of this.handlers) {
