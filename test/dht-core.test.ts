@@ -260,7 +260,7 @@ function sharedBits(a: Buffer, b: Buffer): number {
   return 160;
 }
 
-test('after a bootstrap, every part of the id space farther than the k closest neighbours is refreshed, farthest first, two lookups at a time', () => {
+test('after a bootstrap, every part of the id space farther than the k closest neighbours is refreshed, farthest first, two lookups at a time, one query each', () => {
   const core = makeCore({ k: 2, timeoutMs: 100 });
   // The self-lookup ends on two nodes sharing 7 and 6 leading bits with us: ranges 0..5 are farther.
   const near = [
@@ -279,10 +279,42 @@ test('after a bootstrap, every part of the id space farther than the k closest n
     if (qs.length === 0) break;
     const ranges = [...new Set(qs.map((o) => (o.msg.y === 'q' && o.msg.q === 'find_node' ? sharedBits(o.msg.target, SELF) : -1)))];
     assert.ok(ranges.length <= 2, `at most two refreshes at once, got ranges ${ranges.join(',')}`);
-    refreshed.push(...ranges);
-    reply(now, qs); // nobody knows anyone else: each refresh ends on its first answers
+    assert.equal(qs.length, ranges.length, 'a refresh asks one node at a time');
+    for (const r of ranges) if (!refreshed.includes(r)) refreshed.push(r);
+    reply(now, qs); // nobody knows anyone else: each refresh ends once it has asked both nodes
   }
   assert.deepEqual(refreshed, [0, 1, 2, 3, 4, 5]);
+});
+
+test('a join refresh fills its bucket to joinRefreshFill nodes (default 2), asking one node at a time, then stops', () => {
+  const far = [0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0].map((b, i) => ({ id: Buffer.concat([Buffer.from([b, i]), Buffer.alloc(18)]), at: { host: `10.0.1.${i + 1}`, port: 6881 } }));
+  const run = (options: DhtOptions): number => {
+    const core = makeCore({ k: 4, timeoutMs: 100, ...options });
+    const near = [0x01, 0x02].map((b, i) => ({ id: Buffer.concat([Buffer.from([b]), Buffer.alloc(19)]), at: { host: `10.0.0.${31 + i}`, port: 6881 } }));
+    core.bootstrap(0, near.map((n) => ({ id: n.id, address: n.at })));
+    let farAsked = 0;
+    for (let now = 1; now < 100; now++) {
+      const qs = drain(core).filter((o) => o.msg.y === 'q');
+      if (qs.length === 0) break;
+      for (const o of qs) {
+        const msg = o.msg;
+        assert.ok(msg.y === 'q' && msg.q === 'find_node');
+        const nearNode = near.find((n) => n.at.host === o.to.host);
+        const farNode = far.find((n) => n.at.host === o.to.host);
+        // The near nodes tell refreshes (not the self-lookup) of the far ones; the far ones know nobody.
+        const list = msg.target.equals(SELF) ? [] : far.map((n) => nodeInfo(n.id, n.at.host, n.at.port));
+        if (nearNode !== undefined) answer(core, now, o.to, msg, nearNode.id, { nodes: Buffer.concat(list) });
+        else {
+          if (sharedBits(msg.target, SELF) === 0) farAsked++;
+          answer(core, now, o.to, msg, farNode!.id, { nodes: Buffer.alloc(0) });
+        }
+      }
+    }
+    assert.equal(core.stats(100).operations, 0, 'the pass ended');
+    return farAsked;
+  };
+  assert.equal(run({}), 2, 'the refresh of the far half asks two of its six nodes');
+  assert.equal(run({ joinRefreshFill: 4 }), 4, 'joinRefreshFill = k fills the bucket whole');
 });
 
 test('a response from the wrong id does not enter the table; an external address voted 3 times is adopted with a BEP 42 id', () => {

@@ -95,6 +95,15 @@ export interface DhtOptions extends RoutingTableOptions {
    * how full it is, between this and `bucketRefreshMs`.
    */
   emptyBucketRefreshMs?: number;
+  /**
+   * After a join, each bucket farther than our closest neighbours is
+   * refreshed until it holds this many nodes (default 2; k fills them whole
+   * at once). Lookups need a few live nodes in every part of the id space,
+   * not k; the maintenance refresh fills a short bucket the rest of the way
+   * over the following minutes (it is due sooner the emptier it is), so a
+   * join costs a few queries per bucket instead of k or more.
+   */
+  joinRefreshFill?: number;
   /** Ping a questionable node at most this often, in ms (default 60 s). */
   pingIntervalMs?: number;
   /** Distinct voter IPs needed to accept an external address from the `ip` field (default 3). */
@@ -271,6 +280,8 @@ class Operation {
   started = 0;
   /** The target as bytes for queries, made on the first one. */
   targetBytes: Buffer | undefined = undefined;
+  /** A refresh: it ends once its bucket holds this many nodes. */
+  fill = 0;
   constructor(
     readonly op: number,
     readonly kind: OperationKind,
@@ -356,6 +367,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   private readonly bucketRefreshMs: number;
   private readonly emptyBucketRefreshMs: number;
   private readonly pingIntervalMs: number;
+  private readonly joinRefreshFill: number;
   private readonly addressVotes: number;
   private readonly deriveId: boolean;
   private readonly version: Buffer;
@@ -416,6 +428,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     this.bucketRefreshMs = o.bucketRefreshMs ?? 15 * 60_000;
     this.emptyBucketRefreshMs = o.emptyBucketRefreshMs ?? 60_000;
     this.pingIntervalMs = o.pingIntervalMs ?? 60_000;
+    this.joinRefreshFill = Math.min(this.k, Math.max(1, o.joinRefreshFill ?? 2));
     this.addressVotes = o.addressVotes ?? 3;
     this.deriveId = o.deriveIdFromAddress ?? true;
     this.version = o.version === undefined ? DEFAULT_VERSION : ownedCopy(o.version);
@@ -598,7 +611,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   }
 
   private startLookup(now: number, op: Operation, fromTable = true): number {
-    if (fromTable) for (const n of this.table.closest(op.target, this.lookupWidth, now, this.family)) this.addCandidate(op, n.id, n.addr, 1);
+    // The table's 2k closest: the first answers bring closer ones, so more would only be sorted and dropped.
+    if (fromTable) for (const n of this.table.closest(op.target, Math.min(this.lookupWidth, 2 * this.k), now, this.family)) this.addCandidate(op, n.id, n.addr, 1);
     this.step(now, op);
     return op.op;
   }
@@ -641,15 +655,17 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   private step(now: number, op: Operation): void {
     if (op.phase !== 0) return;
-    if (op.kind === 'refresh' && this.bucketFull(op.target)) {
-      // A refresh is for filling its bucket: once it is full, the rest of the lookup would teach us nothing.
+    if (op.kind === 'refresh' && this.regionCount(commonPrefixBits(this.selfId, op.target)) >= op.fill) {
+      // A refresh is for filling its bucket: once it holds enough, the rest of the lookup would teach us nothing.
       this.lookupFinished(now, op);
       return;
     }
     const budget = (): boolean => op.queries < this.maxLookupQueries;
+    // A refresh is background work: one query at a time, so it stops as soon as its bucket holds enough.
+    const alpha = op.internal ? 1 : this.alpha;
     let busy = false;
     for (const s of op.seeds) {
-      if (s.state === NEW && op.inflight < this.alpha && budget()) this.queryCandidate(now, op, s);
+      if (s.state === NEW && op.inflight < alpha && budget()) this.queryCandidate(now, op, s);
       if (s.state === INFLIGHT || s.state === SLOW) busy = true;
     }
     let alive = 0;
@@ -657,7 +673,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
       if (c.state === FAILED) continue;
       if (alive >= this.k) break;
       alive++;
-      if (c.state === NEW && op.inflight < this.alpha && budget()) this.queryCandidate(now, op, c);
+      if (c.state === NEW && op.inflight < alpha && budget()) this.queryCandidate(now, op, c);
       if (c.state === INFLIGHT || c.state === SLOW || (c.state === NEW && budget())) busy = true;
     }
     if (!busy) this.lookupFinished(now, op);
@@ -1241,7 +1257,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     this.startRefreshes(now);
     if (this.refreshes < MAX_REFRESHES && this.table.size > 0) {
       const target = this.table.staleBucketTarget(now, this.bucketRefreshMs, this.random, this.emptyBucketRefreshMs);
-      if (target !== undefined) this.startRefresh(now, target);
+      if (target !== undefined) this.startRefresh(now, target, this.k);
     }
   }
 
@@ -1251,8 +1267,10 @@ export class DhtCore implements DatagramCore<DhtEvent> {
    * lookups into the far half of the id space work at once rather than after
    * bucketRefreshMs (only nodes that answered us enter the table, so a
    * self-lookup alone leaves far buckets nearly empty). The bound is taken again at each step,
-   * since the refreshes themselves split buckets; a bucket already full when
-   * its turn comes is skipped, and a refresh ends once its bucket is full.
+   * since the refreshes themselves split buckets. Each bucket is filled to
+   * `joinRefreshFill` nodes, not k: a bucket holding that many when its turn
+   * comes is skipped, and a refresh asks one node at a time and ends once
+   * its bucket holds that many (at two, about three queries a bucket).
    * At most MAX_REFRESHES run at once, so a join does not flood the network.
    */
   private queueFarRefreshes(now: number): void {
@@ -1269,8 +1287,8 @@ export class DhtCore implements DatagramCore<DhtEvent> {
         return;
       }
       this.refreshNext = i + 1;
-      if (i < this.table.bucketCount - 1 && this.table.bucketEntries(i).nodes.length >= this.k) continue;
-      if (!this.startRefresh(now, this.table.refreshTarget(i, now, this.random))) {
+      if (this.regionCount(i) >= this.joinRefreshFill) continue;
+      if (!this.startRefresh(now, this.table.refreshTarget(i, now, this.random), this.joinRefreshFill)) {
         this.refreshNext = i; // no operation slot: the next tick tries again
         return;
       }
@@ -1288,15 +1306,23 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return near.length === 0 ? 0 : commonPrefixBits(this.selfId, near[near.length - 1]!.id);
   }
 
-  /** Whether the bucket for `id` is full and not the last one (which splits instead). */
-  private bucketFull(id: Id): boolean {
-    const i = commonPrefixBits(this.selfId, id);
-    return i < this.table.bucketCount - 1 && this.table.bucketEntries(i).nodes.length >= this.k;
+  /**
+   * Table nodes sharing exactly `bits` leading bits with us: bucket `bits`,
+   * or the part of the last bucket that a split would give it.
+   */
+  private regionCount(bits: number): number {
+    const last = this.table.bucketCount - 1;
+    const nodes = this.table.bucketEntries(Math.min(bits, last)).nodes;
+    if (bits < last) return nodes.length;
+    let c = 0;
+    for (const n of nodes) if (commonPrefixBits(this.selfId, n.id) === bits) c++;
+    return c;
   }
 
-  private startRefresh(now: number, target: Id): boolean {
+  private startRefresh(now: number, target: Id, fill: number): boolean {
     const op = this.newOperation(now, 'refresh', target, 'find_node', true);
     if (op === undefined) return false;
+    op.fill = fill;
     this.refreshes++;
     this.startLookup(now, op);
     return true;
