@@ -60,7 +60,7 @@ import {
   type Addr,
   type Id,
 } from './id.js';
-import { RoutingTable, type BucketStats, type NodeEntry, type NodeState, type RoutingTableOptions, type SavedNode } from './routing-table.js';
+import { NEVER, RoutingTable, wholeMs, type BucketStats, type NodeEntry, type NodeState, type RoutingTableOptions, type SavedNode } from './routing-table.js';
 import { ItemStore, PeerStore, type ItemStoreOptions, type PeerStoreOptions } from './storage.js';
 import { RateLimiter } from '../tracker/rate-limit.js';
 
@@ -499,7 +499,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     const out: TableNode[] = [];
     const add = (n: NodeEntry, bucket: number, replacement: boolean): void => {
       const { host, port } = endpointOf(n.addr);
-      out.push({ id: idHex(n.id), host, port, bucket, replacement, state: this.table.state(n, now), lastSeen: n.lastSeen, lastResponse: n.lastResponse === -Infinity ? undefined : n.lastResponse, fails: n.fails, secure: n.secure });
+      out.push({ id: idHex(n.id), host, port, bucket, replacement, state: this.table.state(n, now), lastSeen: n.lastSeen, lastResponse: n.lastResponse === NEVER ? undefined : n.lastResponse, fails: n.fails, secure: n.secure });
     };
     for (let pass = 0; pass < (replacements ? 2 : 1); pass++) {
       for (let i = 0; i < this.table.bucketCount; i++) {
@@ -1067,7 +1067,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     const old = [...this.table.entries()];
     this.table = new RoutingTable(this.selfId, now, this.tableOptions);
     for (const n of old) {
-      if (n.lastResponse === -Infinity) continue;
+      if (n.lastResponse === NEVER) continue;
       this.table.seen(n.lastResponse, n.id, n.addr, true);
       const e = this.table.get(n.id);
       if (e !== undefined) e.lastSeen = n.lastSeen;
@@ -1238,7 +1238,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
 
   private pingNode(now: number, n: NodeEntry): void {
     if (now - n.lastPing < this.pingIntervalMs) return;
-    n.lastPing = now;
+    n.lastPing = wholeMs(now);
     this.sendQuery(now, n.addr, n.id, PING, undefined, undefined, { q: 'ping' });
   }
 
