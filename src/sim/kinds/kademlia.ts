@@ -109,15 +109,28 @@ class KademliaRun implements KindRun {
   }
 
   begin(lifecycle: Lifecycle): void {
-    const { engine, random } = this.ctx;
-    for (const n of this.nodes) {
-      const at = n.index < this.p.bootstrapNodes ? 0 : random.float() * this.p.joinOverMs;
-      engine.schedule(at, () => lifecycle.join(n.index));
-    }
-    for (let j = 0; j < this.p.lookups; j++) {
-      const at = this.lookupsStart + random.float() * this.p.lookupsOverMs;
-      engine.schedule(at, () => this.issueLookup());
-    }
+    const { random } = this.ctx;
+    const joins = this.nodes.map((n) => ({ at: n.index < this.p.bootstrapNodes ? 0 : random.float() * this.p.joinOverMs, i: n.index }));
+    const lookups = Float64Array.from({ length: this.p.lookups }, () => this.lookupsStart + random.float() * this.p.lookupsOverMs);
+    // Arrivals are drawn up front (the same draws as one event each) but queued one at a time, in time
+    // order: N joins and M lookups waiting in the event queue would make every push and pop deeper.
+    joins.sort((a, b) => a.at - b.at || a.i - b.i);
+    lookups.sort();
+    this.chain(joins.length, (j) => joins[j]!.at, (j) => lifecycle.join(joins[j]!.i));
+    this.chain(lookups.length, (j) => lookups[j]!, () => this.issueLookup());
+  }
+
+  /** Runs `run(0..count-1)` at the (non-decreasing) times `at(j)`, with one event queued at a time. */
+  private chain(count: number, at: (j: number) => number, run: (j: number) => void): void {
+    const engine = this.ctx.engine;
+    let j = 0;
+    const next = (): void => {
+      const t = at(j);
+      // Every arrival due at the same time runs in this event, in order.
+      while (j < count && at(j) === t) run(j++);
+      if (j < count) engine.post(at(j), next);
+    };
+    if (count > 0) engine.post(at(0), next);
   }
 
   group(name: string): readonly number[] | undefined {
