@@ -59,6 +59,18 @@ test('DhtNode: loopback network of 8, announce/get_peers, put/get, restart from 
   }
 });
 
+test('DhtNode: saves that overlap (a periodic one still writing when close() saves) run in turn and all succeed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'peerkit-dht-'));
+  try {
+    const node = await DhtNode.start({ stateFile: join(dir, 's.json'), saveIntervalMs: 0 });
+    await Promise.all([node.save(), node.save(), node.save(), node.close()]);
+    const saved = JSON.parse(await readFile(join(dir, 's.json'), 'utf8')) as { id: string };
+    assert.equal(saved.id, node.id.toString('hex'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('DhtNode: close() resolves operations still running (ok: false); the state file is also saved periodically', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'peerkit-dht-'));
   try {

@@ -98,6 +98,7 @@ export class DhtNode {
   private closed = false;
   private saveTimer: TimerHandle | undefined;
   private saveIntervalMs = 0;
+  private saving: Promise<void> = Promise.resolve();
 
   private constructor(runtime: Runtime, socket: DatagramSocket, core: DhtCore, stateFile: string | undefined, saved: SavedNode[]) {
     this.runtime = runtime;
@@ -201,8 +202,18 @@ export class DhtNode {
     return this.run((now) => this.core.ping(now, to));
   }
 
-  /** Writes our id and routing table to the state file (atomically). */
-  async save(): Promise<void> {
+  /**
+   * Writes our id and routing table to the state file (atomically). Saves
+   * run one after another: a periodic save still writing when `close()` saves
+   * would otherwise rename the shared temporary file from under it.
+   */
+  save(): Promise<void> {
+    const next = this.saving.then(() => this.writeState());
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeState(): Promise<void> {
     if (this.stateFile === undefined) return;
     const state: StateFile = { version: 1, id: this.core.id.toString('hex'), nodes: this.core.exportNodes() };
     await mkdir(dirname(this.stateFile), { recursive: true });
