@@ -64,6 +64,30 @@ test('ping and find_node are answered with our id, the querier address (BEP 42 i
   assert.deepEqual(r.ip, A);
 });
 
+test('addNode (a warm start) puts live nodes in the table without a ping; the table rules still hold; they are answered to others', () => {
+  const core = makeCore();
+  assert.equal(core.addNode(0, SELF, A), false, 'our own id');
+  assert.equal(core.addNode(0, idA, { host: '::1', port: 1 }), false, 'the other family');
+  assert.equal(core.addNode(0, idA, { host: '10.0.0.2', port: 0 }), false, 'port 0 is not usable');
+  assert.throws(() => core.addNode(0, Buffer.alloc(19), A), RangeError);
+  // Nine nodes of bucket 0 (first bit 1): eight get slots, the ninth waits in the replacement cache.
+  const far = Array.from({ length: 9 }, (_, i) => Buffer.concat([Buffer.from([0x80 | i]), Buffer.alloc(19, i)]));
+  for (let i = 0; i < far.length; i++) assert.equal(core.addNode(0, far[i]!, { host: `10.0.1.${i + 1}`, port: 6881 }), true);
+  assert.equal(core.tableSize, 8);
+  assert.equal(core.inTable(far[8]!), false);
+  assert.equal(core.tableNodes(0, 100).filter((n) => n.replacement).length, 1);
+  // A closer node splits the bucket; nothing was sent to any of them.
+  const near = Buffer.concat([Buffer.from([0x01]), Buffer.alloc(19, 1)]);
+  assert.equal(core.addNode(0, near, B), true);
+  assert.equal(core.tableSize, 9);
+  assert.equal(core.bucketStats(0).length > 1, true);
+  assert.equal(drain(core).length, 0, 'no ping');
+  assert.equal(core.stats(0).good, 9, 'added nodes count as having answered');
+  // And a find_node for that region returns them.
+  const r = ask(core, 1, { host: '10.0.9.9', port: 9 }, Buffer.alloc(20, 0x77), { q: 'find_node', target: near });
+  assert.ok(r.y === 'r' && r.nodes !== undefined && r.nodes.subarray(0, 20).equals(near));
+});
+
 test('a querier is pinged before it enters the table, and only if it answers from the same address with the same id', () => {
   const core = makeCore();
   const t = Buffer.from('zz');

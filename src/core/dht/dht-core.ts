@@ -523,6 +523,22 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return out;
   }
 
+  /**
+   * Puts a node in the routing table as if it had just answered us, without
+   * a ping: for nodes the caller knows to be alive, such as a simulator's
+   * warm start (an oracle filling the table from the whole population).
+   * Every rule of the table still applies (bucket sizes, the prefix limit,
+   * BEP 42 priority). Returns whether the node is in the table or its
+   * replacement cache afterwards. Never use it for addresses heard from the
+   * network: those must answer a query first.
+   */
+  addNode(now: number, id: Uint8Array, address: Endpoint): boolean {
+    if (id.length !== 20) throw new RangeError('a node id has 20 bytes');
+    const addr = addrOf(address);
+    if (addr === undefined || !isUsableAddr(addr) || (addr.length === 6) !== (this.family === 4)) return false;
+    return this.table.seen(now, idOf(id), addr, true) !== 'rejected';
+  }
+
   // ------------------------------------------------------------ operations
 
   /**

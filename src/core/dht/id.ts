@@ -244,6 +244,7 @@ export function isBep42Id(id: Id, ip: Uint8Array): boolean {
 
 /** BEP 42 check of a node: local addresses are exempt (always true). */
 export function idMatchesAddr(id: Id, addr: Addr): boolean {
+  if (isLocalAddr(addr)) return true; // read from the string: no allocation for the common local case
   const n = addr.length - 2;
   const ip = new Uint8Array(n);
   for (let i = 0; i < n; i++) ip[i] = addr.charCodeAt(i);
