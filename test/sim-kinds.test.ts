@@ -268,6 +268,44 @@ test('kademlia under churn and silent nodes: lookups still mostly succeed; dropp
   assert.match(r.files['timeseries.csv']!.split('\n')[0]!, /online,lookups_in_flight,lookups_done,lookup_success_rate,mean_table_size/);
 });
 
+test('kademlia warm start: nodes begin with oracle-filled tables (no join traffic), lookups succeed; rejoins after churn are real joins', () => {
+  const base = {
+    kind: 'kademlia',
+    seed: 5,
+    durationMs: 3_600_000,
+    sampleIntervalMs: 5000,
+    network: { latency: { model: 'uniform', minMs: 10, maxMs: 100 }, loss: 0.01 },
+    params: { nodes: 400, lookups: 400, lookupsStartMs: 5000, lookupsOverMs: 20_000, warmStart: true },
+  };
+  const run = new ScenarioRun(parseScenario(base));
+  const r = run.runToEnd();
+  const ops = r.summary['operations'] as { kind: string; count: number; ok: number }[];
+  assert.equal(ops.find((o) => o.kind === 'bootstrap'), undefined, 'nobody joined through the bootstrap node');
+  const lookup = ops.find((o) => o.kind === 'lookup')!;
+  assert.equal(lookup.count, 400);
+  assert.ok(lookup.ok / lookup.count >= 0.99, `${lookup.ok}/${lookup.count}`);
+  // Mean table size before the lookups: each bucket b holds min(k, nodes at that distance);
+  // the expectation for 400 random ids is about 51.8, and a join that refreshes far buckets to 2 gets far less.
+  const rows = r.files['timeseries.csv']!.trim().split('\n');
+  const header = rows[0]!.split(',');
+  const first = rows[1]!.split(',');
+  const mean = Number(first[header.indexOf('mean_table_size')]);
+  assert.ok(mean > 46 && mean < 56, `mean table size ${mean}`);
+  // Without a warm start the same network spends thousands of datagrams joining before the first lookup.
+  const cold = new ScenarioRun(parseScenario({ ...base, params: { ...base.params, warmStart: false, joinOverMs: 20_000, lookupsStartMs: 25_000 } }));
+  cold.runToEnd();
+  assert.ok(cold.network.stats.datagramsSent > 2 * run.network.stats.datagramsSent, `${cold.network.stats.datagramsSent} vs ${run.network.stats.datagramsSent}`);
+  // Under churn, nodes that come back join for real.
+  const churned = new ScenarioRun(
+    parseScenario({ ...base, churn: { group: 'nodes', startMs: 1000, session: { type: 'exponential', dropFraction: 0.2, withinMs: 10_000 }, offline: { type: 'uniform', minMs: 2000, maxMs: 5000 }, crashFraction: 0.5 } }),
+  ).runToEnd();
+  const cOps = churned.summary['operations'] as { kind: string; count: number; ok: number }[];
+  const joins = cOps.find((o) => o.kind === 'bootstrap');
+  assert.ok(joins !== undefined && joins.count > 20 && joins.ok / joins.count > 0.9, JSON.stringify(joins));
+  const cl = cOps.find((o) => o.kind === 'lookup')!;
+  assert.ok(cl.ok / cl.count > 0.9, `${cl.ok}/${cl.count}`);
+});
+
 test('kademlia: the same seed gives byte-identical files (churn, loss, silent and crash events); another seed, different ones', () => {
   const raw = {
     kind: 'kademlia',

@@ -10,6 +10,12 @@
  * for the id of another random online node. A lookup succeeds when that
  * node is among the k closest it returns.
  *
+ * `warmStart` skips the join, as large-N studies of lookups usually do:
+ * every node starts at 0 with the table a long-running node would have,
+ * filled by an oracle from the whole population (see `fillFromOracle`)
+ * through the core's `addNode`. Lookups and churn then run on the protocol
+ * as always, and a node that comes back after churn joins for real.
+ *
  * Operations recorded: `lookup` (hops, queries as messages, success) and
  * `bootstrap`. Groups: "bootstrap" (the first `bootstrapNodes`), "nodes"
  * (the others), "*". Hostile behaviour: "silent" (the node stops answering:
@@ -37,6 +43,7 @@ export interface KademliaParams {
   readonly alpha: number;
   readonly timeoutMs: number;
   readonly natFraction: number;
+  readonly warmStart: boolean;
 }
 
 export const kademliaParams: ObjectSchema = {
@@ -53,6 +60,10 @@ export const kademliaParams: ObjectSchema = {
     alpha: { schema: { type: 'number', integer: true, min: 1, max: 64 }, default: 3 },
     timeoutMs: { schema: { type: 'number', above: 0 }, default: 2000 },
     natFraction: { schema: { type: 'number', min: 0, max: 1, description: 'share of the non-bootstrap nodes behind NATs (the last ones)' }, default: 0 },
+    warmStart: {
+      schema: { type: 'boolean', description: 'every node starts at 0 with a routing table filled by an oracle instead of joining (joinOverMs and refreshAfterMs are then unused)' },
+      default: false,
+    },
   },
 };
 
@@ -68,8 +79,15 @@ interface NodeState {
   core: DhtCore | undefined;
   drive: DriveHandle | undefined;
   hostile: boolean;
+  /** Started at least once (a warm start fills only the first session's table). */
+  started: boolean;
   /** Operations of this node's core that we record: op id -> what and since when. */
   readonly ops: Map<number, { kind: 'lookup' | 'bootstrap'; startMs: number; target?: Uint8Array }>;
+}
+
+/** An id's first 32 bits as a number. */
+function prefixOf(id: Uint8Array): number {
+  return id[0]! * 2 ** 24 + id[1]! * 2 ** 16 + id[2]! * 2 ** 8 + id[3]!;
 }
 
 function nodeAddress(i: number): string {
@@ -90,6 +108,7 @@ class KademliaRun implements KindRun {
   private finished = 0;
   private succeeded = 0;
   private inFlight = 0;
+  private oracle: { prefixes: Float64Array; order: Uint32Array } | undefined = undefined;
 
   constructor(ctx: KindContext, p: KademliaParams) {
     this.ctx = ctx;
@@ -97,7 +116,7 @@ class KademliaRun implements KindRun {
     this.size = p.nodes;
     const natFrom = p.nodes - Math.round(p.natFraction * (p.nodes - p.bootstrapNodes));
     for (let i = 0; i < p.nodes; i++) {
-      this.nodes.push({ index: i, address: nodeAddress(i), id: ctx.random.bytes(20), nat: i >= natFrom, host: undefined, socket: undefined, core: undefined, drive: undefined, hostile: false, ops: new Map() });
+      this.nodes.push({ index: i, address: nodeAddress(i), id: ctx.random.bytes(20), nat: i >= natFrom, host: undefined, socket: undefined, core: undefined, drive: undefined, hostile: false, started: false, ops: new Map() });
     }
     const all = this.nodes.map((n) => n.index);
     this.groups = new Map([
@@ -105,12 +124,12 @@ class KademliaRun implements KindRun {
       ['bootstrap', all.slice(0, p.bootstrapNodes)],
       ['nodes', all.slice(p.bootstrapNodes)],
     ]);
-    this.lookupsStart = p.lookupsStartMs ?? p.joinOverMs + p.refreshAfterMs + 30_000;
+    this.lookupsStart = p.lookupsStartMs ?? (p.warmStart ? 10_000 : p.joinOverMs + p.refreshAfterMs + 30_000);
   }
 
   begin(lifecycle: Lifecycle): void {
     const { random } = this.ctx;
-    const joins = this.nodes.map((n) => ({ at: n.index < this.p.bootstrapNodes ? 0 : random.float() * this.p.joinOverMs, i: n.index }));
+    const joins = this.nodes.map((n) => ({ at: n.index < this.p.bootstrapNodes || this.p.warmStart ? 0 : random.float() * this.p.joinOverMs, i: n.index }));
     const lookups = Float64Array.from({ length: this.p.lookups }, () => this.lookupsStart + random.float() * this.p.lookupsOverMs);
     // Arrivals are drawn up front (the same draws as one event each) but queued one at a time, in time
     // order: N joins and M lookups waiting in the event queue would make every push and pop deeper.
@@ -133,6 +152,61 @@ class KademliaRun implements KindRun {
     if (count > 0) engine.post(at(0), next);
   }
 
+  /**
+   * A warm start: the node's table is filled as a long-running node's would
+   * be, from the whole population instead of through messages. For each
+   * distance (ids sharing exactly b leading bits with the node's, b = 0 to
+   * 31), up to k nodes of that part of the id space are picked at random and
+   * handed to the core's `addNode`, farthest first, so the table's own rules
+   * decide what it keeps. Nodes behind NATs are left out (nobody could have
+   * verified them with a ping). Deterministic: the scenario's random stream
+   * picks.
+   */
+  private fillFromOracle(n: NodeState, core: DhtCore): void {
+    const index = (this.oracle ??= this.buildOracle());
+    const { prefixes, order } = index;
+    const { random, engine } = this.ctx;
+    const mine = prefixOf(n.id);
+    const firstAtLeast = (v: number): number => {
+      let lo = 0;
+      let hi = prefixes.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (prefixes[mid]! < v) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    };
+    for (let b = 0; b < 32; b++) {
+      const span = 2 ** (31 - b);
+      // Ids whose first b bits are ours and whose bit b is not.
+      const low = Math.floor(mine / (2 * span)) * 2 * span + (Math.floor(mine / span) % 2 === 0 ? span : 0);
+      const from = firstAtLeast(low);
+      const to = firstAtLeast(low + span);
+      const count = to - from;
+      if (count === 0) continue;
+      const picks: number[] = [];
+      if (count <= this.p.k) for (let j = from; j < to; j++) picks.push(j);
+      else {
+        while (picks.length < this.p.k) {
+          const j = from + random.below(count);
+          if (!picks.includes(j)) picks.push(j);
+        }
+      }
+      for (const j of picks) {
+        const m = this.nodes[order[j]!]!;
+        if (m !== n) core.addNode(engine.now, m.id, { host: m.address, port: PORT });
+      }
+    }
+  }
+
+  /** The reachable nodes sorted by their ids' first 32 bits (for `fillFromOracle`). */
+  private buildOracle(): { prefixes: Float64Array; order: Uint32Array } {
+    const reachable = this.nodes.filter((m) => !m.nat);
+    reachable.sort((x, y) => prefixOf(x.id) - prefixOf(y.id) || x.index - y.index);
+    return { prefixes: Float64Array.from(reachable, (m) => prefixOf(m.id)), order: Uint32Array.from(reachable, (m) => m.index) };
+  }
+
   group(name: string): readonly number[] | undefined {
     return this.groups.get(name);
   }
@@ -153,6 +227,13 @@ class KademliaRun implements KindRun {
     if (n.hostile) this.silence(n);
     this.where.set(i, this.online.length);
     this.online.push(i);
+    const first = !n.started;
+    n.started = true;
+    if (first && this.p.warmStart) {
+      this.fillFromOracle(n, core);
+      n.drive.poke();
+      return;
+    }
     // Join through the bootstrap nodes (the first one starts alone).
     const seeds: Endpoint[] = [];
     for (let b = 0; b < this.p.bootstrapNodes; b++) if (b !== i) seeds.push({ host: this.nodes[b]!.address, port: PORT });
