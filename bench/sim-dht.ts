@@ -4,13 +4,16 @@
  * hops = a + b log2 N with its R².
  *
  *   npm run bench:sim-dht -- [--sizes 1000,3000,10000,30000,100000] [--lookups N] [--churn F] [--seed S]
- *                            [--semi-space MB] [--in-process]
+ *                            [--warm] [--semi-space MB] [--in-process]
  *
  * Each size: N nodes join over 60 s through one bootstrap node (each
  * refreshes its far buckets after its join), then from 120 s `lookups`
  * (default N) find_node lookups for other nodes' ids over 120 s. `--churn F`: a fraction F of sessions drops within the lookup
  * window (exponential sessions, half crashes, back after 1-3 min).
- * Uniform 10-100 ms latencies, 1 % loss.
+ * Uniform 10-100 ms latencies, 1 % loss. `--warm`: the scenario's warm start
+ * instead of the join (every node begins at 0 with a table an oracle filled
+ * as a long-running node's; nodes that come back after churn still join for
+ * real), with the lookups and the churn from 10 s.
  *
  * Every size runs in a child process of its own, so its peak RSS is its own
  * (`--in-process` runs them one after another in this process instead; RSS
@@ -37,6 +40,7 @@ const churn = Number(opt('--churn', '0'));
 const seed = Number(opt('--seed', '1'));
 const child = opt('--child', '');
 const semiSpace = Number(opt('--semi-space', '256'));
+const warm = args.includes('--warm');
 
 interface SizeResult {
   n: number;
@@ -56,7 +60,7 @@ interface SizeResult {
 function runSize(n: number): SizeResult {
   const lookups = lookupsArg === '' ? n : Number(lookupsArg);
   const joinOverMs = 60_000;
-  const lookupsStartMs = joinOverMs + 30_000 + 30_000;
+  const lookupsStartMs = warm ? 10_000 : joinOverMs + 30_000 + 30_000;
   const lookupsOverMs = 120_000;
   const raw: Record<string, unknown> = {
     kind: 'kademlia',
@@ -64,7 +68,7 @@ function runSize(n: number): SizeResult {
     durationMs: 3_600_000,
     sampleIntervalMs: 10_000,
     network: { latency: { model: 'uniform', minMs: 10, maxMs: 100 }, loss: 0.01 },
-    params: { nodes: n, lookups, joinOverMs, lookupsStartMs, lookupsOverMs },
+    params: { nodes: n, lookups, joinOverMs, lookupsStartMs, lookupsOverMs, warmStart: warm },
   };
   if (churn > 0) {
     raw['churn'] = {
@@ -75,9 +79,9 @@ function runSize(n: number): SizeResult {
       crashFraction: 0.5,
     };
   }
-  const run = new ScenarioRun(parseScenario(raw));
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
+  const run = new ScenarioRun(parseScenario(raw));
   let peakRss = 0;
   let reported = t0;
   while (!run.advance(10_000)) {
@@ -114,7 +118,7 @@ function runSize(n: number): SizeResult {
 if (child !== '') {
   process.stdout.write(`${JSON.stringify(runSize(Number(child)))}\n`);
 } else {
-  console.log(`sim DHT: sizes ${sizes.join(', ')}, churn ${churn}, seed ${seed}${semiSpace > 0 && !args.includes('--in-process') ? `, semi-space ${semiSpace} MB` : ''}, node ${process.version}`);
+  console.log(`sim DHT: sizes ${sizes.join(', ')}, churn ${churn}, ${warm ? 'warm start' : 'joins'}, seed ${seed}${semiSpace > 0 && !args.includes('--in-process') ? `, semi-space ${semiSpace} MB` : ''}, node ${process.version}`);
   const results: SizeResult[] = [];
   for (const n of sizes) {
     let r: SizeResult;
