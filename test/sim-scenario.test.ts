@@ -431,6 +431,27 @@ test('svg writer: deterministic, escaped, finite', () => {
   assert.doesNotMatch(lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: [] }), /NaN|Infinity/);
 });
 
+test('cdfPoints: one point per distinct value, at most about maxPoints of them, and the step drawn is below the true CDF by less than 1/maxPoints', () => {
+  assert.deepEqual(cdfPoints([2, 1, 1, 2, 2]), [[1, 0], [1, 0.4], [2, 1]]);
+  assert.deepEqual(cdfPoints([5, NaN, Infinity]), [[5, 0], [5, 1]]);
+  assert.equal(cdfPoints(Array.from({ length: 100_000 }, (_, i) => i)).length, 1001);
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: -50, max: 50 }), { maxLength: 300 }), fc.integer({ min: 1, max: 40 }), (values, maxPoints) => {
+      const pts = cdfPoints(values, maxPoints);
+      if (values.length === 0) return pts.length === 0;
+      assert.ok(pts.length <= maxPoints + 2);
+      assert.equal(pts[pts.length - 1]![1], 1);
+      for (let j = 1; j < pts.length; j++) assert.ok(pts[j]![0] >= pts[j - 1]![0] && pts[j]![1] > pts[j - 1]![1]);
+      for (const v of values) {
+        const trueF = values.filter((w) => w <= v).length / values.length;
+        const drawn = Math.max(...pts.filter((p) => p[0] <= v).map((p) => p[1]));
+        assert.ok(trueF - drawn >= -1e-12 && trueF - drawn < 1 / maxPoints, `at ${v}: true ${trueF}, drawn ${drawn}`);
+      }
+      return true;
+    }),
+  );
+});
+
 test('report.html: the summary table, every plot inline, links to the data files; the scenario name escaped; no scripts or outside assets', () => {
   const r = new ScenarioRun(parseScenario(flash({ leechers: 3 }, { name: '<script>alert(1)</script> & co' }))).runToEnd();
   const html = r.files['report.html'];
