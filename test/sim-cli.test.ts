@@ -61,7 +61,7 @@ test('peerkit sim: a wrong field is named, a missing --out or a bad seed is a us
     assert.equal(group.code, 1);
     assert.match(group.stderr, /scenario\.events\[0\]\.group: unknown group "leechers" for kind kademlia; expected one of "\*", "bootstrap", "nodes"/);
     assert.doesNotMatch(group.stderr, /RangeError|sim: t=/);
-    // A kademlia run: its progress goes to 100 % at the expected end (the last lookup), not at durationMs.
+    // A kademlia run: its progress goes to 100 % when the last lookup settles, near the expected end, not at durationMs.
     await writeFile(join(dir, 'kad.json'), JSON.stringify({ kind: 'kademlia', durationMs: 3_600_000, params: { nodes: 30, lookups: 10, joinOverMs: 5000, refreshAfterMs: 5000, lookupsOverMs: 5000 } }));
     const kad = peerkit('sim', join(dir, 'kad.json'), '--out', join(dir, 'k'));
     assert.equal(kad.code, 0, kad.stderr);

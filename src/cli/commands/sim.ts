@@ -65,7 +65,8 @@ export function registerSim(program: Command, io: CliIo): void {
       const run = new ScenarioRun(scenario, { seed, loadFile: (p) => readBounded(resolve(base, p)) });
       const duration = run.scenario.durationMs;
       // 100 % is where the run should end: the kind's own measure (the flash crowd's pieces), or
-      // simulated time over its expected end (kademlia: when the last lookup is issued), not the limit.
+      // simulated time over its expected end, not the limit. Kademlia counts settled lookups, so it
+      // can pass its "of ~N s" while the last lookups wait out their timeouts.
       const endText = run.endKnown ? `of ~${(run.expectedEndMs / 1000).toFixed(0)} s` : `(limit ${(duration / 1000).toFixed(0)} s)`;
       const TICKS = 1000;
 

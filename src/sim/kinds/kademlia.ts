@@ -105,6 +105,8 @@ class KademliaRun implements KindRun {
   private readonly where = new Map<number, number>();
   private readonly lookupsStart: number;
   private issued = 0;
+  /** Lookups whose time came, issued or not (none may have been online). */
+  private attempted = 0;
   private finished = 0;
   private succeeded = 0;
   private inFlight = 0;
@@ -305,6 +307,7 @@ class KademliaRun implements KindRun {
   }
 
   private issueLookup(): void {
+    this.attempted++;
     const from = this.pickOnline();
     const to = from && this.pickOnline(from);
     if (from === undefined || to === undefined) return;
@@ -340,6 +343,20 @@ class KademliaRun implements KindRun {
 
   expectedEndMs(): number {
     return this.lookupsStart + this.p.lookupsOverMs;
+  }
+
+  /**
+   * Simulated time up to the first lookup, then the share of lookups settled
+   * (finished, or not issued for want of an online node), so the display
+   * stays below 100 % while the last lookups wait out their timeouts.
+   */
+  progress(now: number): number {
+    const end = this.expectedEndMs();
+    if (!(end > 0)) return 0;
+    const before = this.lookupsStart / end;
+    if (now < this.lookupsStart || this.p.lookups === 0) return Math.min(now, this.lookupsStart) / end;
+    const settled = this.finished + (this.attempted - this.issued);
+    return before + (1 - before) * Math.min(1, settled / this.p.lookups);
   }
 
   sample(_now: number): Record<string, number> {
