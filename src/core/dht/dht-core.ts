@@ -535,7 +535,7 @@ export class DhtCore implements DatagramCore<DhtEvent> {
   addNode(now: number, id: Uint8Array, address: Endpoint): boolean {
     if (id.length !== 20) throw new RangeError('a node id has 20 bytes');
     const addr = addrOf(address);
-    if (addr === undefined || !isUsableAddr(addr) || (addr.length === 6) !== (this.family === 4)) return false;
+    if (!this.usableHere(addr)) return false;
     return this.table.seen(now, idOf(id), addr, true) !== 'rejected';
   }
 
@@ -633,8 +633,13 @@ export class DhtCore implements DatagramCore<DhtEvent> {
     return op.op;
   }
 
+  /** An address we could query: usable, and of our own family. */
+  private usableHere(addr: Addr | undefined): addr is Addr {
+    return addr !== undefined && isUsableAddr(addr) && (addr.length === 6) === (this.family === 4);
+  }
+
   private addCandidate(op: Operation, id: Id | undefined, addr: Addr | undefined, hop: number): void {
-    if (addr === undefined || !isUsableAddr(addr) || (addr.length === 6) !== (this.family === 4)) return;
+    if (!this.usableHere(addr)) return;
     if (id === this.selfId || op.seen.has(addr)) return;
     if (op.seen.size >= this.maxLookupQueries * (this.k + 1)) return;
     op.seen.add(addr);
